@@ -1,0 +1,26 @@
+//! The language of the hyperverse: the model (points, selectors, kinds, particles,
+//! waves), security (permissions, grants, the access algorithm), the wire format, and
+//! the registry API. No runtime lives here: no actors, no sockets held, no threads.
+//!
+//! Layers, bottom-up:
+//! - [`point`], [`selector`], [`kind`]: addressing.
+//! - [`particle`], [`wave`]: what the registry stores and what particles exchange.
+//! - [`security`]: permissions, grants and the access algorithm.
+//! - [`wire`]: frames, the codec and the handshake shared by the registry RPC and lanes.
+//! - [`registry`]: the `RegistryApi` every registry backend implements.
+
+pub mod error;
+pub mod kind;
+pub mod particle;
+pub mod point;
+pub mod registry;
+pub mod security;
+pub mod selector;
+pub mod wave;
+pub mod wire;
+
+pub use error::{Error, Result};
+pub use kind::{BaseKind, Kind, StarSub};
+pub use point::{Point, PointSeg, RouteSeg};
+pub use selector::Selector;
+pub use wave::{Agent, Wave, WaveId};

@@ -1,0 +1,1003 @@
+//! The registry conformance suite: the behaviour every [`RegistryApi`] backend must show.
+//!
+//! Each case is a public async function taking a fresh, empty registry built with
+//! [`limits()`]; a backend's test file runs them all with
+//! [`registry_conformance_tests!`](crate::registry_conformance_tests):
+//!
+//! ```ignore
+//! async fn fresh() -> Arc<dyn RegistryApi> { Arc::new(MemoryRegistry::new(conformance::limits())) }
+//! hyperverse_core::registry_conformance_tests!(fresh);
+//! ```
+//!
+//! Cases panic (with a message naming the expectation) on the first difference.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+
+use super::{Registration, RegistryApi, RegistryLimits, StarEntry, Strategy, content_hash};
+use crate::error::Error;
+use crate::kind::{BaseKind, Kind, StarSub};
+use crate::particle::{PropertyMod, Status};
+use crate::point::Point;
+use crate::security::{
+    Access, AccessGrant, AccessGrantKind, EnumeratedAccess, MaskKind, Permissions, PermissionsMask,
+};
+use crate::selector::Selector;
+use crate::wave::Agent;
+
+/// The star TTL a backend under test must be built with.
+pub const STAR_TTL: Duration = Duration::from_millis(1500);
+
+/// The artifact limit a backend under test must be built with.
+pub const MAX_ARTIFACT: usize = 64 * 1024;
+
+/// The limits a backend under test must be built with.
+pub fn limits() -> RegistryLimits {
+    RegistryLimits {
+        star_ttl: STAR_TTL,
+        max_artifact: MAX_ARTIFACT,
+    }
+}
+
+/// Every case, by name; the macro runs exactly these.
+#[macro_export]
+macro_rules! registry_conformance_tests {
+    ($fresh:path) => {
+        $crate::registry_conformance_tests!(@cases $fresh;
+            register_and_record, root_always_exists, register_needs_parent,
+            register_strategies, register_checks_property_rules, assign_star_and_host,
+            status_and_properties, sequences_count_up, select_by_pattern, children_lists_direct,
+            delete_is_recursive, access_owner_and_hyperuser, access_grants_apply,
+            chown_only_by_super, list_and_remove_access, star_directory,
+            star_directory_expires, artifacts, concurrent_registrations
+        );
+    };
+    (@cases $fresh:path; $($case:ident),+ $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $case() {
+                let registry = $fresh().await;
+                $crate::registry::conformance::$case(registry).await;
+            }
+        )+
+    };
+}
+
+type Registry = Arc<dyn RegistryApi>;
+
+fn p(s: &str) -> Point {
+    s.parse().expect("test points parse")
+}
+
+fn sel(s: &str) -> Selector {
+    s.parse().expect("test selectors parse")
+}
+
+fn perms(s: &str) -> Permissions {
+    s.parse().expect("test permissions parse")
+}
+
+fn user(s: &str) -> Agent {
+    Agent::Point(p(s))
+}
+
+async fn create(registry: &Registry, point: &str, kind: Kind, owner: &str) {
+    registry
+        .register(&Registration::new(p(point), kind, p(owner)))
+        .await
+        .unwrap_or_else(|e| panic!("register {point}: {e}"));
+}
+
+/// A small tree: localhost<Space> (hyperuser) › app<App> (alice) › db<Base>, worker<Mechtron>;
+/// localhost:users<UserBase> › alice<User>, bob<User>.
+async fn tree(registry: &Registry) {
+    let hyper = "GLOBAL::hyperuser";
+    create(registry, "localhost", Kind::Space, hyper).await;
+    create(registry, "localhost:users", Kind::UserBase, hyper).await;
+    create(registry, "localhost:users:alice", Kind::User, hyper).await;
+    create(registry, "localhost:users:bob", Kind::User, hyper).await;
+    create(
+        registry,
+        "localhost:app",
+        Kind::App,
+        "localhost:users:alice",
+    )
+    .await;
+    create(
+        registry,
+        "localhost:app:db",
+        Kind::Base,
+        "localhost:users:alice",
+    )
+    .await;
+    let mut worker = Registration::new(
+        p("localhost:app:worker"),
+        Kind::Mechtron,
+        p("localhost:users:alice"),
+    );
+    worker.properties = vec![PropertyMod::set("wasm", "repo:echo:1.0.0")];
+    registry.register(&worker).await.expect("register worker");
+}
+
+fn points(stubs: &[crate::particle::Stub]) -> Vec<String> {
+    stubs.iter().map(|s| s.point.to_string()).collect()
+}
+
+/// Register stores the record as given; `record` reads it back.
+pub async fn register_and_record(registry: Registry) {
+    let mut reg = Registration::new(p("localhost"), Kind::Space, Point::hyperuser());
+    reg.properties = vec![PropertyMod::set("description", "the local space")];
+    let details = registry.register(&reg).await.expect("register localhost");
+    assert_eq!(details.stub.point, p("localhost"));
+    assert_eq!(details.stub.kind, Kind::Space);
+    assert_eq!(details.stub.status, Status::Pending);
+    assert_eq!(details.properties["description"].value, "the local space");
+
+    create(
+        &registry,
+        "localhost:base",
+        Kind::Base,
+        "localhost:users:alice",
+    )
+    .await;
+    let record = registry.record(&p("localhost:base")).await.expect("record");
+    assert_eq!(record.kind(), Kind::Base);
+    assert_eq!(
+        record.owner,
+        p("localhost:users:alice"),
+        "owner is recorded"
+    );
+    assert_eq!(record.location.star, None);
+    assert_eq!(
+        registry
+            .record(&p("localhost"))
+            .await
+            .expect("record")
+            .details,
+        details
+    );
+    let err = registry.record(&p("localhost:nope")).await.unwrap_err();
+    assert!(matches!(err, Error::NotFound(_)), "missing record: {err}");
+}
+
+/// `ROOT` exists without registration and cannot be registered or deleted.
+pub async fn root_always_exists(registry: Registry) {
+    let root = registry.record(&Point::root()).await.expect("ROOT record");
+    assert_eq!(root.kind(), Kind::Root);
+    assert_eq!(root.owner, Point::hyperuser());
+    let err = registry
+        .register(&Registration::new(
+            Point::root(),
+            Kind::Root,
+            Point::hyperuser(),
+        ))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::BadRequest(_)), "register ROOT: {err}");
+    let err = registry.delete(&Point::root()).await.unwrap_err();
+    assert!(matches!(err, Error::BadRequest(_)), "delete ROOT: {err}");
+}
+
+/// A particle's parent must be registered first.
+pub async fn register_needs_parent(registry: Registry) {
+    let err = registry
+        .register(&Registration::new(
+            p("localhost:base"),
+            Kind::Base,
+            Point::hyperuser(),
+        ))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NotFound(_)), "missing parent: {err}");
+    assert!(
+        err.to_string().contains("localhost"),
+        "names the parent: {err}"
+    );
+    assert!(
+        registry.record(&p("localhost:base")).await.is_err(),
+        "nothing stored"
+    );
+}
+
+/// Commit refuses duplicates, Ensure accepts the same kind, Override replaces.
+pub async fn register_strategies(registry: Registry) {
+    create(&registry, "localhost", Kind::Space, "GLOBAL::hyperuser").await;
+    create(&registry, "localhost:base", Kind::Base, "GLOBAL::hyperuser").await;
+    create(
+        &registry,
+        "localhost:base:child",
+        Kind::Base,
+        "GLOBAL::hyperuser",
+    )
+    .await;
+    registry
+        .set_status(&p("localhost:base"), Status::Ready)
+        .await
+        .expect("status");
+
+    let mut reg = Registration::new(p("localhost:base"), Kind::Base, p("localhost:users:bob"));
+    let err = registry.register(&reg).await.unwrap_err();
+    assert!(
+        matches!(err, Error::AlreadyExists(_)),
+        "commit duplicate: {err}"
+    );
+
+    reg.strategy = Strategy::Ensure;
+    let existing = registry.register(&reg).await.expect("ensure same kind");
+    assert_eq!(
+        existing.stub.status,
+        Status::Ready,
+        "ensure returns what is there"
+    );
+    let owner = registry
+        .record(&p("localhost:base"))
+        .await
+        .expect("record")
+        .owner;
+    assert_eq!(owner, Point::hyperuser(), "ensure changes nothing");
+
+    reg.kind = Kind::App;
+    let err = registry.register(&reg).await.unwrap_err();
+    assert!(
+        matches!(err, Error::AlreadyExists(_)),
+        "ensure other kind: {err}"
+    );
+
+    reg.strategy = Strategy::Override;
+    reg.properties = vec![PropertyMod::set("description", "replaced")];
+    let replaced = registry.register(&reg).await.expect("override");
+    assert_eq!(replaced.stub.kind, Kind::App);
+    assert_eq!(replaced.stub.status, Status::Pending);
+    let record = registry.record(&p("localhost:base")).await.expect("record");
+    assert_eq!(record.owner, p("localhost:users:bob"));
+    assert_eq!(record.details.properties["description"].value, "replaced");
+    let children = registry
+        .children(&p("localhost:base"))
+        .await
+        .expect("children");
+    assert_eq!(
+        points(&children),
+        ["localhost:base:child"],
+        "override keeps children"
+    );
+}
+
+/// Creation applies the kind's property rules.
+pub async fn register_checks_property_rules(registry: Registry) {
+    create(&registry, "localhost", Kind::Space, "GLOBAL::hyperuser").await;
+    let mut reg = Registration::new(p("localhost:m"), Kind::Mechtron, Point::hyperuser());
+    let err = registry.register(&reg).await.unwrap_err();
+    assert!(
+        matches!(err, Error::BadRequest(_)),
+        "required property: {err}"
+    );
+    reg.properties = vec![
+        PropertyMod::set("wasm", "repo:echo:1.0.0"),
+        PropertyMod::set("colour", "red"),
+    ];
+    let err = registry.register(&reg).await.unwrap_err();
+    assert!(
+        err.to_string().contains("colour"),
+        "unknown property: {err}"
+    );
+    reg.properties.pop();
+    let details = registry.register(&reg).await.expect("valid mechtron");
+    assert!(details.properties["wasm"].locked);
+
+    let art = Registration::new(p("localhost:a"), Kind::Artifact, Point::hyperuser());
+    let details = registry.register(&art).await.expect("artifact");
+    assert_eq!(
+        details.properties["content-type"].value, "application/octet-stream",
+        "defaults are filled"
+    );
+}
+
+/// Location is recorded per point.
+pub async fn assign_star_and_host(registry: Registry) {
+    tree(&registry).await;
+    let star = p("LOCAL::central");
+    registry
+        .assign_star(&p("localhost:app:db"), &star)
+        .await
+        .expect("assign star");
+    registry
+        .assign_host(&p("localhost:app:db"), &p("localhost:app"))
+        .await
+        .expect("assign host");
+    let record = registry
+        .record(&p("localhost:app:db"))
+        .await
+        .expect("record");
+    assert_eq!(record.location.star, Some(star.clone()));
+    assert_eq!(record.location.host, Some(p("localhost:app")));
+    let err = registry
+        .assign_star(&p("localhost:nope"), &star)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NotFound(_)), "{err}");
+}
+
+/// Status and properties change; locked properties do not.
+pub async fn status_and_properties(registry: Registry) {
+    tree(&registry).await;
+    let worker = p("localhost:app:worker");
+    registry
+        .set_status(&worker, Status::Ready)
+        .await
+        .expect("status");
+    assert_eq!(
+        registry
+            .record(&worker)
+            .await
+            .expect("record")
+            .details
+            .stub
+            .status,
+        Status::Ready
+    );
+    registry
+        .set_properties(&worker, &vec![PropertyMod::set("config", "x=1")])
+        .await
+        .expect("set config");
+    let props = registry.get_properties(&worker).await.expect("props");
+    assert_eq!(props["config"].value, "x=1");
+    assert_eq!(props["wasm"].value, "repo:echo:1.0.0");
+    let err = registry
+        .set_properties(&worker, &vec![PropertyMod::set("wasm", "repo:other:1.0.0")])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Forbidden(_)), "locked: {err}");
+    let err = registry
+        .set_properties(&worker, &vec![PropertyMod::set("nope", "1")])
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::BadRequest(_)), "unknown key: {err}");
+    registry
+        .set_properties(&worker, &vec![PropertyMod::Unset("config".into())])
+        .await
+        .expect("unset");
+    let props = registry.get_properties(&worker).await.expect("props");
+    assert!(!props.contains_key("config"));
+    let err = registry
+        .set_status(&p("localhost:nope"), Status::Ready)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NotFound(_)), "{err}");
+    let err = registry
+        .get_properties(&p("localhost:nope"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NotFound(_)), "{err}");
+}
+
+/// Sequences start at 1, count up per point, and never repeat under concurrency.
+pub async fn sequences_count_up(registry: Registry) {
+    tree(&registry).await;
+    let app = p("localhost:app");
+    assert_eq!(registry.sequence(&app).await.expect("seq"), 1);
+    assert_eq!(registry.sequence(&app).await.expect("seq"), 2);
+    assert_eq!(
+        registry.sequence(&p("localhost")).await.expect("seq"),
+        1,
+        "per point"
+    );
+    let mut handles = Vec::new();
+    for _ in 0..50 {
+        let registry = registry.clone();
+        let app = app.clone();
+        handles.push(tokio::spawn(async move { registry.sequence(&app).await }));
+    }
+    let mut seen = Vec::new();
+    for h in handles {
+        seen.push(h.await.expect("join").expect("seq"));
+    }
+    seen.sort_unstable();
+    assert_eq!(
+        seen,
+        (3..53).collect::<Vec<u64>>(),
+        "no number twice, none skipped"
+    );
+    let err = registry.sequence(&p("localhost:nope")).await.unwrap_err();
+    assert!(matches!(err, Error::NotFound(_)), "{err}");
+}
+
+/// Selectors select registered points, kind filters included.
+pub async fn select_by_pattern(registry: Registry) {
+    tree(&registry).await;
+    let select = |s: &'static str| {
+        let registry = registry.clone();
+        async move { points(&registry.select(&sel(s)).await.expect(s)) }
+    };
+    assert_eq!(select("*").await, ["localhost"]);
+    assert_eq!(
+        select("localhost:*").await,
+        ["localhost:app", "localhost:users"]
+    );
+    assert_eq!(
+        select("localhost:**").await,
+        [
+            "localhost:app",
+            "localhost:app:db",
+            "localhost:app:worker",
+            "localhost:users",
+            "localhost:users:alice",
+            "localhost:users:bob",
+        ]
+    );
+    assert_eq!(
+        select("+:**").await.len(),
+        8,
+        "ROOT, localhost and six below"
+    );
+    assert_eq!(select("+:**").await[0], "ROOT");
+    assert_eq!(
+        select("localhost:**<Mechtron>").await,
+        ["localhost:app:worker"]
+    );
+    assert_eq!(
+        select("**<User>").await,
+        ["localhost:users:alice", "localhost:users:bob"]
+    );
+    assert_eq!(
+        select("*<Space>:*<App>:*").await,
+        ["localhost:app:db", "localhost:app:worker"]
+    );
+    assert_eq!(select("localhost:app:db").await, ["localhost:app:db"]);
+    assert!(select("elsewhere:**").await.is_empty());
+    assert!(select("localhost:app:db:*").await.is_empty());
+}
+
+/// Children are the direct children only.
+pub async fn children_lists_direct(registry: Registry) {
+    tree(&registry).await;
+    let children = registry
+        .children(&p("localhost:app"))
+        .await
+        .expect("children");
+    assert_eq!(
+        points(&children),
+        ["localhost:app:db", "localhost:app:worker"]
+    );
+    assert_eq!(children[1].kind, Kind::Mechtron);
+    let top = registry
+        .children(&Point::root())
+        .await
+        .expect("ROOT children");
+    assert_eq!(points(&top), ["localhost"]);
+    let err = registry.children(&p("localhost:nope")).await.unwrap_err();
+    assert!(matches!(err, Error::NotFound(_)), "{err}");
+}
+
+/// Delete takes the subtree, its grants and sequences, and fixes the parent's index.
+pub async fn delete_is_recursive(registry: Registry) {
+    tree(&registry).await;
+    registry.sequence(&p("localhost:app")).await.expect("seq");
+    registry
+        .grant(&AccessGrant {
+            kind: AccessGrantKind::PermissionsMask(PermissionsMask {
+                kind: MaskKind::Or,
+                permissions: perms("csd-Rwx"),
+            }),
+            on_point: sel("localhost:app:**"),
+            to_point: sel("localhost:users:bob"),
+            by_particle: Point::hyperuser(),
+        })
+        .await
+        .expect("grant");
+    let mut deleted = registry.delete(&p("localhost:app")).await.expect("delete");
+    assert_eq!(
+        deleted.last(),
+        Some(&p("localhost:app")),
+        "deepest first, the point last"
+    );
+    deleted.sort();
+    assert_eq!(
+        deleted,
+        [
+            p("localhost:app"),
+            p("localhost:app:db"),
+            p("localhost:app:worker")
+        ]
+    );
+    for gone in ["localhost:app", "localhost:app:db", "localhost:app:worker"] {
+        let err = registry.record(&p(gone)).await.unwrap_err();
+        assert!(matches!(err, Error::NotFound(_)), "{gone}: {err}");
+    }
+    let children = registry.children(&p("localhost")).await.expect("children");
+    assert_eq!(
+        points(&children),
+        ["localhost:users"],
+        "parent index cleaned"
+    );
+
+    create(&registry, "localhost:app", Kind::App, "GLOBAL::hyperuser").await;
+    create(
+        &registry,
+        "localhost:app:db",
+        Kind::Base,
+        "GLOBAL::hyperuser",
+    )
+    .await;
+    assert_eq!(
+        registry.sequence(&p("localhost:app")).await.expect("seq"),
+        1,
+        "sequence starts afresh"
+    );
+    let grants = registry
+        .list_access(None, &p("localhost:app:db"))
+        .await
+        .expect("list");
+    assert!(
+        grants.is_empty(),
+        "grants went with the subtree: {grants:?}"
+    );
+    let err = registry.delete(&p("localhost:nope")).await.unwrap_err();
+    assert!(matches!(err, Error::NotFound(_)), "{err}");
+}
+
+/// The hyperuser is super; owners own; strangers have nothing.
+pub async fn access_owner_and_hyperuser(registry: Registry) {
+    tree(&registry).await;
+    let app = p("localhost:app");
+    assert_eq!(
+        registry
+            .access(&Agent::HyperUser, &app)
+            .await
+            .expect("access"),
+        Access::Super
+    );
+    assert_eq!(
+        registry
+            .access(&Agent::HyperUser, &p("localhost"))
+            .await
+            .expect("access"),
+        Access::SuperOwner
+    );
+    assert_eq!(
+        registry
+            .access(&user("localhost:users:alice"), &app)
+            .await
+            .expect("access"),
+        Access::Owner
+    );
+    assert_eq!(
+        registry
+            .access(&user("localhost:users:bob"), &app)
+            .await
+            .expect("access"),
+        Access::none()
+    );
+    assert_eq!(
+        registry
+            .access(&Agent::Anonymous, &app)
+            .await
+            .expect("access"),
+        Access::none()
+    );
+    let err = registry
+        .access(&Agent::HyperUser, &p("localhost:nope"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NotFound(_)), "{err}");
+}
+
+/// Grants apply along the path; powerless granters are ignored; And restricts Or.
+pub async fn access_grants_apply(registry: Registry) {
+    tree(&registry).await;
+    let bob = user("localhost:users:bob");
+    let grant = |kind: AccessGrantKind, on: &str, to: &str, by: &str| AccessGrant {
+        kind,
+        on_point: sel(on),
+        to_point: sel(to),
+        by_particle: p(by),
+    };
+    let or = |s: &str| {
+        AccessGrantKind::PermissionsMask(PermissionsMask {
+            kind: MaskKind::Or,
+            permissions: perms(s),
+        })
+    };
+    // Alice owns app and db: her grant to bob counts there.
+    registry
+        .grant(&grant(
+            or("cSd-RwX"),
+            "localhost:app:+:**",
+            "localhost:users:bob",
+            "localhost:users:alice",
+        ))
+        .await
+        .expect("grant");
+    let db = p("localhost:app:db");
+    assert_eq!(
+        registry
+            .access(&bob, &db)
+            .await
+            .expect("access")
+            .permissions(),
+        perms("cSd-RwX")
+    );
+    // Bob holds no rights on localhost itself: his grant to anonymous is ignored.
+    registry
+        .grant(&grant(
+            or("csd-RWX"),
+            "localhost",
+            "GLOBAL::anonymous",
+            "localhost:users:bob",
+        ))
+        .await
+        .expect("grant");
+    assert_eq!(
+        registry
+            .access(&Agent::Anonymous, &p("localhost"))
+            .await
+            .expect("access"),
+        Access::none()
+    );
+    // The hyperuser restricts everyone below localhost to read.
+    registry
+        .grant(&grant(
+            AccessGrantKind::PermissionsMask(PermissionsMask {
+                kind: MaskKind::And,
+                permissions: perms("csd-Rwx"),
+            }),
+            "localhost:**",
+            "**",
+            "GLOBAL::hyperuser",
+        ))
+        .await
+        .expect("grant");
+    assert_eq!(
+        registry.access(&bob, &db).await.expect("access"),
+        Access::Enumerated(EnumeratedAccess {
+            privileges: Default::default(),
+            permissions: perms("csd-Rwx"),
+        })
+    );
+    // A super grant by the hyperuser, with a kind filter on the agent.
+    registry
+        .grant(&grant(
+            AccessGrantKind::Super,
+            "localhost:app:**",
+            "**<User>",
+            "GLOBAL::hyperuser",
+        ))
+        .await
+        .expect("grant");
+    assert_eq!(
+        registry.access(&bob, &db).await.expect("access"),
+        Access::Super
+    );
+    assert_eq!(
+        registry
+            .access(&user("localhost:app"), &db)
+            .await
+            .expect("access"),
+        Access::Enumerated(EnumeratedAccess::default()),
+        "localhost:app is an App, not a User"
+    );
+}
+
+/// Only a super agent may change owners.
+pub async fn chown_only_by_super(registry: Registry) {
+    tree(&registry).await;
+    let bob = p("localhost:users:bob");
+    let err = registry
+        .chown(
+            &sel("localhost:app:+:**"),
+            &bob,
+            &user("localhost:users:alice"),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Forbidden(_)),
+        "owner is not super: {err}"
+    );
+    assert_eq!(
+        registry
+            .record(&p("localhost:app"))
+            .await
+            .expect("record")
+            .owner,
+        p("localhost:users:alice"),
+        "nothing changed"
+    );
+    let changed = registry
+        .chown(&sel("localhost:app:+:**"), &bob, &Agent::HyperUser)
+        .await
+        .expect("chown by hyperuser");
+    assert_eq!(changed, 3);
+    assert_eq!(
+        registry
+            .access(&Agent::Point(bob), &p("localhost:app:db"))
+            .await
+            .expect("access"),
+        Access::Owner
+    );
+}
+
+/// Grants are listed where they apply and removed only by their granter or a super.
+pub async fn list_and_remove_access(registry: Registry) {
+    tree(&registry).await;
+    let grant = AccessGrant {
+        kind: AccessGrantKind::Privilege("property:config:read".into()),
+        on_point: sel("localhost:app:**"),
+        to_point: sel("localhost:users:bob"),
+        by_particle: p("localhost:users:alice"),
+    };
+    let id = registry.grant(&grant).await.expect("grant");
+    assert_eq!(
+        id.root,
+        p("localhost:app"),
+        "indexed at the selector's root"
+    );
+    let root_grant = AccessGrant {
+        on_point: sel("+:**"),
+        by_particle: Point::hyperuser(),
+        ..grant.clone()
+    };
+    let root_id = registry.grant(&root_grant).await.expect("grant");
+    assert_ne!(id, root_id);
+
+    let db = p("localhost:app:db");
+    let listed = registry.list_access(None, &db).await.expect("list");
+    let ids: Vec<_> = listed.iter().map(|g| g.id.clone()).collect();
+    assert_eq!(
+        ids,
+        [root_id.clone(), id.clone()],
+        "root first, down the path"
+    );
+    assert_eq!(listed[1].grant, grant);
+    let for_alice = registry
+        .list_access(Some(&p("localhost:users:alice")), &db)
+        .await
+        .expect("list");
+    assert!(for_alice.is_empty(), "filtered by agent");
+    assert!(
+        registry
+            .list_access(None, &p("localhost:app"))
+            .await
+            .expect("list")
+            .len()
+            == 1,
+        "`localhost:app:**` does not cover localhost:app itself"
+    );
+    let access = registry
+        .access(&user("localhost:users:bob"), &db)
+        .await
+        .expect("access");
+    assert!(access.has_privilege("property:config:read"));
+
+    let err = registry
+        .remove_access(&id, &user("localhost:users:bob"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Forbidden(_)), "not the granter: {err}");
+    registry
+        .remove_access(&id, &user("localhost:users:alice"))
+        .await
+        .expect("granter removes");
+    registry
+        .remove_access(&root_id, &Agent::HyperUser)
+        .await
+        .expect("super removes");
+    assert!(
+        registry
+            .list_access(None, &db)
+            .await
+            .expect("list")
+            .is_empty()
+    );
+    let err = registry
+        .remove_access(&id, &Agent::HyperUser)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NotFound(_)), "removed twice: {err}");
+
+    let orphan = AccessGrant {
+        on_point: sel("nowhere:**"),
+        ..grant
+    };
+    let err = registry.grant(&orphan).await.unwrap_err();
+    assert!(
+        matches!(err, Error::NotFound(_)),
+        "grant rooted at a missing point: {err}"
+    );
+}
+
+fn star(name: &str, load: u64) -> StarEntry {
+    StarEntry {
+        star: p(&format!("LOCAL::{name}")),
+        kind: StarSub::Super,
+        machine: "m1".into(),
+        gate: "127.0.0.1:7700".into(),
+        hosts: vec![BaseKind::Base, BaseKind::Space],
+        load,
+    }
+}
+
+/// Stars register, heartbeat with their load, list, and deregister.
+pub async fn star_directory(registry: Registry) {
+    assert!(registry.list_stars().await.expect("list").is_empty());
+    registry
+        .register_star(&star("b", 0))
+        .await
+        .expect("register");
+    registry
+        .register_star(&star("a", 0))
+        .await
+        .expect("register");
+    registry
+        .star_heartbeat(&p("LOCAL::a"), 42)
+        .await
+        .expect("heartbeat");
+    let stars = registry.list_stars().await.expect("list");
+    assert_eq!(
+        stars,
+        [star("a", 42), star("b", 0)],
+        "ordered by key, load recorded"
+    );
+    let err = registry
+        .star_heartbeat(&p("LOCAL::c"), 1)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NotFound(_)), "unknown star: {err}");
+    registry
+        .deregister_star(&p("LOCAL::a"))
+        .await
+        .expect("deregister");
+    registry
+        .deregister_star(&p("LOCAL::a"))
+        .await
+        .expect("deregister twice");
+    assert_eq!(registry.list_stars().await.expect("list"), [star("b", 0)]);
+}
+
+/// A star not heard from within the TTL drops out; a heartbeat keeps it.
+pub async fn star_directory_expires(registry: Registry) {
+    registry
+        .register_star(&star("quiet", 0))
+        .await
+        .expect("register");
+    registry
+        .register_star(&star("lively", 0))
+        .await
+        .expect("register");
+    let deadline = Instant::now() + STAR_TTL * 4;
+    loop {
+        registry
+            .star_heartbeat(&p("LOCAL::lively"), 1)
+            .await
+            .expect("heartbeat");
+        let stars = registry.list_stars().await.expect("list");
+        let keys: Vec<String> = stars.iter().map(|s| s.star.to_string()).collect();
+        if keys == ["LOCAL::lively"] {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "quiet star still listed: {keys:?}"
+        );
+        tokio::time::sleep(STAR_TTL / 10).await;
+    }
+    let err = registry
+        .star_heartbeat(&p("LOCAL::quiet"), 1)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::NotFound(_)),
+        "expired star must re-register: {err}"
+    );
+}
+
+/// Artifacts are stored by point, immutable, limited in size.
+pub async fn artifacts(registry: Registry) {
+    tree(&registry).await;
+    create(
+        &registry,
+        "localhost:echo",
+        Kind::Artifact,
+        "GLOBAL::hyperuser",
+    )
+    .await;
+    let art = p("localhost:echo");
+    let bytes = Bytes::from_static(b"\0asm\x01\0\0\0");
+    let meta = registry
+        .put_artifact(&art, bytes.clone())
+        .await
+        .expect("put");
+    assert_eq!(meta.size, 8);
+    assert_eq!(meta.hash, content_hash(&bytes));
+    assert_eq!(registry.get_artifact(&art).await.expect("get"), bytes);
+    registry
+        .put_artifact(&art, bytes.clone())
+        .await
+        .expect("same bytes again");
+    let err = registry
+        .put_artifact(&art, Bytes::from_static(b"other"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::AlreadyExists(_)), "immutable: {err}");
+
+    create(
+        &registry,
+        "localhost:big",
+        Kind::Artifact,
+        "GLOBAL::hyperuser",
+    )
+    .await;
+    let err = registry
+        .put_artifact(
+            &p("localhost:big"),
+            Bytes::from(vec![0u8; MAX_ARTIFACT + 1]),
+        )
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::TooLarge { .. }),
+        "over the limit: {err}"
+    );
+    let err = registry
+        .get_artifact(&p("localhost:big"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NotFound(_)), "nothing stored: {err}");
+    let err = registry
+        .put_artifact(&p("localhost:app"), bytes.clone())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::BadRequest(_)),
+        "not an Artifact: {err}"
+    );
+    let err = registry
+        .put_artifact(&p("localhost:nope"), bytes)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NotFound(_)), "{err}");
+    registry.delete(&art).await.expect("delete");
+    create(
+        &registry,
+        "localhost:echo",
+        Kind::Artifact,
+        "GLOBAL::hyperuser",
+    )
+    .await;
+    let err = registry.get_artifact(&art).await.unwrap_err();
+    assert!(
+        matches!(err, Error::NotFound(_)),
+        "deleted with its particle: {err}"
+    );
+}
+
+/// Many concurrent registrations under one parent all land, once each.
+pub async fn concurrent_registrations(registry: Registry) {
+    create(&registry, "localhost", Kind::Space, "GLOBAL::hyperuser").await;
+    let mut handles = Vec::new();
+    for i in 0..200 {
+        let registry = registry.clone();
+        handles.push(tokio::spawn(async move {
+            let point = p(&format!("localhost:p{}", i % 100));
+            let mut reg = Registration::new(point, Kind::Base, Point::hyperuser());
+            reg.strategy = if i < 100 {
+                Strategy::Commit
+            } else {
+                Strategy::Ensure
+            };
+            registry.register(&reg).await
+        }));
+    }
+    let mut failures = 0;
+    for h in handles {
+        match h.await.expect("join") {
+            Ok(_) => {}
+            Err(Error::AlreadyExists(_)) => failures += 1,
+            Err(e) => panic!("unexpected error: {e}"),
+        }
+    }
+    let children = registry.children(&p("localhost")).await.expect("children");
+    assert_eq!(children.len(), 100, "each point once");
+    assert!(failures <= 100, "only Commits may lose a race: {failures}");
+}

@@ -1,0 +1,211 @@
+//! The registry API: where every particle lives, its record, the access grants, the
+//! star directory and artifact blobs.
+//!
+//! [`RegistryApi`] is implemented by the backends in `registry-svc` (sharded Redis and
+//! the embedded in-memory one) and by the RPC client that talks to `registry-svc`.
+//! Every backend is held to the same behaviour by the [`conformance`] suite (feature
+//! `conformance`). The registry is a trusted, internal service: it enforces the data
+//! rules (parents exist, strategies, property rules, artifact limits) and the one access
+//! rule that guards the registry itself (`chown` and `remove_access`), while access on
+//! the wave path is checked by the stars with [`RegistryApi::access`].
+
+#[cfg(feature = "conformance")]
+pub mod conformance;
+
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+
+use crate::error::Result;
+use crate::kind::{BaseKind, Kind, StarSub};
+use crate::particle::{Details, ParticleRecord, Properties, SetProperties, Status, Stub};
+use crate::point::Point;
+use crate::security::{Access, AccessGrant, GrantId, IndexedAccessGrant};
+use crate::selector::Selector;
+use crate::wave::Agent;
+
+/// What `register` does when the point exists already.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Strategy {
+    /// Fail with `AlreadyExists`.
+    Commit,
+    /// Succeed without change if it exists with the same kind (returning what is there);
+    /// fail with `AlreadyExists` if it exists with another kind.
+    Ensure,
+    /// Replace kind, properties, owner and status; location and artifact bytes are
+    /// cleared. Children, sequence and grants stay.
+    Override,
+}
+
+/// A request to register a particle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Registration {
+    /// Where. Its parent must be registered (or be a root).
+    pub point: Point,
+    /// What kind.
+    pub kind: Kind,
+    /// Initial properties, checked against the kind's rules.
+    pub properties: SetProperties,
+    /// The owning agent's point.
+    pub owner: Point,
+    /// What to do if the point exists.
+    pub strategy: Strategy,
+    /// Initial status (usually `Pending`).
+    pub status: Status,
+}
+
+impl Registration {
+    /// A `Commit` registration, `Pending`, without properties.
+    pub fn new(point: Point, kind: Kind, owner: Point) -> Self {
+        Self {
+            point,
+            kind,
+            properties: SetProperties::new(),
+            owner,
+            strategy: Strategy::Commit,
+            status: Status::Pending,
+        }
+    }
+}
+
+/// A star as the directory knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StarEntry {
+    /// The star's key, a point (`LOCAL::central` style names are fine).
+    pub star: Point,
+    /// The star's role.
+    pub kind: StarSub,
+    /// The machine (process) it lives in.
+    pub machine: String,
+    /// The machine's gate address, `host:port`.
+    pub gate: String,
+    /// The kinds whose drivers it hosts.
+    pub hosts: Vec<BaseKind>,
+    /// Its load (particles hosted, or waves in flight): lower is less busy.
+    pub load: u64,
+}
+
+/// Where an artifact's bytes were stored, and what they are.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ArtifactMeta {
+    /// SHA-256 of the bytes, lower-case hex.
+    pub hash: String,
+    /// Length in bytes.
+    pub size: u64,
+}
+
+/// The limits a backend is built with.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RegistryLimits {
+    /// A star not heard from for this long is dead and drops out of listings.
+    pub star_ttl: Duration,
+    /// The largest artifact accepted, in bytes.
+    pub max_artifact: usize,
+}
+
+impl Default for RegistryLimits {
+    fn default() -> Self {
+        Self {
+            star_ttl: Duration::from_secs(10),
+            // Leaves room for the envelope inside a default 16 MiB frame.
+            max_artifact: 15 * 1024 * 1024,
+        }
+    }
+}
+
+/// SHA-256 of `bytes`, lower-case hex: an artifact's content hash.
+pub fn content_hash(bytes: &[u8]) -> String {
+    use sha2::{Digest, Sha256};
+    Sha256::digest(bytes)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+/// Every operation the platform needs of its registry.
+///
+/// Errors follow [`crate::Error`]: `NotFound` for a missing point (or parent), `BadRequest`
+/// for invalid input, `AlreadyExists` for a `Commit` onto an existing point, `Forbidden`
+/// for a `chown`/`remove_access` the agent may not do, `TooLarge` for an artifact over
+/// the limit, `Unavailable` when a backing store cannot be reached.
+#[async_trait]
+pub trait RegistryApi: Send + Sync {
+    /// Registers a particle under the given strategy; returns its details as stored.
+    async fn register(&self, registration: &Registration) -> Result<Details>;
+
+    /// Records the star that hosts `point`.
+    async fn assign_star(&self, point: &Point, star: &Point) -> Result<()>;
+
+    /// Records the host particle of `point` within its star.
+    async fn assign_host(&self, point: &Point, host: &Point) -> Result<()>;
+
+    /// Sets the status of `point`.
+    async fn set_status(&self, point: &Point, status: Status) -> Result<()>;
+
+    /// Changes properties of `point` under its kind's rules (locked keys stay).
+    async fn set_properties(&self, point: &Point, changes: &SetProperties) -> Result<()>;
+
+    /// The next number of `point`'s sequence: 1, 2, 3, … (atomic, never repeats).
+    async fn sequence(&self, point: &Point) -> Result<u64>;
+
+    /// The properties of `point`.
+    async fn get_properties(&self, point: &Point) -> Result<Properties>;
+
+    /// The full record of `point`.
+    async fn record(&self, point: &Point) -> Result<ParticleRecord>;
+
+    /// Every registered particle matching `selector`, ordered by point.
+    async fn select(&self, selector: &Selector) -> Result<Vec<Stub>>;
+
+    /// The direct children of `point`, ordered by point.
+    async fn children(&self, point: &Point) -> Result<Vec<Stub>>;
+
+    /// Deletes `point` and everything below it, with their grants, sequences and
+    /// artifacts; returns the deleted points, deepest first.
+    async fn delete(&self, point: &Point) -> Result<Vec<Point>>;
+
+    /// Stores a grant, indexed at the root of its `on_point`; returns its id.
+    async fn grant(&self, grant: &AccessGrant) -> Result<GrantId>;
+
+    /// What `agent` may do on `point` (see [`crate::security::access`]).
+    async fn access(&self, agent: &Agent, point: &Point) -> Result<Access>;
+
+    /// Makes `owner` the owner of every particle matching `on`. Only an agent with super
+    /// access on each of them may; otherwise nothing changes and `Forbidden` is returned.
+    /// Returns how many particles changed hands.
+    async fn chown(&self, on: &Selector, owner: &Point, by: &Agent) -> Result<u64>;
+
+    /// The grants that apply to `point` (indexed along its ancestors, `on_point`
+    /// matching it), optionally only those whose `to_point` matches `to`.
+    async fn list_access(
+        &self,
+        to: Option<&Point>,
+        point: &Point,
+    ) -> Result<Vec<IndexedAccessGrant>>;
+
+    /// Removes a grant. Only its granter or an agent with super access on its root may.
+    async fn remove_access(&self, id: &GrantId, by: &Agent) -> Result<()>;
+
+    /// Adds (or refreshes) a star in the directory.
+    async fn register_star(&self, entry: &StarEntry) -> Result<()>;
+
+    /// Keeps a star alive and records its load. `NotFound` if the directory does not
+    /// know it (any more): the star should register again.
+    async fn star_heartbeat(&self, star: &Point, load: u64) -> Result<()>;
+
+    /// The live stars (heard from within the TTL), ordered by key.
+    async fn list_stars(&self) -> Result<Vec<StarEntry>>;
+
+    /// Removes a star from the directory (at clean shutdown). Removing an unknown star
+    /// succeeds.
+    async fn deregister_star(&self, star: &Point) -> Result<()>;
+
+    /// Stores the bytes of the `Artifact` particle at `point`. Artifacts are immutable:
+    /// storing the same bytes again succeeds, different bytes fail with `AlreadyExists`.
+    async fn put_artifact(&self, point: &Point, bytes: Bytes) -> Result<ArtifactMeta>;
+
+    /// The bytes of the artifact at `point`.
+    async fn get_artifact(&self, point: &Point) -> Result<Bytes>;
+}

@@ -1,0 +1,264 @@
+//! `FrameCodec`: length-prefixed MessagePack frames for `tokio_util::codec::Framed`.
+
+use std::marker::PhantomData;
+
+use bytes::{Buf, BufMut, BytesMut};
+use serde::Serialize;
+use serde::de::DeserializeOwned;
+use tokio_util::codec::{Decoder, Encoder};
+
+use crate::error::Error;
+
+/// The default largest frame body: 16 MiB.
+pub const DEFAULT_MAX_FRAME: usize = 16 * 1024 * 1024;
+
+/// Bytes in the length prefix.
+pub const LENGTH_PREFIX: usize = 4;
+
+/// Why reading or writing a frame failed. Every variant but `Io` means the peer sent
+/// (or we tried to send) something outside the protocol; the connection should close.
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    /// The socket failed.
+    #[error("i/o: {0}")]
+    Io(#[from] std::io::Error),
+    /// A frame's length is over the limit; nothing was allocated for it.
+    #[error("frame of {len} bytes is over the limit of {max}")]
+    FrameTooLarge {
+        /// The announced (or encoded) body length.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// The stream ended inside a frame.
+    #[error("stream ended inside a frame ({have} of {need} bytes)")]
+    Truncated {
+        /// Bytes received of the frame, prefix included.
+        have: usize,
+        /// Bytes the frame needs, prefix included (or the prefix size if unknown).
+        need: usize,
+    },
+    /// The body is not a valid message of the expected type.
+    #[error("undecodable frame: {0}")]
+    Decode(String),
+    /// The value could not be encoded.
+    #[error("unencodable value: {0}")]
+    Encode(String),
+}
+
+impl WireError {
+    /// A short label for metrics (`too_large`, `garbage`, …).
+    pub fn label(&self) -> &'static str {
+        match self {
+            WireError::Io(_) => "io",
+            WireError::FrameTooLarge { .. } => "too_large",
+            WireError::Truncated { .. } => "truncated",
+            WireError::Decode(_) => "garbage",
+            WireError::Encode(_) => "encode",
+        }
+    }
+}
+
+impl From<WireError> for Error {
+    fn from(e: WireError) -> Self {
+        match e {
+            WireError::FrameTooLarge { len, max } => Error::TooLarge {
+                what: "frame".into(),
+                size: len as u64,
+                limit: max as u64,
+            },
+            WireError::Io(e) => Error::Unavailable(format!("connection: {e}")),
+            WireError::Encode(e) => Error::internal(e),
+            other => Error::bad_request(other.to_string()),
+        }
+    }
+}
+
+/// Encodes `Out` and decodes `In` as length-prefixed MessagePack frames.
+#[derive(Debug)]
+pub struct FrameCodec<Out, In> {
+    max_frame: usize,
+    _types: PhantomData<fn(Out) -> In>,
+}
+
+impl<Out, In> Clone for FrameCodec<Out, In> {
+    fn clone(&self) -> Self {
+        Self::with_max_frame(self.max_frame)
+    }
+}
+
+impl<Out, In> Default for FrameCodec<Out, In> {
+    fn default() -> Self {
+        Self::with_max_frame(DEFAULT_MAX_FRAME)
+    }
+}
+
+impl<Out, In> FrameCodec<Out, In> {
+    /// A codec refusing bodies over `max_frame` bytes.
+    pub fn with_max_frame(max_frame: usize) -> Self {
+        Self {
+            max_frame,
+            _types: PhantomData,
+        }
+    }
+
+    /// The largest body accepted.
+    pub fn max_frame(&self) -> usize {
+        self.max_frame
+    }
+}
+
+impl<Out: Serialize, In> Encoder<Out> for FrameCodec<Out, In> {
+    type Error = WireError;
+
+    fn encode(&mut self, item: Out, dst: &mut BytesMut) -> Result<(), WireError> {
+        let start = dst.len();
+        dst.put_u32(0);
+        let written = rmp_serde::encode::write(&mut dst.writer(), &item);
+        let len = dst.len() - start - LENGTH_PREFIX;
+        if let Err(e) = written {
+            dst.truncate(start);
+            return Err(WireError::Encode(e.to_string()));
+        }
+        if len > self.max_frame {
+            dst.truncate(start);
+            return Err(WireError::FrameTooLarge {
+                len,
+                max: self.max_frame,
+            });
+        }
+        let prefix = u32::try_from(len).map_err(|_| WireError::FrameTooLarge {
+            len,
+            max: self.max_frame,
+        })?;
+        dst[start..start + LENGTH_PREFIX].copy_from_slice(&prefix.to_be_bytes());
+        Ok(())
+    }
+}
+
+/// The body length announced by the prefix at the start of `src`, once it is all there.
+fn announced_len(src: &[u8]) -> Option<usize> {
+    let prefix: [u8; LENGTH_PREFIX] = src.get(..LENGTH_PREFIX)?.try_into().ok()?;
+    Some(u32::from_be_bytes(prefix) as usize)
+}
+
+impl<Out, In: DeserializeOwned> Decoder for FrameCodec<Out, In> {
+    type Item = In;
+    type Error = WireError;
+
+    fn decode(&mut self, src: &mut BytesMut) -> Result<Option<In>, WireError> {
+        // Step one: is a whole frame there? Check the length before reserving anything.
+        let Some(len) = announced_len(src) else {
+            return Ok(None);
+        };
+        if len > self.max_frame {
+            return Err(WireError::FrameTooLarge {
+                len,
+                max: self.max_frame,
+            });
+        }
+        let need = LENGTH_PREFIX + len;
+        if src.len() < need {
+            src.reserve(need - src.len());
+            return Ok(None);
+        }
+        // Step two: parse it.
+        src.advance(LENGTH_PREFIX);
+        let body = src.split_to(len);
+        rmp_serde::from_slice(&body)
+            .map(Some)
+            .map_err(|e| WireError::Decode(e.to_string()))
+    }
+
+    fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<In>, WireError> {
+        match self.decode(src)? {
+            Some(frame) => Ok(Some(frame)),
+            None if src.is_empty() => Ok(None),
+            None => {
+                let need = announced_len(src).map_or(LENGTH_PREFIX, |len| LENGTH_PREFIX + len);
+                Err(WireError::Truncated {
+                    have: src.len(),
+                    need,
+                })
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    type Codec = FrameCodec<String, String>;
+
+    #[test]
+    fn frames_round_trip_and_split_anywhere() {
+        let mut codec = Codec::default();
+        let mut buf = BytesMut::new();
+        codec.encode("hello".to_string(), &mut buf).unwrap();
+        codec.encode("world".to_string(), &mut buf).unwrap();
+        let bytes = buf.freeze();
+        for cut in 0..bytes.len() {
+            let mut src = BytesMut::from(&bytes[..cut]);
+            let mut got = Vec::new();
+            while let Some(s) = codec.decode(&mut src).unwrap() {
+                got.push(s);
+            }
+            src.extend_from_slice(&bytes[cut..]);
+            while let Some(s) = codec.decode(&mut src).unwrap() {
+                got.push(s);
+            }
+            assert_eq!(got, ["hello", "world"], "cut at {cut}");
+        }
+    }
+
+    #[test]
+    fn oversized_length_is_refused_before_allocating() {
+        let mut codec = Codec::with_max_frame(1024);
+        let mut src = BytesMut::from(&u32::MAX.to_be_bytes()[..]);
+        let capacity = src.capacity();
+        let err = codec.decode(&mut src).unwrap_err();
+        assert!(
+            matches!(err, WireError::FrameTooLarge { len, max: 1024 } if len == u32::MAX as usize)
+        );
+        assert_eq!(
+            src.capacity(),
+            capacity,
+            "nothing reserved for the huge frame"
+        );
+        let mut dst = BytesMut::new();
+        let err = codec.encode("x".repeat(2000), &mut dst).unwrap_err();
+        assert!(matches!(err, WireError::FrameTooLarge { .. }));
+        assert!(dst.is_empty(), "a refused frame leaves nothing behind");
+    }
+
+    #[test]
+    fn clean_eof_and_eof_inside_a_frame_differ() {
+        let mut codec = Codec::default();
+        assert!(codec.decode_eof(&mut BytesMut::new()).unwrap().is_none());
+        let mut half = BytesMut::new();
+        codec.encode("hello".to_string(), &mut half).unwrap();
+        half.truncate(half.len() - 2);
+        let err = codec.decode_eof(&mut half).unwrap_err();
+        assert!(
+            matches!(err, WireError::Truncated { have: 8, need: 10 }),
+            "{err}"
+        );
+        let err = codec
+            .decode_eof(&mut BytesMut::from(&[0u8, 0][..]))
+            .unwrap_err();
+        assert!(
+            matches!(err, WireError::Truncated { have: 2, need: 4 }),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn garbage_body_is_a_decode_error() {
+        let mut codec = Codec::default();
+        let mut src = BytesMut::new();
+        src.put_u32(3);
+        src.put_slice(&[0xc1, 0xff, 0x00]); // 0xc1 is never valid MessagePack
+        assert!(matches!(codec.decode(&mut src), Err(WireError::Decode(_))));
+    }
+}

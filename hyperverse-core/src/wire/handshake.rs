@@ -1,0 +1,228 @@
+//! The versioned handshake every lane and client connection opens with.
+//!
+//! ```text
+//! dialer                                   listener
+//!   Hello { magic, version, peer, name, nonce }  ──▶   version and magic checked
+//!                                          ◀──  Challenge { version, nonce }   (or Refused)
+//!   Proof { mac } | Token { token }        ──▶   mac checked against the shared secret
+//!                                          ◀──  Welcome { mac }                 (or Refused)
+//! ```
+//!
+//! A peer that knows the hyperverse's shared secret proves it with
+//! `HMAC-SHA256(secret, "hv-dialer" ‖ version ‖ name ‖ dialer nonce ‖ listener nonce)`;
+//! the listener answers with its own MAC over the nonces in the other order, so both
+//! sides know the other holds the secret, and the secret never crosses the wire. A
+//! client without the secret presents a token instead (which maps to an agent).
+//! Anything else — a wrong version, wrong magic, a bad MAC — is answered `Refused` and
+//! the connection is closed.
+
+use hmac::{Hmac, Mac};
+use serde::{Deserialize, Serialize};
+use sha2::Sha256;
+
+use crate::error::{Error, Result};
+
+/// The protocol version this build speaks. Peers must match exactly.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// The first field of every `Hello`: tells a Hyperverse peer from a stray connection.
+pub const MAGIC: &str = "hyperverse";
+
+/// Bytes in a nonce.
+pub const NONCE_LEN: usize = 32;
+
+/// What is on the other end of a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum PeerKind {
+    /// A star-node machine opening a lane.
+    Machine,
+    /// A client (`hv`, `loadtest`) talking to a gate.
+    Client,
+    /// A process talking to registry-svc.
+    RegistryClient,
+}
+
+/// A handshake message.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Handshake {
+    /// The dialer's opening.
+    Hello {
+        /// Always [`MAGIC`].
+        magic: String,
+        /// The dialer's [`PROTOCOL_VERSION`].
+        version: u16,
+        /// What the dialer is.
+        peer: PeerKind,
+        /// The dialer's name (machine name, client name).
+        name: String,
+        /// Fresh random bytes.
+        #[serde(with = "serde_bytes")]
+        nonce: Vec<u8>,
+    },
+    /// The listener's answer: prove you know the secret over these bytes.
+    Challenge {
+        /// The listener's [`PROTOCOL_VERSION`].
+        version: u16,
+        /// Fresh random bytes.
+        #[serde(with = "serde_bytes")]
+        nonce: Vec<u8>,
+    },
+    /// The dialer's proof of the shared secret.
+    Proof {
+        /// See the module docs.
+        #[serde(with = "serde_bytes")]
+        mac: Vec<u8>,
+    },
+    /// A client's credentials instead of a proof: a token, or none for anonymous.
+    Token {
+        /// The token, if any.
+        token: Option<String>,
+    },
+    /// The listener accepts, proving in turn that it knows the secret (empty MAC when
+    /// the dialer was a client that presented a token).
+    Welcome {
+        /// See the module docs.
+        #[serde(with = "serde_bytes")]
+        mac: Vec<u8>,
+    },
+    /// The listener refuses; the connection closes after this.
+    Refused {
+        /// Why, for the dialer's log.
+        reason: String,
+    },
+}
+
+impl Handshake {
+    /// A `Hello` from this build.
+    pub fn hello(peer: PeerKind, name: impl Into<String>, nonce: Vec<u8>) -> Self {
+        Handshake::Hello {
+            magic: MAGIC.to_string(),
+            version: PROTOCOL_VERSION,
+            peer,
+            name: name.into(),
+            nonce,
+        }
+    }
+}
+
+/// Fresh random bytes for a nonce, from the operating system.
+pub fn nonce() -> Result<Vec<u8>> {
+    let mut bytes = vec![0u8; NONCE_LEN];
+    getrandom::fill(&mut bytes).map_err(|e| Error::internal(format!("no randomness: {e}")))?;
+    Ok(bytes)
+}
+
+/// Checks a `Hello`'s magic and version; the error text is what `Refused` carries.
+pub fn check_hello(magic: &str, version: u16) -> Result<()> {
+    if magic != MAGIC {
+        return Err(Error::bad_request(format!(
+            "not a hyperverse peer (magic {magic:?})"
+        )));
+    }
+    if version != PROTOCOL_VERSION {
+        return Err(Error::bad_request(format!(
+            "protocol version {version} is not supported (this peer speaks {PROTOCOL_VERSION})"
+        )));
+    }
+    Ok(())
+}
+
+fn mac(secret: &[u8], label: &[u8], name: &str, first: &[u8], second: &[u8]) -> Hmac<Sha256> {
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length");
+    mac.update(label);
+    mac.update(&PROTOCOL_VERSION.to_be_bytes());
+    mac.update(&(name.len() as u64).to_be_bytes());
+    mac.update(name.as_bytes());
+    mac.update(first);
+    mac.update(second);
+    mac
+}
+
+/// The dialer's proof over both nonces.
+pub fn dialer_proof(
+    secret: &[u8],
+    name: &str,
+    dialer_nonce: &[u8],
+    listener_nonce: &[u8],
+) -> Vec<u8> {
+    mac(secret, b"hv-dialer", name, dialer_nonce, listener_nonce)
+        .finalize()
+        .into_bytes()
+        .to_vec()
+}
+
+/// The listener's proof over both nonces.
+pub fn listener_proof(
+    secret: &[u8],
+    name: &str,
+    dialer_nonce: &[u8],
+    listener_nonce: &[u8],
+) -> Vec<u8> {
+    mac(secret, b"hv-listener", name, listener_nonce, dialer_nonce)
+        .finalize()
+        .into_bytes()
+        .to_vec()
+}
+
+/// Checks a dialer's proof in constant time.
+pub fn verify_dialer(
+    secret: &[u8],
+    name: &str,
+    dialer_nonce: &[u8],
+    listener_nonce: &[u8],
+    proof: &[u8],
+) -> bool {
+    mac(secret, b"hv-dialer", name, dialer_nonce, listener_nonce)
+        .verify_slice(proof)
+        .is_ok()
+}
+
+/// Checks a listener's proof in constant time.
+pub fn verify_listener(
+    secret: &[u8],
+    name: &str,
+    dialer_nonce: &[u8],
+    listener_nonce: &[u8],
+    proof: &[u8],
+) -> bool {
+    mac(secret, b"hv-listener", name, listener_nonce, dialer_nonce)
+        .verify_slice(proof)
+        .is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn proofs_verify_only_with_the_same_secret_and_nonces() {
+        let (a, b) = (nonce().unwrap(), nonce().unwrap());
+        assert_ne!(a, b);
+        let proof = dialer_proof(b"secret", "m1", &a, &b);
+        assert!(verify_dialer(b"secret", "m1", &a, &b, &proof));
+        assert!(!verify_dialer(b"wrong", "m1", &a, &b, &proof));
+        assert!(!verify_dialer(b"secret", "m2", &a, &b, &proof));
+        assert!(!verify_dialer(b"secret", "m1", &b, &a, &proof));
+        assert!(!verify_dialer(b"secret", "m1", &a, &b, &proof[..16]));
+        // The listener's proof is not a replay of the dialer's.
+        let answer = listener_proof(b"secret", "m1", &a, &b);
+        assert_ne!(answer, proof);
+        assert!(verify_listener(b"secret", "m1", &a, &b, &answer));
+        assert!(!verify_dialer(b"secret", "m1", &a, &b, &answer));
+    }
+
+    #[test]
+    fn hello_checks() {
+        assert!(check_hello(MAGIC, PROTOCOL_VERSION).is_ok());
+        assert!(
+            check_hello("http", PROTOCOL_VERSION)
+                .unwrap_err()
+                .to_string()
+                .contains("magic")
+        );
+        let err = check_hello(MAGIC, PROTOCOL_VERSION + 1)
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("not supported"), "{err}");
+    }
+}

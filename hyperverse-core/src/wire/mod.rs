@@ -1,0 +1,12 @@
+//! The wire format shared by the registry RPC and star lanes.
+//!
+//! A frame is a 4-byte big-endian body length followed by a MessagePack body
+//! (`rmp-serde`, compact form). [`FrameCodec`] is a `tokio-util` codec: it refuses a
+//! length over the maximum before allocating anything, returns `Ok(None)` on a clean EOF
+//! between frames and an error on an EOF inside one. Every connection starts with the
+//! versioned [`handshake`].
+
+mod codec;
+pub mod handshake;
+
+pub use codec::{DEFAULT_MAX_FRAME, FrameCodec, LENGTH_PREFIX, WireError};

@@ -1,0 +1,3 @@
+//! Registry backends: each implements `RegistryApi` and passes the conformance suite.
+
+pub mod memory;
