@@ -96,6 +96,18 @@ impl Error {
         matches!(self, Self::Unavailable(_) | Self::Timeout(_))
     }
 
+    /// Every value [`Error::kind_label`] can return.
+    pub const KIND_LABELS: &'static [&'static str] = &[
+        "bad_request",
+        "too_large",
+        "not_found",
+        "already_exists",
+        "forbidden",
+        "unavailable",
+        "timeout",
+        "internal",
+    ];
+
     /// A short machine-readable name of the variant, for metric labels.
     pub fn kind_label(&self) -> &'static str {
         match self {

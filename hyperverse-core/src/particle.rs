@@ -370,7 +370,7 @@ pub fn properties_after_update(
                     def.key.to_string(),
                     Property {
                         value: value.clone(),
-                        locked: *lock,
+                        locked: *lock || def.locked,
                     },
                 );
             }
@@ -443,6 +443,14 @@ mod tests {
         )
         .unwrap();
         assert_eq!(updated["config"].value, "a");
+        // A rule-locked key set after creation is locked from then on.
+        let art = properties_at_create(&Kind::Artifact, &[]).unwrap();
+        let art = properties_after_update(&Kind::Artifact, &art, &[PropertyMod::set("size", "3")])
+            .unwrap();
+        assert!(art["size"].locked);
+        let err = properties_after_update(&Kind::Artifact, &art, &[PropertyMod::set("size", "4")])
+            .unwrap_err();
+        assert!(matches!(err, Error::Forbidden(_)), "{err}");
         let err = properties_after_update(
             &Kind::Base,
             &Properties::new(),

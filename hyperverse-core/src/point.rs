@@ -210,10 +210,18 @@ impl Point {
         } else {
             segments.push(parse_segment(segment, 0, segment, self.segments.len())?);
         }
-        Ok(Point {
+        let child = Point {
             route: self.route.clone(),
             segments,
-        })
+        };
+        if child.to_string().len() > MAX_POINT_LEN {
+            return Err(PointParseError::new(
+                segment,
+                0,
+                format!("the point would be longer than {MAX_POINT_LEN} bytes"),
+            ));
+        }
+        Ok(child)
     }
 
     /// Whether `child` is exactly one segment below this point.
@@ -375,7 +383,7 @@ fn parse_path(input: &str, rest: &str, offset: usize) -> Result<Vec<PointSeg>, P
 }
 
 /// Parses a file-system path after its leading `/`: `dir/dir/file` or `dir/`.
-fn parse_fs_path(
+pub(crate) fn parse_fs_path(
     input: &str,
     mut at: usize,
     path: &str,

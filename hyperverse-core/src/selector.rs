@@ -10,6 +10,7 @@
 //! *<Space>                  every Space
 //! localhost:*<Star<Central>>  Central stars directly below localhost
 //! ROOT                      the root itself
+//! repo:hello:1.0.0:/wasm/hello.wasm   an exact file-system path (last, no wildcards)
 //! ```
 //!
 //! A selector is a route and a list of hops; each hop matches one segment (`name`, `*`)
@@ -23,7 +24,9 @@ use std::str::FromStr;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::kind::{BaseKind, Kind, split_kind};
-use crate::point::{Point, PointParseError, PointSeg, RouteSeg, parse_route, parse_segment};
+use crate::point::{
+    Point, PointParseError, PointSeg, RouteSeg, parse_fs_path, parse_route, parse_segment,
+};
 
 /// Matches one kind: a base kind, optionally narrowed to one sub-kind.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -169,6 +172,29 @@ impl Selector {
         stripped.matches(point, &[])
     }
 
+    /// Whether some point strictly below `point` could match, judging by segments only
+    /// (kind filters are assumed satisfiable). Selection uses it to prune its walk.
+    pub fn may_match_below(&self, point: &Point) -> bool {
+        &self.route == point.route() && self.extend_from(0, 0, point.segments())
+    }
+
+    /// Can hops `hop..` consume all of `segs[at..]` and still consume more after them?
+    fn extend_from(&self, hop: usize, at: usize, segs: &[PointSeg]) -> bool {
+        let Some(h) = self.hops.get(hop) else {
+            return false;
+        };
+        let remaining = segs.len() - at;
+        if remaining == 0 {
+            return true;
+        }
+        match &h.segment {
+            SegSelector::Exact(seg) => &segs[at] == seg && self.extend_from(hop + 1, at + 1, segs),
+            SegSelector::Any => self.extend_from(hop + 1, at + 1, segs),
+            // Taking every remaining segment leaves a `**` able to take more.
+            SegSelector::Recursive | SegSelector::InclusiveRecursive => true,
+        }
+    }
+
     fn match_from(&self, hop: usize, at: usize, segs: &[PointSeg], kinds: &[Kind]) -> bool {
         let Some(h) = self.hops.get(hop) else {
             return at == segs.len();
@@ -211,7 +237,8 @@ impl fmt::Display for Selector {
             return f.write_str("ROOT");
         }
         for (i, hop) in self.hops.iter().enumerate() {
-            if i > 0 {
+            let in_path = matches!(&hop.segment, SegSelector::Exact(seg) if seg.is_fs());
+            if i > 0 && !in_path {
                 f.write_str(":")?;
             }
             match &hop.segment {
@@ -249,9 +276,28 @@ impl FromStr for Selector {
         let mut hops = Vec::new();
         let mut at = offset;
         let mut inclusive_at = None;
-        for part in split_hops(rest) {
+        let parts = split_hops(rest);
+        let count = parts.len();
+        for (index, part) in parts.into_iter().enumerate() {
             let hop_at = at;
             at += part.len() + 1;
+            if let Some(path) = part.strip_prefix('/') {
+                // An exact file-system path: the last hop, without wildcards or kinds.
+                if hops.is_empty() || index + 1 < count || inclusive_at.is_some() {
+                    return Err(PointParseError::new(
+                        input,
+                        hop_at,
+                        "a file-system path must be the last hop and follow another",
+                    ));
+                }
+                let mut segments = vec![PointSeg::FsRoot];
+                parse_fs_path(input, hop_at + 1, path, &mut segments)?;
+                hops.extend(segments.into_iter().map(|seg| Hop {
+                    segment: SegSelector::Exact(seg),
+                    kind: None,
+                }));
+                continue;
+            }
             if part == "+" {
                 if inclusive_at.is_some() {
                     return Err(PointParseError::new(input, hop_at, "'+' twice in a row"));
@@ -275,13 +321,6 @@ impl FromStr for Selector {
                 "*" => SegSelector::Any,
                 "**" if plus.is_some() => SegSelector::InclusiveRecursive,
                 "**" => SegSelector::Recursive,
-                _ if seg_text.starts_with('/') => {
-                    return Err(PointParseError::new(
-                        input,
-                        hop_at,
-                        "file-system paths are not supported in selectors",
-                    ));
-                }
                 _ => SegSelector::Exact(parse_segment(input, hop_at, seg_text, hops.len())?),
             };
             if let Some(plus_at) = plus
@@ -393,6 +432,8 @@ mod tests {
             "localhost:+:**<Base>",
             "GLOBAL::*",
             "repo:hello:1.0.0:**",
+            "repo:hello:1.0.0:/wasm/hello.wasm",
+            "repo:hello:1.0.0:/",
         ] {
             assert_eq!(sel(s).to_string(), s);
         }
@@ -414,6 +455,11 @@ mod tests {
         assert!(sel("localhost:**:db").matches(&p("localhost:x:y:db"), no_kinds));
         assert!(!sel("localhost:**:db").matches(&p("localhost:db"), no_kinds));
         assert!(sel("ROOT").matches(&Point::root(), no_kinds));
+        let file = p("repo:hello:1.0.0:/wasm/hello.wasm");
+        assert!(sel("repo:*:1.0.0:/wasm/hello.wasm").matches(&file, no_kinds));
+        assert!(sel("repo:hello:**").matches(&file, no_kinds));
+        assert!(!sel("repo:hello:1.0.0:/wasm/").matches(&file, no_kinds));
+        assert_eq!(Selector::exact(&file).to_string(), file.to_string());
         assert!(!sel("**").matches(&p("GLOBAL::hyperuser"), no_kinds));
         assert!(sel("GLOBAL::*").matches(&p("GLOBAL::hyperuser"), no_kinds));
     }
@@ -437,6 +483,24 @@ mod tests {
     }
 
     #[test]
+    fn may_match_below_prunes_only_dead_branches() {
+        assert!(sel("localhost:app:*").may_match_below(&p("localhost")));
+        assert!(sel("localhost:app:*").may_match_below(&p("localhost:app")));
+        assert!(!sel("localhost:app:*").may_match_below(&p("localhost:app:db")));
+        assert!(!sel("localhost:app:*").may_match_below(&p("localhost:other")));
+        assert!(sel("localhost:**").may_match_below(&p("localhost:a:b:c")));
+        assert!(sel("+:**").may_match_below(&Point::root()));
+        assert!(sel("*:x").may_match_below(&p("anything")));
+        assert!(!sel("*:x").may_match_below(&p("anything:y")));
+        assert!(
+            sel("a:**:z").may_match_below(&p("a:b:z")),
+            "z could be deeper too"
+        );
+        assert!(!sel("ROOT").may_match_below(&Point::root()));
+        assert!(!sel("GLOBAL::**").may_match_below(&p("localhost")));
+    }
+
+    #[test]
     fn root_point_and_depth() {
         assert_eq!(sel("localhost:app:**").root_point(), p("localhost:app"));
         assert_eq!(sel("+:**").root_point(), Point::root());
@@ -453,7 +517,9 @@ mod tests {
             ("localhost:**<Nope>", 13),
             ("localhost:**<Mechtron", 13),
             ("Localhost", 1),
-            ("a:/b", 3),
+            ("/b", 1),
+            ("a:/b:c", 3),
+            ("a:/b<File>", 5),
             ("a::", 4),
         ] {
             let err = input.parse::<Selector>().unwrap_err();

@@ -474,18 +474,16 @@ pub async fn children_lists_direct(registry: Registry) {
 pub async fn delete_is_recursive(registry: Registry) {
     tree(&registry).await;
     registry.sequence(&p("localhost:app")).await.expect("seq");
-    registry
-        .grant(&AccessGrant {
-            kind: AccessGrantKind::PermissionsMask(PermissionsMask {
-                kind: MaskKind::Or,
-                permissions: perms("csd-Rwx"),
-            }),
-            on_point: sel("localhost:app:**"),
-            to_point: sel("localhost:users:bob"),
-            by_particle: Point::hyperuser(),
-        })
-        .await
-        .expect("grant");
+    let read_for_bob = AccessGrant {
+        kind: AccessGrantKind::PermissionsMask(PermissionsMask {
+            kind: MaskKind::Or,
+            permissions: perms("csd-Rwx"),
+        }),
+        on_point: sel("localhost:app:**"),
+        to_point: sel("localhost:users:bob"),
+        by_particle: Point::hyperuser(),
+    };
+    let old_id = registry.grant(&read_for_bob).await.expect("grant");
     let mut deleted = registry.delete(&p("localhost:app")).await.expect("delete");
     assert_eq!(
         deleted.last(),
@@ -533,6 +531,8 @@ pub async fn delete_is_recursive(registry: Registry) {
         grants.is_empty(),
         "grants went with the subtree: {grants:?}"
     );
+    let new_id = registry.grant(&read_for_bob).await.expect("grant");
+    assert_ne!(new_id, old_id, "grant ids are never reused");
     let err = registry.delete(&p("localhost:nope")).await.unwrap_err();
     assert!(matches!(err, Error::NotFound(_)), "{err}");
 }

@@ -8,7 +8,7 @@ pub mod access;
 mod grant;
 mod permissions;
 
-pub use access::{AccessSource, ParticleFacts, access};
+pub use access::{AccessSource, ParticleFacts, access, applicable_grants};
 pub use grant::{
     AccessGrant, AccessGrantKind, GrantId, IndexedAccessGrant, MaskKind, PermissionsMask,
 };

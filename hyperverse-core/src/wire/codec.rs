@@ -12,6 +12,11 @@ use crate::error::Error;
 /// The default largest frame body: 16 MiB.
 pub const DEFAULT_MAX_FRAME: usize = 16 * 1024 * 1024;
 
+/// The deepest nesting a frame body may have. rmp-serde's own limit (1024) lets a
+/// few kilobytes of nested lists overflow a 2 MiB thread stack in a debug build; no
+/// message of the protocol comes near this.
+pub const MAX_NESTING: usize = 64;
+
 /// Bytes in the length prefix.
 pub const LENGTH_PREFIX: usize = 4;
 
@@ -165,7 +170,9 @@ impl<Out, In: DeserializeOwned> Decoder for FrameCodec<Out, In> {
         // Step two: parse it.
         src.advance(LENGTH_PREFIX);
         let body = src.split_to(len);
-        rmp_serde::from_slice(&body)
+        let mut de = rmp_serde::Deserializer::from_read_ref(&body);
+        de.set_max_depth(MAX_NESTING);
+        In::deserialize(&mut de)
             .map(Some)
             .map_err(|e| WireError::Decode(e.to_string()))
     }

@@ -9,8 +9,10 @@
 //! ```
 //!
 //! A peer that knows the hyperverse's shared secret proves it with
-//! `HMAC-SHA256(secret, "hv-dialer" ‖ version ‖ name ‖ dialer nonce ‖ listener nonce)`;
-//! the listener answers with its own MAC over the nonces in the other order, so both
+//! `HMAC-SHA256(secret, "hv-dialer" ‖ version (u16 BE) ‖ len(name) (u64 BE) ‖ name ‖
+//! dialer nonce ‖ listener nonce)`, nonces of exactly [`NONCE_LEN`] bytes; the listener
+//! answers with the same MAC labelled `"hv-listener"` over the nonces in the other
+//! order, so both
 //! sides know the other holds the secret, and the secret never crosses the wire. A
 //! client without the secret presents a token instead (which maps to an agent).
 //! Anything else — a wrong version, wrong magic, a bad MAC — is answered `Refused` and
@@ -127,6 +129,10 @@ pub fn check_hello(magic: &str, version: u16) -> Result<()> {
     Ok(())
 }
 
+fn nonces_ok(a: &[u8], b: &[u8]) -> bool {
+    a.len() == NONCE_LEN && b.len() == NONCE_LEN
+}
+
 fn mac(secret: &[u8], label: &[u8], name: &str, first: &[u8], second: &[u8]) -> Hmac<Sha256> {
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length");
     mac.update(label);
@@ -164,7 +170,7 @@ pub fn listener_proof(
         .to_vec()
 }
 
-/// Checks a dialer's proof in constant time.
+/// Checks a dialer's proof in constant time. Nonces of the wrong length never verify.
 pub fn verify_dialer(
     secret: &[u8],
     name: &str,
@@ -172,12 +178,13 @@ pub fn verify_dialer(
     listener_nonce: &[u8],
     proof: &[u8],
 ) -> bool {
-    mac(secret, b"hv-dialer", name, dialer_nonce, listener_nonce)
-        .verify_slice(proof)
-        .is_ok()
+    nonces_ok(dialer_nonce, listener_nonce)
+        && mac(secret, b"hv-dialer", name, dialer_nonce, listener_nonce)
+            .verify_slice(proof)
+            .is_ok()
 }
 
-/// Checks a listener's proof in constant time.
+/// Checks a listener's proof in constant time. Nonces of the wrong length never verify.
 pub fn verify_listener(
     secret: &[u8],
     name: &str,
@@ -185,9 +192,10 @@ pub fn verify_listener(
     listener_nonce: &[u8],
     proof: &[u8],
 ) -> bool {
-    mac(secret, b"hv-listener", name, listener_nonce, dialer_nonce)
-        .verify_slice(proof)
-        .is_ok()
+    nonces_ok(dialer_nonce, listener_nonce)
+        && mac(secret, b"hv-listener", name, listener_nonce, dialer_nonce)
+            .verify_slice(proof)
+            .is_ok()
 }
 
 #[cfg(test)]
@@ -204,6 +212,9 @@ mod tests {
         assert!(!verify_dialer(b"secret", "m2", &a, &b, &proof));
         assert!(!verify_dialer(b"secret", "m1", &b, &a, &proof));
         assert!(!verify_dialer(b"secret", "m1", &a, &b, &proof[..16]));
+        // Short nonces never verify, even with a matching MAC.
+        let short = dialer_proof(b"secret", "m1", &a[..4], &b);
+        assert!(!verify_dialer(b"secret", "m1", &a[..4], &b, &short));
         // The listener's proof is not a replay of the dialer's.
         let answer = listener_proof(b"secret", "m1", &a, &b);
         assert_ne!(answer, proof);

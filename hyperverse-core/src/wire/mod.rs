@@ -9,4 +9,4 @@
 mod codec;
 pub mod handshake;
 
-pub use codec::{DEFAULT_MAX_FRAME, FrameCodec, LENGTH_PREFIX, WireError};
+pub use codec::{DEFAULT_MAX_FRAME, FrameCodec, LENGTH_PREFIX, MAX_NESTING, WireError};

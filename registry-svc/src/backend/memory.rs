@@ -30,7 +30,6 @@ struct Entry {
     children: BTreeSet<Point>,
     sequence: u64,
     grants: BTreeMap<u64, AccessGrant>,
-    grant_seq: u64,
     artifact: Option<(Bytes, ArtifactMeta)>,
 }
 
@@ -41,7 +40,6 @@ impl Entry {
             children: BTreeSet::new(),
             sequence: 0,
             grants: BTreeMap::new(),
-            grant_seq: 0,
             artifact: None,
         }
     }
@@ -57,6 +55,9 @@ impl Entry {
 struct State {
     particles: HashMap<Point, Entry>,
     stars: BTreeMap<Point, (StarEntry, Instant)>,
+    /// The last grant number given out at each point; kept when the point is deleted so
+    /// that a grant id is never reused.
+    grant_seqs: HashMap<Point, u64>,
 }
 
 impl State {
@@ -112,14 +113,13 @@ impl State {
         if !self.exists(&start) {
             return Vec::new();
         }
-        let max_depth = selector.max_depth();
         let mut found = Vec::new();
         let mut stack = vec![(start.clone(), kinds_along(&start, self))];
         while let Some((point, kinds)) = stack.pop() {
             if selector.matches(&point, &kinds) {
                 found.push(point.clone());
             }
-            if max_depth.is_some_and(|max| point.depth() >= max) {
+            if !selector.may_match_below(&point) {
                 continue;
             }
             if let Some(entry) = self.particles.get(&point) {
@@ -349,13 +349,14 @@ impl RegistryApi for MemoryRegistry {
     async fn grant(&self, grant: &AccessGrant) -> Result<GrantId> {
         let root = grant.on_point.root_point();
         let mut state = self.lock();
-        let entry = state.get_mut(&root)?;
-        entry.grant_seq += 1;
-        entry.grants.insert(entry.grant_seq, grant.clone());
-        Ok(GrantId {
-            root,
-            seq: entry.grant_seq,
-        })
+        state.get_mut(&root)?;
+        let seq = {
+            let counter = state.grant_seqs.entry(root.clone()).or_default();
+            *counter += 1;
+            *counter
+        };
+        state.get_mut(&root)?.grants.insert(seq, grant.clone());
+        Ok(GrantId { root, seq })
     }
 
     async fn access(&self, agent: &Agent, point: &Point) -> Result<Access> {
