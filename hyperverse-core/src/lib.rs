@@ -1,13 +1,16 @@
 //! The language of the hyperverse: the model (points, selectors, kinds, particles,
-//! waves), security (permissions, grants, the access algorithm), the wire format, and
-//! the registry API. No runtime lives here: no actors, no sockets held, no threads.
+//! waves), security (permissions, grants, the access algorithm), the wire format, the
+//! registry API and its RPC client. No runtime lives here: no actors and no servers;
+//! the one thing that holds a socket is the registry client, which its user's tokio
+//! runtime drives.
 //!
 //! Layers, bottom-up:
 //! - [`point`], [`selector`], [`kind`]: addressing.
 //! - [`particle`], [`wave`]: what the registry stores and what particles exchange.
 //! - [`security`]: permissions, grants and the access algorithm.
 //! - [`wire`]: frames, the codec and the handshake shared by the registry RPC and lanes.
-//! - [`registry`]: the `RegistryApi` every registry backend implements.
+//! - [`registry`]: the `RegistryApi` every registry backend implements, its typed RPC
+//!   protocol and the multiplexing client.
 
 pub mod error;
 pub mod kind;

@@ -3,8 +3,13 @@
 //! It owns the registry backends that implement [`hyperverse_core::registry::RegistryApi`]:
 //! - [`backend::memory`]: the embedded in-memory backend (tests, and the default when no
 //!   Redis shard is configured).
+//! - [`backend::redis`]: points sharded over Redis servers by the [`ring`].
 //!
-//! The sharded Redis backend, the RPC server, metrics and rebalancing arrive with the
-//! registry-svc issue; see `docs/registry.md`.
+//! See `docs/registry.md`.
 
 pub mod backend;
+pub mod config;
+pub mod metrics;
+pub mod rebalance;
+pub mod ring;
+pub mod server;

@@ -1,12 +1,213 @@
-//! `registry-svc`: not built yet. The binary says so and exits non-zero rather than
-//! pretend to serve.
+//! `registry-svc`: serve the registry, or rebalance its shards.
+//!
+//! ```text
+//! registry-svc [--config FILE]                      serve (settings: see config.rs)
+//! registry-svc rebalance --from URLS --to URLS      move points to a new shard list
+//! ```
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use hyperverse_core::registry::{RegistryApi, RegistryLimits};
+use registry_svc::backend::memory::MemoryRegistry;
+use registry_svc::backend::redis::{RedisConfig, RedisRegistry, ShardTimeouts};
+use registry_svc::config::Settings;
+use registry_svc::metrics::Metrics;
+use registry_svc::rebalance::rebalance;
+use registry_svc::server::{self, ServerConfig};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "registry-svc",
+    version,
+    about = "The Hyperverse registry service"
+)]
+struct Cli {
+    /// A TOML config file; HV_REGISTRY_* environment variables override it.
+    #[arg(long, global = true)]
+    config: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Serve the registry (the default).
+    Serve,
+    /// Move every point the new shard list places elsewhere. Idempotent and resumable:
+    /// run it again after a crash. Stop registry-svc first.
+    Rebalance {
+        /// The shard URLs the data is on now (comma-separated).
+        #[arg(long, value_delimiter = ',', required = true)]
+        from: Vec<String>,
+        /// The shard URLs to spread it over (comma-separated).
+        #[arg(long, value_delimiter = ',', required = true)]
+        to: Vec<String>,
+        /// The key prefix registry-svc uses.
+        #[arg(long, default_value = "hv")]
+        prefix: String,
+        /// Virtual nodes per shard (as configured for registry-svc).
+        #[arg(long, default_value_t = registry_svc::ring::DEFAULT_VNODES)]
+        vnodes: usize,
+        /// Move at most this many keys, then stop (run again to continue).
+        #[arg(long)]
+        limit: Option<u64>,
+    },
+}
 
 fn main() -> ExitCode {
-    eprintln!(
-        "registry-svc: the registry service (RPC server, Redis shards, metrics) is not built yet; \
-         only the embedded in-memory backend exists, as a library"
-    );
-    ExitCode::from(2)
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("registry-svc: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let outcome = match cli.command {
+        None | Some(Command::Serve) => runtime.block_on(serve(cli.config)),
+        Some(Command::Rebalance {
+            from,
+            to,
+            prefix,
+            vnodes,
+            limit,
+        }) => runtime.block_on(async move {
+            let report = rebalance(&from, &to, &prefix, vnodes, limit)
+                .await
+                .map_err(|e| e.to_string())?;
+            println!(
+                "rebalance: moved {} points ({} keys) and {} star entries; scanned {} keys{}",
+                report.moved_points,
+                report.moved_keys,
+                report.moved_stars,
+                report.scanned_keys,
+                if report.stopped_at_limit {
+                    "; stopped at --limit, run again to continue"
+                } else {
+                    ""
+                }
+            );
+            Ok(())
+        }),
+    };
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("registry-svc: {e}");
+            ExitCode::from(2)
+        }
+    }
+}
+
+async fn serve(config: Option<PathBuf>) -> Result<(), String> {
+    let settings = Settings::load(config.as_deref()).map_err(|e| e.to_string())?;
+    let limits = RegistryLimits {
+        star_ttl: settings.star_ttl(),
+        max_artifact: settings.max_artifact_bytes,
+    };
+    let urls = settings.shard_urls();
+    let (api, redis): (Arc<dyn RegistryApi>, Option<RedisRegistry>) = if urls.is_empty() {
+        tracing::warn!(
+            "no shards configured: using the embedded in-memory registry (nothing persists)"
+        );
+        (Arc::new(MemoryRegistry::new(limits)), None)
+    } else {
+        let mut config = RedisConfig::new(urls.clone());
+        config.prefix = settings.prefix.clone();
+        config.vnodes = settings.vnodes;
+        config.limits = limits;
+        config.timeouts = ShardTimeouts {
+            response: Duration::from_millis(settings.redis_timeout_ms),
+            ..ShardTimeouts::default()
+        };
+        let redis = RedisRegistry::new(config).map_err(|e| e.to_string())?;
+        for shard in redis.shards() {
+            if let Err(e) = redis_ping(&redis, shard.url()).await {
+                tracing::warn!(shard = shard.url(), error = %e, "shard not reachable at start; its points fail until it is");
+            }
+        }
+        tracing::info!(shards = ?urls, "using Redis shards");
+        (Arc::new(redis.clone()), Some(redis))
+    };
+
+    let metrics = Arc::new(Metrics::new(redis));
+    let metrics_listener =
+        std::net::TcpListener::bind(settings.metrics_addr().map_err(|e| e.to_string())?)
+            .map_err(|e| format!("cannot bind metrics address {}: {e}", settings.metrics))?;
+    let metrics_addr = metrics_listener.local_addr().map_err(|e| e.to_string())?;
+    metrics
+        .clone()
+        .serve(metrics_listener)
+        .map_err(|e| format!("cannot serve metrics: {e}"))?;
+
+    let listen = settings.listen_addr().map_err(|e| e.to_string())?;
+    let listener = tokio::net::TcpListener::bind(listen)
+        .await
+        .map_err(|e| format!("cannot bind RPC address {listen}: {e}"))?;
+    let rpc_addr = listener.local_addr().map_err(|e| e.to_string())?;
+    // One line on stdout that scripts (and tests binding port 0) can read.
+    println!("registry-svc ready rpc={rpc_addr} metrics={metrics_addr}");
+
+    let config = ServerConfig {
+        secret: settings.secret.clone().map(String::into_bytes),
+        max_frame: settings.max_frame_bytes,
+        max_connections: settings.max_connections,
+        observer: metrics,
+        ..ServerConfig::default()
+    };
+    server::serve(listener, api, config, shutdown_signal())
+        .await
+        .map_err(|e| format!("RPC server failed: {e}"))?;
+    tracing::info!("registry-svc stopped");
+    Ok(())
+}
+
+async fn redis_ping(redis: &RedisRegistry, url: &str) -> hyperverse_core::Result<()> {
+    let shard = redis
+        .shards()
+        .iter()
+        .find(|s| s.url() == url)
+        .ok_or_else(|| hyperverse_core::Error::internal("unknown shard"))?;
+    shard
+        .run(|mut c| async move { redis::cmd("PING").query_async::<String>(&mut c).await })
+        .await
+        .map(|_| ())
+}
+
+/// Completes on SIGTERM or Ctrl-C.
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(term) => term,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = ctrl_c.await;
+    }
+    tracing::info!("shutting down: no new connections, draining requests");
 }

@@ -9,8 +9,10 @@
 //! rule that guards the registry itself (`chown` and `remove_access`), while access on
 //! the wave path is checked by the stars with [`RegistryApi::access`].
 
+pub mod client;
 #[cfg(feature = "conformance")]
 pub mod conformance;
+pub mod rpc;
 
 use std::time::Duration;
 

@@ -1,0 +1,677 @@
+//! [`RegistryClient`]: the [`RegistryApi`] spoken over TCP to registry-svc.
+//!
+//! One TCP connection carries every concurrent call ([`rpc`] frames tagged by id).
+//!
+//! ```text
+//! RegistryClient ── Arc<Inner>: dropping the last handle cancels `shutdown`
+//!   └─ supervisor task: publishes the current Link; when it drops, redials with
+//!      jittered exponential backoff (backoff_min .. backoff_max)
+//!        └─ per connection (child token of `shutdown`):
+//!             writer task: outbox (mpsc) ─feed…feed, flush when empty─▶ socket
+//!             reader task: socket ─ResponseFrame{id}─▶ pending[id] (oneshot)
+//! ```
+//!
+//! Delivery: a call registers its oneshot under a fresh id, then queues its frame. It
+//! ends with the answer, with `Timeout` after `request_timeout` (its entry is removed
+//! however the call ends), or with `Unavailable` as soon as its connection is lost —
+//! a request that may have reached the server is never resent. A call made while the
+//! link is down waits for the reconnection, within its own timeout.
+//!
+//! This module owns the dialer side of the handshake and the connection's tasks; the
+//! message shapes are [`rpc`]'s.
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::{SinkExt, StreamExt};
+use serde_bytes::ByteBuf;
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::sync::{mpsc, oneshot, watch};
+use tokio_util::codec::{FramedRead, FramedWrite};
+use tokio_util::sync::CancellationToken;
+
+use super::rpc::{self, HANDSHAKE_MAX_FRAME, RequestFrame, Response, ResponseFrame, Rpc};
+use super::{ArtifactMeta, Registration, RegistryApi, StarEntry};
+use crate::error::{Error, Result};
+use crate::particle::{Details, ParticleRecord, Properties, SetProperties, Status, Stub};
+use crate::point::Point;
+use crate::security::{Access, AccessGrant, GrantId, IndexedAccessGrant};
+use crate::selector::Selector;
+use crate::wave::Agent;
+use crate::wire::handshake::{self, Handshake, PROTOCOL_VERSION, PeerKind};
+use crate::wire::{DEFAULT_MAX_FRAME, FrameCodec, WireError};
+
+/// Frames queued for the writer before callers wait for room.
+const OUTBOX: usize = 1024;
+
+/// How a [`RegistryClient`] connects and how long it waits.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    /// The name sent in `Hello` (and bound into the handshake MACs).
+    pub name: String,
+    /// How long a call may take, waiting for a reconnection included.
+    pub request_timeout: Duration,
+    /// How long dialing plus the handshake may take.
+    pub connect_timeout: Duration,
+    /// The largest frame sent or accepted.
+    pub max_frame: usize,
+    /// The first pause between reconnection attempts.
+    pub backoff_min: Duration,
+    /// The longest pause between reconnection attempts.
+    pub backoff_max: Duration,
+}
+
+impl Default for ClientConfig {
+    fn default() -> Self {
+        Self {
+            name: "registry-client".into(),
+            request_timeout: Duration::from_secs(5),
+            connect_timeout: Duration::from_secs(3),
+            max_frame: DEFAULT_MAX_FRAME,
+            backoff_min: Duration::from_millis(50),
+            backoff_max: Duration::from_secs(5),
+        }
+    }
+}
+
+/// A registry reached over TCP; cheap to clone, every clone shares one connection.
+#[derive(Clone)]
+pub struct RegistryClient {
+    inner: Arc<Inner>,
+}
+
+/// Lives as long as some handle does; its drop stops the background tasks.
+struct Inner {
+    shared: Arc<Shared>,
+    shutdown: CancellationToken,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        self.shutdown.cancel();
+    }
+}
+
+/// What the handles and the supervisor share.
+struct Shared {
+    addr: String,
+    secret: Option<Vec<u8>>,
+    config: ClientConfig,
+    next_id: AtomicU64,
+    link: watch::Sender<Link>,
+}
+
+/// The connection calls should use right now.
+#[derive(Clone)]
+enum Link {
+    Down,
+    Up(Connection),
+}
+
+/// One live connection: where to queue frames and who waits for answers.
+#[derive(Clone)]
+struct Connection {
+    outbox: mpsc::Sender<RequestFrame>,
+    pending: Arc<Pending>,
+    closed: CancellationToken,
+}
+
+type Reply = oneshot::Sender<Result<Response>>;
+
+/// The calls waiting for an answer on one connection; `None` once it is gone.
+struct Pending(Mutex<Option<HashMap<u64, Reply>>>);
+
+impl Pending {
+    fn new() -> Self {
+        Self(Mutex::new(Some(HashMap::new())))
+    }
+
+    fn calls(&self) -> MutexGuard<'_, Option<HashMap<u64, Reply>>> {
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Registers a waiting call; false if the connection is gone already.
+    fn insert(&self, id: u64, reply: Reply) -> bool {
+        match self.calls().as_mut() {
+            Some(calls) => {
+                calls.insert(id, reply);
+                true
+            }
+            None => false,
+        }
+    }
+
+    fn remove(&self, id: u64) {
+        if let Some(calls) = self.calls().as_mut() {
+            calls.remove(&id);
+        }
+    }
+
+    /// Hands `response` to the call waiting for `id`, if it still waits.
+    fn complete(&self, id: u64, response: Result<Response>) {
+        let reply = self.calls().as_mut().and_then(|calls| calls.remove(&id));
+        match reply {
+            Some(reply) => {
+                let _ = reply.send(response);
+            }
+            None => tracing::debug!(id, "registry answered a call that no longer waits"),
+        }
+    }
+
+    /// Fails every waiting call with `error`; later inserts are refused.
+    fn fail_all(&self, error: &Error) {
+        let calls = self.calls().take();
+        for (_, reply) in calls.into_iter().flatten() {
+            let _ = reply.send(Err(error.clone()));
+        }
+    }
+}
+
+/// Removes a call's pending entry however the call ends (answer, timeout, drop).
+struct Waiting<'a> {
+    pending: &'a Pending,
+    id: u64,
+}
+
+impl Drop for Waiting<'_> {
+    fn drop(&mut self) {
+        self.pending.remove(self.id);
+    }
+}
+
+impl RegistryClient {
+    /// Connects to registry-svc at `addr` (`host:port`) and runs the handshake: a proof
+    /// of `secret` if one is given, an anonymous token otherwise. Fails if the first
+    /// connection cannot be made; later losses are repaired in the background.
+    pub async fn connect(
+        addr: impl ToString,
+        secret: Option<Vec<u8>>,
+        config: ClientConfig,
+    ) -> Result<Self> {
+        let shutdown = CancellationToken::new();
+        let (link, _) = watch::channel(Link::Down);
+        let shared = Arc::new(Shared {
+            addr: addr.to_string(),
+            secret,
+            config,
+            next_id: AtomicU64::new(1),
+            link,
+        });
+        let connection = shared.open(&shutdown).await?;
+        shared.link.send_replace(Link::Up(connection.clone()));
+        tokio::spawn(supervise(shared.clone(), connection, shutdown.clone()));
+        Ok(Self {
+            inner: Arc::new(Inner { shared, shutdown }),
+        })
+    }
+
+    /// Whether a connection is up right now.
+    pub fn is_connected(&self) -> bool {
+        matches!(&*self.inner.shared.link.borrow(), Link::Up(c) if !c.closed.is_cancelled())
+    }
+
+    /// A health check that goes to the server and back.
+    pub async fn ping(&self) -> Result<()> {
+        self.call(rpc::Ping {}).await
+    }
+
+    /// Sends one typed request and waits for its typed answer.
+    pub async fn call<R: Rpc>(&self, request: R) -> Result<R::Response> {
+        let timeout = self.inner.shared.config.request_timeout;
+        let exchange = self.inner.shared.exchange(request.into());
+        match tokio::time::timeout(timeout, exchange).await {
+            Ok(response) => R::unwrap_response(response?),
+            Err(_) => Err(Error::Timeout(format!(
+                "registry `{}` got no answer within {timeout:?}",
+                R::OP
+            ))),
+        }
+    }
+}
+
+impl fmt::Debug for RegistryClient {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("RegistryClient")
+            .field("addr", &self.inner.shared.addr)
+            .field("connected", &self.is_connected())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Shared {
+    /// Sends `request` on the current connection (waiting for one if the link is down)
+    /// and waits for its answer. The caller bounds the wait.
+    async fn exchange(&self, request: rpc::Request) -> Result<Response> {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let mut link = self.link.subscribe();
+        let (connection, answer) = loop {
+            let connection = {
+                let current = link
+                    .wait_for(|l| matches!(l, Link::Up(_)))
+                    .await
+                    .map_err(|_| Error::Unavailable("registry client is shut down".into()))?;
+                match &*current {
+                    Link::Up(connection) => connection.clone(),
+                    Link::Down => continue,
+                }
+            };
+            let (reply, answer) = oneshot::channel();
+            if connection.pending.insert(id, reply) {
+                break (connection, answer);
+            }
+            // That connection died before this call used it: wait for the next one.
+            link.changed()
+                .await
+                .map_err(|_| Error::Unavailable("registry client is shut down".into()))?;
+        };
+        let _waiting = Waiting {
+            pending: &connection.pending,
+            id,
+        };
+        let frame = RequestFrame { id, request };
+        if connection.outbox.send(frame).await.is_err() {
+            return Err(self.lost());
+        }
+        answer.await.unwrap_or_else(|_| Err(self.lost()))
+    }
+
+    fn lost(&self) -> Error {
+        Error::Unavailable(format!("connection to registry {} lost", self.addr))
+    }
+
+    /// Dials, runs the handshake within `connect_timeout` and starts the connection's
+    /// reader and writer.
+    async fn open(&self, shutdown: &CancellationToken) -> Result<Connection> {
+        let limit = self.config.connect_timeout;
+        let dialing = dial(&self.addr, &self.config.name, self.secret.as_deref());
+        let (reader, writer) = match tokio::time::timeout(limit, dialing).await {
+            Ok(dialed) => dialed?,
+            Err(_) => {
+                return Err(Error::Timeout(format!(
+                    "connecting to registry {}: no handshake within {limit:?}",
+                    self.addr
+                )));
+            }
+        };
+        let codec =
+            || FrameCodec::<RequestFrame, ResponseFrame>::with_max_frame(self.config.max_frame);
+        let reader = reader.map_decoder(|_| codec());
+        let writer = writer.map_encoder(|_| codec());
+        let (outbox, queued) = mpsc::channel(OUTBOX);
+        let connection = Connection {
+            outbox,
+            pending: Arc::new(Pending::new()),
+            closed: shutdown.child_token(),
+        };
+        tokio::spawn(write_requests(writer, queued, connection.clone()));
+        tokio::spawn(read_responses(reader, connection.clone()));
+        Ok(connection)
+    }
+}
+
+/// Keeps the link up until the client is dropped.
+async fn supervise(shared: Arc<Shared>, mut connection: Connection, shutdown: CancellationToken) {
+    loop {
+        tokio::select! {
+            _ = shutdown.cancelled() => return,
+            _ = connection.closed.cancelled() => {}
+        }
+        shared.link.send_replace(Link::Down);
+        tracing::warn!(addr = %shared.addr, "lost the registry connection; reconnecting");
+        let mut delay = shared.config.backoff_min;
+        connection = loop {
+            let attempt = tokio::select! {
+                _ = shutdown.cancelled() => return,
+                attempt = shared.open(&shutdown) => attempt,
+            };
+            match attempt {
+                Ok(connection) => break connection,
+                Err(e) => {
+                    tracing::debug!(addr = %shared.addr, error = %e, "registry reconnect failed")
+                }
+            }
+            tokio::select! {
+                _ = shutdown.cancelled() => return,
+                _ = tokio::time::sleep(jittered(delay)) => {}
+            }
+            delay = (delay * 2).min(shared.config.backoff_max);
+        };
+        tracing::info!(addr = %shared.addr, "reconnected to the registry");
+        shared.link.send_replace(Link::Up(connection.clone()));
+    }
+}
+
+/// Somewhere between half of `delay` and all of it.
+fn jittered(delay: Duration) -> Duration {
+    let half = delay / 2;
+    let spread = u64::try_from(half.as_micros()).unwrap_or(u64::MAX).max(1);
+    let random = getrandom::u64().unwrap_or(0);
+    half + Duration::from_micros(random % spread)
+}
+
+/// Ends a connection: every waiting call fails, both tasks stop, the supervisor redials.
+fn close(connection: &Connection, error: &Error) {
+    connection.pending.fail_all(error);
+    connection.closed.cancel();
+}
+
+/// Drains the outbox into the socket: `feed` for every queued frame, one `flush` when
+/// the queue is momentarily empty.
+async fn write_requests(
+    mut writer: FramedWrite<OwnedWriteHalf, FrameCodec<RequestFrame, ResponseFrame>>,
+    mut queued: mpsc::Receiver<RequestFrame>,
+    connection: Connection,
+) {
+    let failure = loop {
+        let first = tokio::select! {
+            _ = connection.closed.cancelled() => return,
+            frame = queued.recv() => frame,
+        };
+        let mut next = first;
+        let mut failed = None;
+        while let Some(frame) = next {
+            let id = frame.id;
+            match writer.feed(frame).await {
+                Ok(()) => {}
+                // This one frame cannot be sent; the connection is fine.
+                Err(e @ (WireError::FrameTooLarge { .. } | WireError::Encode(_))) => {
+                    connection.pending.complete(id, Err(e.into()));
+                }
+                Err(e) => {
+                    failed = Some(e);
+                    break;
+                }
+            }
+            next = queued.try_recv().ok();
+        }
+        if let Some(e) = failed {
+            break e;
+        }
+        if let Err(e) = writer.flush().await {
+            break e;
+        }
+    };
+    tracing::debug!(error = %failure, "registry connection failed while writing");
+    close(
+        &connection,
+        &Error::Unavailable(format!("connection to registry lost: {failure}")),
+    );
+}
+
+/// Routes each answer to the call waiting for its id.
+async fn read_responses(
+    mut reader: FramedRead<OwnedReadHalf, FrameCodec<RequestFrame, ResponseFrame>>,
+    connection: Connection,
+) {
+    let why = loop {
+        let frame = tokio::select! {
+            _ = connection.closed.cancelled() => return,
+            frame = reader.next() => frame,
+        };
+        match frame {
+            Some(Ok(ResponseFrame { id, response })) => connection.pending.complete(id, response),
+            Some(Err(e)) => break e.to_string(),
+            None => break "closed by the registry".to_string(),
+        }
+    };
+    tracing::debug!(reason = %why, "registry connection ended");
+    close(
+        &connection,
+        &Error::Unavailable(format!("connection to registry lost: {why}")),
+    );
+}
+
+type HandshakeReader = FramedRead<OwnedReadHalf, FrameCodec<Handshake, Handshake>>;
+type HandshakeWriter = FramedWrite<OwnedWriteHalf, FrameCodec<Handshake, Handshake>>;
+
+/// Connects and runs the dialer side of the handshake.
+async fn dial(
+    addr: &str,
+    name: &str,
+    secret: Option<&[u8]>,
+) -> Result<(HandshakeReader, HandshakeWriter)> {
+    let broken = |e: &dyn fmt::Display| {
+        Error::Unavailable(format!("registry {addr}: handshake failed: {e}"))
+    };
+    let stream = TcpStream::connect(addr)
+        .await
+        .map_err(|e| Error::Unavailable(format!("connecting to registry {addr}: {e}")))?;
+    stream.set_nodelay(true).map_err(|e| broken(&e))?;
+    let (read, write) = stream.into_split();
+    let codec = || FrameCodec::with_max_frame(HANDSHAKE_MAX_FRAME);
+    let mut reader = FramedRead::new(read, codec());
+    let mut writer = FramedWrite::new(write, codec());
+
+    let ours = handshake::nonce()?;
+    let hello = Handshake::hello(PeerKind::RegistryClient, name, ours.clone());
+    writer.send(hello).await.map_err(|e| broken(&e))?;
+    let theirs = match receive(&mut reader, addr).await? {
+        Handshake::Challenge { version, nonce } if version == PROTOCOL_VERSION => nonce,
+        Handshake::Challenge { version, .. } => {
+            return Err(broken(&format!(
+                "registry speaks protocol version {version}"
+            )));
+        }
+        other => return Err(unexpected(addr, other)),
+    };
+    let answer = match secret {
+        Some(secret) => Handshake::Proof {
+            mac: handshake::dialer_proof(secret, name, &ours, &theirs),
+        },
+        None => Handshake::Token { token: None },
+    };
+    writer.send(answer).await.map_err(|e| broken(&e))?;
+    match receive(&mut reader, addr).await? {
+        Handshake::Welcome { mac } => match secret {
+            Some(secret) if !handshake::verify_listener(secret, name, &ours, &theirs, &mac) => Err(
+                Error::forbidden(format!("registry {addr} did not prove the shared secret")),
+            ),
+            _ => Ok((reader, writer)),
+        },
+        other => Err(unexpected(addr, other)),
+    }
+}
+
+/// The next handshake message; `Refused` becomes the error naming its reason.
+async fn receive(reader: &mut HandshakeReader, addr: &str) -> Result<Handshake> {
+    match reader.next().await {
+        Some(Ok(Handshake::Refused { reason })) => Err(Error::forbidden(format!(
+            "registry {addr} refused the connection: {reason}"
+        ))),
+        Some(Ok(message)) => Ok(message),
+        Some(Err(e)) => Err(Error::Unavailable(format!(
+            "registry {addr}: handshake failed: {e}"
+        ))),
+        None => Err(Error::Unavailable(format!(
+            "registry {addr} closed the connection during the handshake"
+        ))),
+    }
+}
+
+fn unexpected(addr: &str, message: Handshake) -> Error {
+    let name = match message {
+        Handshake::Hello { .. } => "Hello",
+        Handshake::Challenge { .. } => "Challenge",
+        Handshake::Proof { .. } => "Proof",
+        Handshake::Token { .. } => "Token",
+        Handshake::Welcome { .. } => "Welcome",
+        Handshake::Refused { .. } => "Refused",
+    };
+    Error::Unavailable(format!(
+        "registry {addr}: unexpected {name} during the handshake"
+    ))
+}
+
+#[async_trait]
+impl RegistryApi for RegistryClient {
+    async fn register(&self, registration: &Registration) -> Result<Details> {
+        self.call(rpc::Register {
+            registration: registration.clone(),
+        })
+        .await
+    }
+
+    async fn assign_star(&self, point: &Point, star: &Point) -> Result<()> {
+        self.call(rpc::AssignStar {
+            point: point.clone(),
+            star: star.clone(),
+        })
+        .await
+    }
+
+    async fn assign_host(&self, point: &Point, host: &Point) -> Result<()> {
+        self.call(rpc::AssignHost {
+            point: point.clone(),
+            host: host.clone(),
+        })
+        .await
+    }
+
+    async fn set_status(&self, point: &Point, status: Status) -> Result<()> {
+        self.call(rpc::SetStatus {
+            point: point.clone(),
+            status,
+        })
+        .await
+    }
+
+    async fn set_properties(&self, point: &Point, changes: &SetProperties) -> Result<()> {
+        self.call(rpc::SetProperties {
+            point: point.clone(),
+            changes: changes.clone(),
+        })
+        .await
+    }
+
+    async fn sequence(&self, point: &Point) -> Result<u64> {
+        self.call(rpc::Sequence {
+            point: point.clone(),
+        })
+        .await
+    }
+
+    async fn get_properties(&self, point: &Point) -> Result<Properties> {
+        self.call(rpc::GetProperties {
+            point: point.clone(),
+        })
+        .await
+    }
+
+    async fn record(&self, point: &Point) -> Result<ParticleRecord> {
+        self.call(rpc::Record {
+            point: point.clone(),
+        })
+        .await
+    }
+
+    async fn select(&self, selector: &Selector) -> Result<Vec<Stub>> {
+        self.call(rpc::Select {
+            selector: selector.clone(),
+        })
+        .await
+    }
+
+    async fn children(&self, point: &Point) -> Result<Vec<Stub>> {
+        self.call(rpc::Children {
+            point: point.clone(),
+        })
+        .await
+    }
+
+    async fn delete(&self, point: &Point) -> Result<Vec<Point>> {
+        self.call(rpc::Delete {
+            point: point.clone(),
+        })
+        .await
+    }
+
+    async fn grant(&self, grant: &AccessGrant) -> Result<GrantId> {
+        self.call(rpc::Grant {
+            grant: grant.clone(),
+        })
+        .await
+    }
+
+    async fn access(&self, agent: &Agent, point: &Point) -> Result<Access> {
+        self.call(rpc::Access {
+            agent: agent.clone(),
+            point: point.clone(),
+        })
+        .await
+    }
+
+    async fn chown(&self, on: &Selector, owner: &Point, by: &Agent) -> Result<u64> {
+        self.call(rpc::Chown {
+            on: on.clone(),
+            owner: owner.clone(),
+            by: by.clone(),
+        })
+        .await
+    }
+
+    async fn list_access(
+        &self,
+        to: Option<&Point>,
+        point: &Point,
+    ) -> Result<Vec<IndexedAccessGrant>> {
+        self.call(rpc::ListAccess {
+            to: to.cloned(),
+            point: point.clone(),
+        })
+        .await
+    }
+
+    async fn remove_access(&self, id: &GrantId, by: &Agent) -> Result<()> {
+        self.call(rpc::RemoveAccess {
+            id: id.clone(),
+            by: by.clone(),
+        })
+        .await
+    }
+
+    async fn register_star(&self, entry: &StarEntry) -> Result<()> {
+        self.call(rpc::RegisterStar {
+            entry: entry.clone(),
+        })
+        .await
+    }
+
+    async fn star_heartbeat(&self, star: &Point, load: u64) -> Result<()> {
+        self.call(rpc::StarHeartbeat {
+            star: star.clone(),
+            load,
+        })
+        .await
+    }
+
+    async fn list_stars(&self) -> Result<Vec<StarEntry>> {
+        self.call(rpc::ListStars {}).await
+    }
+
+    async fn deregister_star(&self, star: &Point) -> Result<()> {
+        self.call(rpc::DeregisterStar { star: star.clone() }).await
+    }
+
+    async fn put_artifact(&self, point: &Point, bytes: Bytes) -> Result<ArtifactMeta> {
+        self.call(rpc::PutArtifact {
+            point: point.clone(),
+            bytes: ByteBuf::from(Vec::from(bytes)),
+        })
+        .await
+    }
+
+    async fn get_artifact(&self, point: &Point) -> Result<Bytes> {
+        let bytes = self
+            .call(rpc::GetArtifact {
+                point: point.clone(),
+            })
+            .await?;
+        Ok(Bytes::from(bytes.into_vec()))
+    }
+}

@@ -1,0 +1,286 @@
+//! The registry RPC protocol: the typed messages a [`RegistryClient`](super::client) and
+//! registry-svc exchange after the [handshake](crate::wire::handshake).
+//!
+//! Every frame carries a `u64` id chosen by the client, so one connection carries many
+//! concurrent requests and answers may come back in any order:
+//!
+//! ```text
+//! client ── RequestFrame  { id, request: Request }                  ──▶ server
+//! client ◀── ResponseFrame { id, response: Result<Response, Error> } ── server
+//! ```
+//!
+//! Each operation of [`RegistryApi`] has a request struct (owned fields), a [`Request`]
+//! variant and a [`Response`] variant of the same name; its [`Rpc`] impl names the
+//! response type, so a call site cannot expect the wrong answer. A peer that answers with
+//! another variant gets an [`Error::Internal`] at run time. The whole table is one macro
+//! invocation below; [`dispatch`] carries a request out against any backend.
+//!
+//! This module owns the message shapes only: no sockets, no tasks.
+
+use bytes::Bytes;
+use serde::{Deserialize, Serialize};
+use serde_bytes::ByteBuf;
+
+use super::{ArtifactMeta, Registration, RegistryApi, StarEntry};
+use crate::error::{Error, Result};
+use crate::particle::{self, Details, ParticleRecord, Properties, Status, Stub};
+use crate::point::Point;
+use crate::security::{self, AccessGrant, GrantId, IndexedAccessGrant};
+use crate::selector::Selector;
+use crate::wave::Agent;
+
+/// The largest handshake frame either side of the registry RPC accepts.
+pub const HANDSHAKE_MAX_FRAME: usize = 4096;
+
+/// A request and the id its answer will carry.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RequestFrame {
+    /// Chosen by the client, unique among its requests in flight on the connection.
+    pub id: u64,
+    /// What is asked.
+    pub request: Request,
+}
+
+/// The answer to the request with the same id.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ResponseFrame {
+    /// The id of the request answered.
+    pub id: u64,
+    /// The backend's answer, or its error.
+    pub response: Result<Response, Error>,
+}
+
+/// A request type that names its response type.
+pub trait Rpc: Into<Request> {
+    /// What a successful call returns.
+    type Response;
+
+    /// The snake_case operation name (as [`Request::op`]).
+    const OP: &'static str;
+
+    /// The typed value inside `response`; `Internal` if it answers another operation.
+    fn unwrap_response(response: Response) -> Result<Self::Response>;
+}
+
+fn mismatch(asked: &str, answered: &str) -> Error {
+    Error::internal(format!(
+        "registry answered a `{asked}` request with a `{answered}` response"
+    ))
+}
+
+/// Defines, from one table, the request structs, [`Request`], [`Response`], their
+/// [`Rpc`] impls and [`dispatch`].
+macro_rules! registry_rpc {
+    ($(
+        $(#[doc = $doc:literal])*
+        $name:ident = $op:literal { $($field:ident : $ty:ty),* $(,)? } -> $response:ty
+            => |$api:ident, $req:ident| $call:expr;
+    )+) => {
+        $(
+            $(#[doc = $doc])*
+            #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+            pub struct $name { $(pub $field: $ty),* }
+
+            impl From<$name> for Request {
+                fn from(request: $name) -> Self {
+                    Request::$name(request)
+                }
+            }
+
+            impl Rpc for $name {
+                type Response = $response;
+                const OP: &'static str = $op;
+
+                fn unwrap_response(response: Response) -> Result<$response> {
+                    match response {
+                        Response::$name(value) => Ok(value),
+                        other => Err(mismatch($op, other.op())),
+                    }
+                }
+            }
+        )+
+
+        /// A request to the registry: one variant per operation.
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        pub enum Request {
+            $( $(#[doc = $doc])* $name($name), )+
+        }
+
+        /// A successful answer: the variant of the same name as the request's.
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        pub enum Response {
+            $( $name($response), )+
+        }
+
+        impl Request {
+            /// The snake_case operation name, for logs and metric labels.
+            pub fn op(&self) -> &'static str {
+                match self {
+                    $( Request::$name(_) => $op, )+
+                }
+            }
+        }
+
+        impl Response {
+            /// The snake_case name of the operation this answers.
+            pub fn op(&self) -> &'static str {
+                match self {
+                    $( Response::$name(_) => $op, )+
+                }
+            }
+        }
+
+        /// Carries `request` out against `api` (the server side of every call).
+        pub async fn dispatch(api: &dyn RegistryApi, request: Request) -> Result<Response> {
+            match request {
+                $(
+                    Request::$name($req) => {
+                        let $api = api;
+                        let answer: Result<$response> = $call;
+                        answer.map(Response::$name)
+                    }
+                )+
+            }
+        }
+    };
+}
+
+registry_rpc! {
+    /// [`RegistryApi::register`].
+    Register = "register" { registration: Registration } -> Details
+        => |api, r| api.register(&r.registration).await;
+    /// [`RegistryApi::assign_star`].
+    AssignStar = "assign_star" { point: Point, star: Point } -> ()
+        => |api, r| api.assign_star(&r.point, &r.star).await;
+    /// [`RegistryApi::assign_host`].
+    AssignHost = "assign_host" { point: Point, host: Point } -> ()
+        => |api, r| api.assign_host(&r.point, &r.host).await;
+    /// [`RegistryApi::set_status`].
+    SetStatus = "set_status" { point: Point, status: Status } -> ()
+        => |api, r| api.set_status(&r.point, r.status).await;
+    /// [`RegistryApi::set_properties`].
+    SetProperties = "set_properties" { point: Point, changes: particle::SetProperties } -> ()
+        => |api, r| api.set_properties(&r.point, &r.changes).await;
+    /// [`RegistryApi::sequence`].
+    Sequence = "sequence" { point: Point } -> u64
+        => |api, r| api.sequence(&r.point).await;
+    /// [`RegistryApi::get_properties`].
+    GetProperties = "get_properties" { point: Point } -> Properties
+        => |api, r| api.get_properties(&r.point).await;
+    /// [`RegistryApi::record`].
+    Record = "record" { point: Point } -> ParticleRecord
+        => |api, r| api.record(&r.point).await;
+    /// [`RegistryApi::select`].
+    Select = "select" { selector: Selector } -> Vec<Stub>
+        => |api, r| api.select(&r.selector).await;
+    /// [`RegistryApi::children`].
+    Children = "children" { point: Point } -> Vec<Stub>
+        => |api, r| api.children(&r.point).await;
+    /// [`RegistryApi::delete`].
+    Delete = "delete" { point: Point } -> Vec<Point>
+        => |api, r| api.delete(&r.point).await;
+    /// [`RegistryApi::grant`].
+    Grant = "grant" { grant: AccessGrant } -> GrantId
+        => |api, r| api.grant(&r.grant).await;
+    /// [`RegistryApi::access`].
+    Access = "access" { agent: Agent, point: Point } -> security::Access
+        => |api, r| api.access(&r.agent, &r.point).await;
+    /// [`RegistryApi::chown`].
+    Chown = "chown" { on: Selector, owner: Point, by: Agent } -> u64
+        => |api, r| api.chown(&r.on, &r.owner, &r.by).await;
+    /// [`RegistryApi::list_access`].
+    ListAccess = "list_access" { to: Option<Point>, point: Point } -> Vec<IndexedAccessGrant>
+        => |api, r| api.list_access(r.to.as_ref(), &r.point).await;
+    /// [`RegistryApi::remove_access`].
+    RemoveAccess = "remove_access" { id: GrantId, by: Agent } -> ()
+        => |api, r| api.remove_access(&r.id, &r.by).await;
+    /// [`RegistryApi::register_star`].
+    RegisterStar = "register_star" { entry: StarEntry } -> ()
+        => |api, r| api.register_star(&r.entry).await;
+    /// [`RegistryApi::star_heartbeat`].
+    StarHeartbeat = "star_heartbeat" { star: Point, load: u64 } -> ()
+        => |api, r| api.star_heartbeat(&r.star, r.load).await;
+    /// [`RegistryApi::list_stars`].
+    ListStars = "list_stars" {} -> Vec<StarEntry>
+        => |api, _r| api.list_stars().await;
+    /// [`RegistryApi::deregister_star`].
+    DeregisterStar = "deregister_star" { star: Point } -> ()
+        => |api, r| api.deregister_star(&r.star).await;
+    /// [`RegistryApi::put_artifact`].
+    PutArtifact = "put_artifact" { point: Point, bytes: ByteBuf } -> ArtifactMeta
+        => |api, r| api.put_artifact(&r.point, Bytes::from(r.bytes.into_vec())).await;
+    /// [`RegistryApi::get_artifact`].
+    GetArtifact = "get_artifact" { point: Point } -> ByteBuf
+        => |api, r| api.get_artifact(&r.point).await.map(|b| ByteBuf::from(Vec::from(b)));
+    /// A health check: answered by the server without touching the backend.
+    Ping = "ping" {} -> ()
+        => |_api, _r| Ok(());
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::BTreeSet;
+
+    use bytes::BytesMut;
+    use tokio_util::codec::{Decoder, Encoder};
+
+    use super::*;
+    use crate::wire::FrameCodec;
+
+    fn p(s: &str) -> Point {
+        s.parse().expect("test points parse")
+    }
+
+    #[test]
+    fn a_mismatched_answer_is_internal() {
+        let err = Record::unwrap_response(Response::Ping(())).unwrap_err();
+        assert!(matches!(err, Error::Internal(_)), "{err}");
+        assert!(err.to_string().contains("`record`") && err.to_string().contains("`ping`"));
+        assert_eq!(Sequence::unwrap_response(Response::Sequence(7)), Ok(7));
+    }
+
+    #[test]
+    fn op_names_are_distinct_snake_case() {
+        let requests: Vec<Request> = vec![
+            Ping {}.into(),
+            ListStars {}.into(),
+            Sequence { point: p("a") }.into(),
+            StarHeartbeat {
+                star: p("a"),
+                load: 1,
+            }
+            .into(),
+        ];
+        let ops: BTreeSet<_> = requests.iter().map(Request::op).collect();
+        assert_eq!(ops.len(), requests.len());
+        assert!(ops.contains("star_heartbeat") && ops.contains("list_stars"));
+        assert_eq!(<PutArtifact as Rpc>::OP, "put_artifact");
+    }
+
+    #[test]
+    fn frames_survive_the_codec() {
+        let mut client = FrameCodec::<RequestFrame, ResponseFrame>::default();
+        let mut server = FrameCodec::<ResponseFrame, RequestFrame>::default();
+        let request = RequestFrame {
+            id: u64::MAX,
+            request: PutArtifact {
+                point: p("repo:echo"),
+                bytes: ByteBuf::from(vec![0u8, 1, 2, 255]),
+            }
+            .into(),
+        };
+        let mut buf = BytesMut::new();
+        client.encode(request.clone(), &mut buf).unwrap();
+        assert_eq!(server.decode(&mut buf).unwrap(), Some(request));
+
+        for response in [
+            Ok(Response::GetArtifact(ByteBuf::from(vec![9u8; 3]))),
+            Ok(Response::AssignStar(())),
+            Err(Error::not_found("particle x")),
+        ] {
+            let frame = ResponseFrame { id: 3, response };
+            server.encode(frame.clone(), &mut buf).unwrap();
+            assert_eq!(client.decode(&mut buf).unwrap(), Some(frame));
+        }
+    }
+}

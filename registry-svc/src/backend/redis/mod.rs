@@ -1,0 +1,546 @@
+//! The sharded Redis backend: points spread over Redis servers by the [`ShardRing`].
+//!
+//! Everything about one point lives on that point's shard (see [`keys`]), so each
+//! single-point operation is one round trip, atomic on its shard (a Lua script). What
+//! spans points spans shards and is not atomic as a whole; each such operation is
+//! ordered so that a crash leaves a state that a retry of the same call repairs:
+//!
+//! - `register` writes the record, then adds it to the parent's children index (on the
+//!   parent's shard). Every outcome re-adds it, so retrying repairs a missing index entry.
+//! - `delete` removes the subtree deepest level first, the point itself last, then its
+//!   entry in the parent's index. A crash leaves the point in place; deleting again
+//!   finishes the job.
+//! - `chown` checks every point first, then writes owners shard by shard.
+//!
+//! Multi-point reads go level by level (select, children, delete) or ancestor by ancestor
+//! (access), with one pipeline per shard per step, shards in parallel.
+
+mod gather;
+pub mod keys;
+mod scripts;
+pub mod shard;
+mod stars;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use bytes::Bytes;
+use futures::future::try_join_all;
+use hyperverse_core::particle::{
+    Details, ParticleRecord, Properties, SetProperties, Status, Stub, properties_after_update,
+    properties_at_create,
+};
+use hyperverse_core::registry::{
+    ArtifactMeta, Registration, RegistryApi, RegistryLimits, StarEntry, content_hash,
+};
+use hyperverse_core::security::{
+    self, Access, AccessGrant, GrantId, IndexedAccessGrant, access::kinds_along,
+};
+use hyperverse_core::{Agent, Error, Point, Result, Selector};
+use redis::AsyncCommands;
+
+use crate::ring::{DEFAULT_VNODES, ShardRing};
+use keys::{Keys, RECORD_FIELDS, decode_record, pack, unpack};
+pub use shard::{Shard, ShardTimeouts};
+
+/// How a [`RedisRegistry`] is built.
+#[derive(Debug, Clone)]
+pub struct RedisConfig {
+    /// Shard URLs (`redis://host:port/db`); at least one.
+    pub shards: Vec<String>,
+    /// Virtual nodes per shard on the ring.
+    pub vnodes: usize,
+    /// Prefix of every key (default `hv`); lets several registries share servers.
+    pub prefix: String,
+    /// Connection timeouts per shard.
+    pub timeouts: ShardTimeouts,
+    /// Star TTL and artifact size limit.
+    pub limits: RegistryLimits,
+}
+
+impl RedisConfig {
+    /// Defaults for everything but the shard list.
+    pub fn new(shards: Vec<String>) -> Self {
+        Self {
+            shards,
+            vnodes: DEFAULT_VNODES,
+            prefix: "hv".into(),
+            timeouts: ShardTimeouts::default(),
+            limits: RegistryLimits::default(),
+        }
+    }
+}
+
+/// How many times `set_properties` retries when another writer changed them meanwhile.
+const SWAP_RETRIES: usize = 16;
+
+/// The registry over sharded Redis.
+#[derive(Debug, Clone)]
+pub struct RedisRegistry {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) ring: ShardRing,
+    pub(crate) shards: Vec<Shard>,
+    pub(crate) keys: Keys,
+    pub(crate) limits: RegistryLimits,
+}
+
+impl RedisRegistry {
+    /// A registry over the configured shards. Fails on an unparsable shard URL, naming
+    /// it; connects lazily, so unreachable shards only fail the operations that need them.
+    pub fn new(config: RedisConfig) -> Result<Self> {
+        if config.shards.is_empty() {
+            return Err(Error::bad_request(
+                "the Redis backend needs at least one shard",
+            ));
+        }
+        let mut seen = std::collections::HashSet::new();
+        for url in &config.shards {
+            if !seen.insert(url) {
+                return Err(Error::bad_request(format!("shard {url:?} is listed twice")));
+            }
+        }
+        let shards = config
+            .shards
+            .iter()
+            .map(|url| Shard::new(url, config.timeouts))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                ring: ShardRing::new(&config.shards, config.vnodes),
+                shards,
+                keys: Keys::new(&config.prefix)?,
+                limits: config.limits,
+            }),
+        })
+    }
+
+    /// The shards, in configuration order (for health and metrics).
+    pub fn shards(&self) -> &[Shard] {
+        &self.inner.shards
+    }
+
+    /// Checks every shard with a PING, in parallel; the first failure is returned.
+    pub async fn ping_all(&self) -> Result<()> {
+        try_join_all(self.inner.shards.iter().map(|shard| {
+            shard.run(|mut c| async move { redis::cmd("PING").query_async::<String>(&mut c).await })
+        }))
+        .await?;
+        Ok(())
+    }
+}
+
+impl Inner {
+    pub(crate) fn shard(&self, point: &Point) -> &Shard {
+        &self.shards[self.ring.shard_of(point)]
+    }
+
+    async fn exists(&self, point: &Point) -> Result<bool> {
+        if point.is_root() {
+            return Ok(true);
+        }
+        let key = self.keys.rec(point);
+        self.shard(point)
+            .run(|mut c| async move { c.exists::<_, bool>(key).await })
+            .await
+    }
+
+    async fn require(&self, point: &Point) -> Result<()> {
+        if self.exists(point).await? {
+            Ok(())
+        } else {
+            Err(Error::not_found(format!("particle {point}")))
+        }
+    }
+
+    pub(crate) async fn record(&self, point: &Point) -> Result<Option<ParticleRecord>> {
+        let key = self.keys.rec(point);
+        let fields: Vec<Option<Vec<u8>>> = self
+            .shard(point)
+            .run(|mut c| async move { c.hmget(key, &RECORD_FIELDS[..]).await })
+            .await?;
+        match decode_record(point, &fields)? {
+            Some(record) => Ok(Some(record)),
+            None if point.is_root() => {
+                let mut root = ParticleRecord::root();
+                root.details.stub.point = point.clone();
+                Ok(Some(root))
+            }
+            None => Ok(None),
+        }
+    }
+
+    async fn set_field(&self, point: &Point, field: &str, value: String) -> Result<()> {
+        let key = self.keys.rec(point);
+        let field = field.to_string();
+        let done: i64 = self
+            .shard(point)
+            .run(|mut c| async move {
+                scripts::SET_FIELD
+                    .key(key)
+                    .arg(field)
+                    .arg(value)
+                    .invoke_async(&mut c)
+                    .await
+            })
+            .await?;
+        if done == 1 {
+            Ok(())
+        } else {
+            Err(Error::not_found(format!("particle {point}")))
+        }
+    }
+
+    /// Adds `point` to its parent's children index (idempotent).
+    async fn link_to_parent(&self, point: &Point, parent: &Point) -> Result<()> {
+        let key = self.keys.kids(parent);
+        let member = point.to_string();
+        self.shard(parent)
+            .run(|mut c| async move { c.sadd::<_, _, ()>(key, member).await })
+            .await
+    }
+}
+
+#[async_trait]
+impl RegistryApi for RedisRegistry {
+    async fn register(&self, registration: &Registration) -> Result<Details> {
+        let inner = &self.inner;
+        let point = &registration.point;
+        let parent = point
+            .parent()
+            .ok_or_else(|| Error::bad_request(format!("{point} is a root and always exists")))?;
+        let properties = properties_at_create(&registration.kind, &registration.properties)?;
+        if !inner.exists(&parent).await? {
+            return Err(Error::not_found(format!(
+                "parent {parent} of {point} is not registered"
+            )));
+        }
+        let keys = [inner.keys.rec(point), inner.keys.art(point)];
+        let args = (
+            format!("{:?}", registration.strategy),
+            registration.kind.to_string(),
+            registration.status.to_string(),
+            registration.owner.to_string(),
+            pack(&properties)?,
+        );
+        let (outcome, existing): (String, String) = inner
+            .shard(point)
+            .run(|mut c| async move {
+                scripts::REGISTER
+                    .key(&keys[0])
+                    .key(&keys[1])
+                    .arg(args.0)
+                    .arg(args.1)
+                    .arg(args.2)
+                    .arg(args.3)
+                    .arg(args.4)
+                    .invoke_async(&mut c)
+                    .await
+            })
+            .await?;
+        // Whatever happened, the point now exists: make sure its parent lists it.
+        inner.link_to_parent(point, &parent).await?;
+        match outcome.as_str() {
+            "created" | "replaced" => Ok(Details {
+                stub: Stub {
+                    point: point.clone(),
+                    kind: registration.kind,
+                    status: registration.status,
+                },
+                properties,
+            }),
+            "kept" => inner
+                .record(point)
+                .await?
+                .map(|r| r.details)
+                .ok_or_else(|| Error::not_found(format!("particle {point} vanished"))),
+            _ if existing == registration.kind.to_string() => {
+                Err(Error::AlreadyExists(format!("particle {point}")))
+            }
+            _ => Err(Error::AlreadyExists(format!(
+                "particle {point} exists as a {existing}, not a {}",
+                registration.kind
+            ))),
+        }
+    }
+
+    async fn assign_star(&self, point: &Point, star: &Point) -> Result<()> {
+        self.inner.set_field(point, "st", star.to_string()).await
+    }
+
+    async fn assign_host(&self, point: &Point, host: &Point) -> Result<()> {
+        self.inner.set_field(point, "h", host.to_string()).await
+    }
+
+    async fn set_status(&self, point: &Point, status: Status) -> Result<()> {
+        self.inner.set_field(point, "s", status.to_string()).await
+    }
+
+    async fn set_properties(&self, point: &Point, changes: &SetProperties) -> Result<()> {
+        let inner = &self.inner;
+        for _ in 0..SWAP_RETRIES {
+            let key = inner.keys.rec(point);
+            let (kind, current): (Option<String>, Option<Vec<u8>>) = inner
+                .shard(point)
+                .run(|mut c| async move { c.hmget(key, &["k", "p"][..]).await })
+                .await?;
+            let kind = kind.ok_or_else(|| Error::not_found(format!("particle {point}")))?;
+            let current_bytes = current.unwrap_or_default();
+            let current_props: Properties = if current_bytes.is_empty() {
+                Properties::new()
+            } else {
+                unpack(&current_bytes)?
+            };
+            let updated = properties_after_update(&kind.parse()?, &current_props, changes)?;
+            let key = inner.keys.rec(point);
+            let new_bytes = pack(&updated)?;
+            let swapped: i64 = inner
+                .shard(point)
+                .run(|mut c| async move {
+                    scripts::SWAP_PROPERTIES
+                        .key(key)
+                        .arg(current_bytes)
+                        .arg(new_bytes)
+                        .invoke_async(&mut c)
+                        .await
+                })
+                .await?;
+            match swapped {
+                1 => return Ok(()),
+                -1 => return Err(Error::not_found(format!("particle {point}"))),
+                _ => continue,
+            }
+        }
+        Err(Error::Unavailable(format!(
+            "properties of {point} kept changing under {SWAP_RETRIES} attempts; try again"
+        )))
+    }
+
+    async fn sequence(&self, point: &Point) -> Result<u64> {
+        let inner = &self.inner;
+        let keys = [inner.keys.rec(point), inner.keys.seq(point)];
+        let root = if point.is_root() { "1" } else { "0" };
+        let next: i64 = inner
+            .shard(point)
+            .run(|mut c| async move {
+                scripts::NEXT_IN
+                    .key(&keys[0])
+                    .key(&keys[1])
+                    .arg(root)
+                    .invoke_async(&mut c)
+                    .await
+            })
+            .await?;
+        u64::try_from(next).map_err(|_| Error::not_found(format!("particle {point}")))
+    }
+
+    async fn get_properties(&self, point: &Point) -> Result<Properties> {
+        Ok(self.record(point).await?.details.properties)
+    }
+
+    async fn record(&self, point: &Point) -> Result<ParticleRecord> {
+        self.inner
+            .record(point)
+            .await?
+            .ok_or_else(|| Error::not_found(format!("particle {point}")))
+    }
+
+    async fn select(&self, selector: &Selector) -> Result<Vec<Stub>> {
+        gather::select(&self.inner, selector).await
+    }
+
+    async fn children(&self, point: &Point) -> Result<Vec<Stub>> {
+        self.inner.require(point).await?;
+        let kids = gather::children_of(&self.inner, std::slice::from_ref(point)).await?;
+        let kids: Vec<Point> = kids.into_iter().flat_map(|(_, k)| k).collect();
+        let mut stubs: Vec<Stub> = gather::stubs(&self.inner, &kids)
+            .await?
+            .into_iter()
+            .flatten()
+            .collect();
+        stubs.sort_by(|a, b| a.point.cmp(&b.point));
+        Ok(stubs)
+    }
+
+    async fn delete(&self, point: &Point) -> Result<Vec<Point>> {
+        let parent = point.parent().ok_or_else(|| {
+            Error::bad_request(format!("{point} is a root and cannot be deleted"))
+        })?;
+        self.inner.require(point).await?;
+        gather::delete_subtree(&self.inner, point, &parent).await
+    }
+
+    async fn grant(&self, grant: &AccessGrant) -> Result<GrantId> {
+        let inner = &self.inner;
+        let root = grant.on_point.root_point();
+        let keys = [
+            inner.keys.rec(&root),
+            inner.keys.gseq(&root),
+            inner.keys.grants(&root),
+        ];
+        let is_root = if root.is_root() { "1" } else { "0" };
+        let blob = pack(grant)?;
+        let seq: i64 = inner
+            .shard(&root)
+            .run(|mut c| async move {
+                scripts::ADD_GRANT
+                    .key(&keys[0])
+                    .key(&keys[1])
+                    .key(&keys[2])
+                    .arg(is_root)
+                    .arg(blob)
+                    .invoke_async(&mut c)
+                    .await
+            })
+            .await?;
+        let seq = u64::try_from(seq).map_err(|_| {
+            Error::not_found(format!("particle {root}, the root of {}", grant.on_point))
+        })?;
+        Ok(GrantId { root, seq })
+    }
+
+    async fn access(&self, agent: &Agent, point: &Point) -> Result<Access> {
+        let snapshot = gather::access_snapshot(&self.inner, point, &[agent.point()]).await?;
+        security::access(agent, point, &snapshot)
+    }
+
+    async fn chown(&self, on: &Selector, owner: &Point, by: &Agent) -> Result<u64> {
+        let stubs = self.select(on).await?;
+        let checks = stubs.iter().map(|s| self.access(by, &s.point));
+        for (stub, access) in stubs.iter().zip(try_join_all(checks).await?) {
+            if !access.is_super() {
+                return Err(Error::forbidden(format!(
+                    "{by} may not change the owner of {}: only a super agent may",
+                    stub.point
+                )));
+            }
+        }
+        try_join_all(
+            stubs
+                .iter()
+                .map(|s| self.inner.set_field(&s.point, "o", owner.to_string())),
+        )
+        .await?;
+        Ok(stubs.len() as u64)
+    }
+
+    async fn list_access(
+        &self,
+        to: Option<&Point>,
+        point: &Point,
+    ) -> Result<Vec<IndexedAccessGrant>> {
+        self.inner.require(point).await?;
+        let agents: Vec<Point> = to.into_iter().cloned().collect();
+        let snapshot = gather::access_snapshot(&self.inner, point, &agents).await?;
+        let grants = security::applicable_grants(point, &snapshot);
+        Ok(match to {
+            None => grants,
+            Some(to) => {
+                let kinds = kinds_along(to, &snapshot);
+                grants
+                    .into_iter()
+                    .filter(|g| g.grant.to_point.matches(to, &kinds))
+                    .collect()
+            }
+        })
+    }
+
+    async fn remove_access(&self, id: &GrantId, by: &Agent) -> Result<()> {
+        let inner = &self.inner;
+        let key = inner.keys.grants(&id.root);
+        let seq = id.seq;
+        let blob: Option<Vec<u8>> = inner
+            .shard(&id.root)
+            .run(|mut c| async move { c.hget(key, seq).await })
+            .await?;
+        let grant: AccessGrant =
+            unpack(&blob.ok_or_else(|| Error::not_found(format!("grant {id}")))?)?;
+        if grant.by_particle != by.point() && !self.access(by, &id.root).await?.is_super() {
+            return Err(Error::forbidden(format!(
+                "{by} may not remove grant {id}: only its granter or a super agent may"
+            )));
+        }
+        let key = inner.keys.grants(&id.root);
+        inner
+            .shard(&id.root)
+            .run(|mut c| async move { c.hdel::<_, _, ()>(key, seq).await })
+            .await
+    }
+
+    async fn register_star(&self, entry: &StarEntry) -> Result<()> {
+        stars::register(&self.inner, entry).await
+    }
+
+    async fn star_heartbeat(&self, star: &Point, load: u64) -> Result<()> {
+        stars::heartbeat(&self.inner, star, load).await
+    }
+
+    async fn list_stars(&self) -> Result<Vec<StarEntry>> {
+        stars::list(&self.inner).await
+    }
+
+    async fn deregister_star(&self, star: &Point) -> Result<()> {
+        stars::deregister(&self.inner, star).await
+    }
+
+    async fn put_artifact(&self, point: &Point, bytes: Bytes) -> Result<ArtifactMeta> {
+        let inner = &self.inner;
+        if bytes.len() > inner.limits.max_artifact {
+            return Err(Error::TooLarge {
+                what: format!("artifact {point}"),
+                size: bytes.len() as u64,
+                limit: inner.limits.max_artifact as u64,
+            });
+        }
+        let meta = ArtifactMeta {
+            hash: content_hash(&bytes),
+            size: bytes.len() as u64,
+        };
+        let keys = [inner.keys.rec(point), inner.keys.art(point)];
+        let hash = meta.hash.clone();
+        let outcome: i64 = inner
+            .shard(point)
+            .run(|mut c| async move {
+                scripts::PUT_ARTIFACT
+                    .key(&keys[0])
+                    .key(&keys[1])
+                    .arg(hash)
+                    .arg(bytes.as_ref())
+                    .invoke_async(&mut c)
+                    .await
+            })
+            .await?;
+        match outcome {
+            1 => Ok(meta),
+            0 => Err(Error::AlreadyExists(format!(
+                "artifact {point} holds other bytes; artifacts are immutable"
+            ))),
+            -2 => Err(Error::bad_request(format!("{point} is not an Artifact"))),
+            _ => Err(Error::not_found(format!("particle {point}"))),
+        }
+    }
+
+    async fn get_artifact(&self, point: &Point) -> Result<Bytes> {
+        let key = self.inner.keys.art(point);
+        let bytes: Option<Vec<u8>> = self
+            .inner
+            .shard(point)
+            .run(|mut c| async move { c.hget(key, "bytes").await })
+            .await?;
+        bytes
+            .map(Bytes::from)
+            .ok_or_else(|| Error::not_found(format!("artifact bytes of {point}")))
+    }
+}
+
+/// Milliseconds since the Unix epoch on this host's clock (the star directory's clock).
+pub(crate) fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap_or(Duration::ZERO)
+        .as_millis() as u64
+}

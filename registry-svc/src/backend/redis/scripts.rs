@@ -1,0 +1,137 @@
+//! The Lua scripts that make single-point operations atomic on their shard.
+//!
+//! Each script touches only keys of one point (or the shard's star directory), so it runs
+//! on one shard, atomically.
+
+use std::sync::LazyLock;
+
+use redis::Script;
+
+/// KEYS: rec, art. ARGV: strategy, kind, status, owner, properties.
+/// Returns `{outcome, existing kind}` with outcome `created`, `kept`, `replaced` or `exists`.
+pub static REGISTER: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local kind = redis.call('HGET', KEYS[1], 'k')
+if kind then
+  if ARGV[1] == 'Commit' then return {'exists', kind} end
+  if ARGV[1] == 'Ensure' then
+    if kind == ARGV[2] then return {'kept', kind} end
+    return {'exists', kind}
+  end
+  redis.call('DEL', KEYS[1], KEYS[2])
+  redis.call('HSET', KEYS[1], 'k', ARGV[2], 's', ARGV[3], 'o', ARGV[4], 'p', ARGV[5])
+  return {'replaced', kind}
+end
+redis.call('HSET', KEYS[1], 'k', ARGV[2], 's', ARGV[3], 'o', ARGV[4], 'p', ARGV[5])
+return {'created', ARGV[2]}
+",
+    )
+});
+
+/// KEYS: rec. ARGV: field, value. Sets one field of an existing record; 1 if it exists.
+pub static SET_FIELD: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+return 1
+",
+    )
+});
+
+/// KEYS: rec. ARGV: expected properties, new properties. Compare-and-set of `p`:
+/// -1 missing record, 0 changed meanwhile (retry), 1 done.
+pub static SWAP_PROPERTIES: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local current = redis.call('HGET', KEYS[1], 'p') or ''
+if current ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'p', ARGV[2])
+return 1
+",
+    )
+});
+
+/// KEYS: rec, counter. ARGV: '1' when the point is a root (exists without a record).
+/// Increments the counter of an existing point; -1 if it does not exist.
+pub static NEXT_IN: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if ARGV[1] ~= '1' and redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+return redis.call('INCR', KEYS[2])
+",
+    )
+});
+
+/// KEYS: rec, gseq, grants. ARGV: is-root flag, grant. Stores a grant; its number or -1.
+pub static ADD_GRANT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if ARGV[1] ~= '1' and redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local n = redis.call('INCR', KEYS[2])
+redis.call('HSET', KEYS[3], n, ARGV[2])
+return n
+",
+    )
+});
+
+/// KEYS: rec, art. ARGV: hash, bytes. Stores an artifact once:
+/// -1 no record, -2 not an Artifact, 0 other bytes already there, 1 stored (or same).
+pub static PUT_ARTIFACT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local kind = redis.call('HGET', KEYS[1], 'k')
+if not kind then return -1 end
+if kind ~= 'Artifact' then return -2 end
+local hash = redis.call('HGET', KEYS[2], 'hash')
+if hash then
+  if hash == ARGV[1] then return 1 end
+  return 0
+end
+redis.call('HSET', KEYS[2], 'hash', ARGV[1], 'bytes', ARGV[2])
+return 1
+",
+    )
+});
+
+/// KEYS: dir, load, seen. ARGV: star, load, now (ms), cutoff (ms).
+/// Refreshes a live star: 1; 0 (and forgets it) when unknown or expired.
+pub static HEARTBEAT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local seen = redis.call('ZSCORE', KEYS[3], ARGV[1])
+if not seen or tonumber(seen) < tonumber(ARGV[4]) then
+  redis.call('ZREM', KEYS[3], ARGV[1])
+  redis.call('HDEL', KEYS[1], ARGV[1])
+  redis.call('HDEL', KEYS[2], ARGV[1])
+  return 0
+end
+redis.call('HSET', KEYS[2], ARGV[1], ARGV[2])
+redis.call('ZADD', KEYS[3], ARGV[3], ARGV[1])
+return 1
+",
+    )
+});
+
+/// KEYS: dir, load, seen. ARGV: cutoff (ms). Forgets expired stars and returns the live
+/// ones as a flat list: entry, load, entry, load, …
+pub static LIVE_STARS: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local dead = redis.call('ZRANGEBYSCORE', KEYS[3], '-inf', '(' .. ARGV[1])
+for _, star in ipairs(dead) do
+  redis.call('HDEL', KEYS[1], star)
+  redis.call('HDEL', KEYS[2], star)
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', '(' .. ARGV[1])
+local out = {}
+for _, star in ipairs(redis.call('ZRANGEBYSCORE', KEYS[3], ARGV[1], '+inf')) do
+  table.insert(out, redis.call('HGET', KEYS[1], star) or '')
+  table.insert(out, redis.call('HGET', KEYS[2], star) or '0')
+end
+return out
+",
+    )
+});

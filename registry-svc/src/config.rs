@@ -1,0 +1,152 @@
+//! registry-svc settings: a config file (`--config FILE`, TOML) overridden by
+//! `HV_REGISTRY_*` environment variables, through the `config` crate.
+//!
+//! | setting | env | default |
+//! |---|---|---|
+//! | `listen` | `HV_REGISTRY_LISTEN` | `127.0.0.1:7600` |
+//! | `metrics` | `HV_REGISTRY_METRICS` | `127.0.0.1:9600` |
+//! | `shards` (comma-separated Redis URLs; empty = in-memory) | `HV_REGISTRY_SHARDS` | empty |
+//! | `secret` | `HV_REGISTRY_SECRET` | none: refused on a non-loopback `listen` |
+//! | `prefix` (key prefix) | `HV_REGISTRY_PREFIX` | `hv` |
+//! | `vnodes` (virtual nodes per shard) | `HV_REGISTRY_VNODES` | 512 |
+//! | `star_ttl_ms` | `HV_REGISTRY_STAR_TTL_MS` | 10000 |
+//! | `max_artifact_bytes` | `HV_REGISTRY_MAX_ARTIFACT_BYTES` | 15 MiB |
+//! | `max_frame_bytes` | `HV_REGISTRY_MAX_FRAME_BYTES` | 16 MiB |
+//! | `max_connections` | `HV_REGISTRY_MAX_CONNECTIONS` | 1024 |
+//! | `redis_timeout_ms` (per command) | `HV_REGISTRY_REDIS_TIMEOUT_MS` | 2000 |
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::ring::DEFAULT_VNODES;
+
+/// Everything registry-svc is configured with.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Where the RPC listens.
+    pub listen: String,
+    /// Where `/metrics` is served.
+    pub metrics: String,
+    /// Comma-separated Redis shard URLs; empty runs the embedded in-memory backend.
+    pub shards: String,
+    /// The hyperverse's shared secret.
+    pub secret: Option<String>,
+    /// Prefix of every Redis key.
+    pub prefix: String,
+    /// Virtual nodes per shard on the ring.
+    pub vnodes: usize,
+    /// A star not heard from for this long is dead.
+    pub star_ttl_ms: u64,
+    /// The largest artifact accepted.
+    pub max_artifact_bytes: usize,
+    /// The largest RPC frame accepted.
+    pub max_frame_bytes: usize,
+    /// RPC connections served at once.
+    pub max_connections: usize,
+    /// How long one Redis command may take.
+    pub redis_timeout_ms: u64,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        let limits = hyperverse_core::registry::RegistryLimits::default();
+        Self {
+            listen: "127.0.0.1:7600".into(),
+            metrics: "127.0.0.1:9600".into(),
+            shards: String::new(),
+            secret: None,
+            prefix: "hv".into(),
+            vnodes: DEFAULT_VNODES,
+            star_ttl_ms: limits.star_ttl.as_millis() as u64,
+            max_artifact_bytes: limits.max_artifact,
+            max_frame_bytes: hyperverse_core::wire::DEFAULT_MAX_FRAME,
+            max_connections: 1024,
+            redis_timeout_ms: 2000,
+        }
+    }
+}
+
+/// Why the settings cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(String);
+
+impl Settings {
+    /// Reads `file` (if any), then the environment, over the defaults, and checks the
+    /// result.
+    pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
+        let mut builder = config::Config::builder();
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(ConfigError(format!(
+                    "config file {} does not exist",
+                    file.display()
+                )));
+            }
+            builder = builder.add_source(config::File::from(file).format(config::FileFormat::Toml));
+        }
+        let settings: Settings = builder
+            .add_source(config::Environment::with_prefix("HV_REGISTRY").prefix_separator("_"))
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .map_err(|e| ConfigError(e.to_string()))?;
+        settings.check()?;
+        Ok(settings)
+    }
+
+    /// The shard URLs, trimmed, empties dropped.
+    pub fn shard_urls(&self) -> Vec<String> {
+        self.shards
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+            .map(String::from)
+            .collect()
+    }
+
+    /// The RPC address.
+    pub fn listen_addr(&self) -> Result<SocketAddr, ConfigError> {
+        parse_addr("listen", &self.listen)
+    }
+
+    /// The metrics address.
+    pub fn metrics_addr(&self) -> Result<SocketAddr, ConfigError> {
+        parse_addr("metrics", &self.metrics)
+    }
+
+    /// The star TTL.
+    pub fn star_ttl(&self) -> Duration {
+        Duration::from_millis(self.star_ttl_ms)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        let listen = self.listen_addr()?;
+        self.metrics_addr()?;
+        if self.secret.as_deref().is_none_or(str::is_empty) && !listen.ip().is_loopback() {
+            return Err(ConfigError(format!(
+                "listen address {listen} is not loopback: set a shared secret (HV_REGISTRY_SECRET)"
+            )));
+        }
+        if self.star_ttl_ms == 0 || self.vnodes == 0 || self.max_connections == 0 {
+            return Err(ConfigError(
+                "star_ttl_ms, vnodes and max_connections must be positive".into(),
+            ));
+        }
+        if self.max_artifact_bytes + 64 * 1024 > self.max_frame_bytes {
+            return Err(ConfigError(format!(
+                "max_artifact_bytes ({}) must leave 64 KiB of room inside max_frame_bytes ({})",
+                self.max_artifact_bytes, self.max_frame_bytes
+            )));
+        }
+        Ok(())
+    }
+}
+
+fn parse_addr(what: &str, text: &str) -> Result<SocketAddr, ConfigError> {
+    text.parse()
+        .map_err(|e| ConfigError(format!("{what} address {text:?}: {e} (use IP:PORT)")))
+}

@@ -1,0 +1,169 @@
+//! The Redis backend's behaviour across shards: failure of one shard, its return, and
+//! rebalancing onto a fourth shard. Each test starts its own `redis-server`s.
+
+mod support;
+
+use std::time::{Duration, Instant};
+
+use hyperverse_core::registry::{Registration, RegistryApi};
+use hyperverse_core::{Error, Kind, Point, Selector};
+use registry_svc::backend::redis::{RedisConfig, RedisRegistry};
+use registry_svc::rebalance::rebalance;
+use registry_svc::ring::{DEFAULT_VNODES, ShardRing};
+use support::RedisServer;
+
+fn registry(urls: &[String]) -> RedisRegistry {
+    RedisRegistry::new(RedisConfig::new(urls.to_vec())).expect("valid config")
+}
+
+async fn create(registry: &RedisRegistry, point: &Point, kind: Kind) {
+    registry
+        .register(&Registration::new(point.clone(), kind, Point::hyperuser()))
+        .await
+        .unwrap_or_else(|e| panic!("register {point}: {e}"));
+}
+
+/// Fails the test if `fut` takes longer than `limit`: a hang, not a speed goal.
+async fn within<T>(limit: Duration, what: &str, fut: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(limit, fut)
+        .await
+        .unwrap_or_else(|_| panic!("{what} hung for {limit:?}"))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_down_shard_fails_its_points_fast_and_is_used_again_when_back() {
+    let mut servers: Vec<RedisServer> = (0..3).map(|_| RedisServer::start()).collect();
+    let urls: Vec<String> = servers.iter().map(RedisServer::url).collect();
+    let registry = registry(&urls);
+    let ring = ShardRing::new(&urls, DEFAULT_VNODES);
+    // Spaces spread over all shards.
+    let spaces: Vec<Point> = (0..30)
+        .map(|i| format!("space{i}").parse().unwrap())
+        .collect();
+    for space in &spaces {
+        create(&registry, space, Kind::Space).await;
+    }
+    let (down, up): (Vec<&Point>, Vec<&Point>) = spaces.iter().partition(|p| ring.shard_of(p) == 1);
+    assert!(!down.is_empty() && !up.is_empty(), "points on every shard");
+
+    servers[1].stop();
+    for point in &down {
+        let err = within(
+            Duration::from_secs(5),
+            "record on a down shard",
+            registry.record(point),
+        )
+        .await
+        .unwrap_err();
+        assert!(
+            matches!(&err, Error::Unavailable(m) if m.contains(&urls[1])),
+            "names the shard: {err}"
+        );
+    }
+    for point in &up {
+        within(
+            Duration::from_secs(5),
+            "record on a live shard",
+            registry.record(point),
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{point} should still work: {e}"));
+    }
+    assert!(!registry.shards()[1].is_up(), "health reflects the outage");
+
+    // The shard returns (empty: these test servers keep nothing) and is used again.
+    servers[1].restart();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match registry
+            .register(&Registration::new(
+                down[0].clone(),
+                Kind::Space,
+                Point::hyperuser(),
+            ))
+            .await
+        {
+            Ok(_) => break,
+            Err(Error::Unavailable(_)) if Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("shard did not come back: {e}"),
+        }
+    }
+    assert!(registry.shards()[1].is_up());
+    registry.record(down[0]).await.expect("readable again");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn adding_a_fourth_shard_moves_a_minority_and_loses_nothing() {
+    let servers: Vec<RedisServer> = (0..4).map(|_| RedisServer::start()).collect();
+    let all: Vec<String> = servers.iter().map(RedisServer::url).collect();
+    let three = &all[..3];
+    let before = registry(three);
+    let mut points = Vec::new();
+    for s in 0..10 {
+        let space: Point = format!("space{s}").parse().unwrap();
+        create(&before, &space, Kind::Space).await;
+        points.push(space.clone());
+        for b in 0..150 {
+            let base = space.push(&format!("b{b}")).unwrap();
+            create(&before, &base, Kind::Base).await;
+            points.push(base);
+        }
+    }
+    before.sequence(&points[3]).await.expect("sequence");
+    let total = points.len() as u64;
+
+    // An interrupted run, then the rest: the same command finishes the job.
+    let partial = rebalance(three, &all, "hv", DEFAULT_VNODES, Some(100))
+        .await
+        .expect("partial");
+    assert!(partial.stopped_at_limit);
+    assert_eq!(partial.moved_keys, 100);
+    let rest = rebalance(three, &all, "hv", DEFAULT_VNODES, None)
+        .await
+        .expect("rebalance");
+    assert!(!rest.stopped_at_limit);
+    // What should move, from the rings themselves: at most 35%, and exactly those.
+    let old_ring = ShardRing::new(three, DEFAULT_VNODES);
+    let new_ring = ShardRing::new(&all, DEFAULT_VNODES);
+    let should_move = points
+        .iter()
+        .filter(|p| three[old_ring.shard_of(p)] != all[new_ring.shard_of(p)])
+        .count() as u64;
+    assert!(should_move > 0, "a fourth shard takes some points");
+    assert!(
+        should_move <= total * 35 / 100,
+        "{should_move} of {total} change shard"
+    );
+    assert!(rest.moved_points <= should_move, "{rest:?}");
+    assert!(
+        partial.moved_points + rest.moved_points >= should_move,
+        "{partial:?} {rest:?}"
+    );
+
+    let after = registry(&all);
+    for point in &points {
+        after
+            .record(point)
+            .await
+            .unwrap_or_else(|e| panic!("{point} lost after rebalancing: {e}"));
+    }
+    let selected = after
+        .select(&"+:**".parse::<Selector>().unwrap())
+        .await
+        .expect("select");
+    assert_eq!(selected.len() as u64, total + 1, "every point and ROOT");
+    let kids = after.children(&points[0]).await.expect("children");
+    assert_eq!(kids.len(), 150);
+    assert_eq!(
+        after.sequence(&points[3]).await.expect("sequence"),
+        2,
+        "sequence moved too"
+    );
+
+    let again = rebalance(three, &all, "hv", DEFAULT_VNODES, None)
+        .await
+        .expect("again");
+    assert_eq!(again.moved_keys, 0, "idempotent");
+}
