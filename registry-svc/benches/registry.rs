@@ -23,8 +23,16 @@ use hyperverse_core::{Kind, Point};
 use registry_svc::backend::redis::{RedisConfig, RedisRegistry};
 use registry_svc::server::{self, ServerConfig};
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 const IN_FLIGHT: usize = 64;
 const POINTS: usize = 10_000;
+
+fn median(mut values: Vec<f64>) -> f64 {
+    values.sort_by(f64::total_cmp);
+    values[values.len() / 2]
+}
 
 /// Runs `IN_FLIGHT` copies of `op` (given the copy's index and a counter) for `secs`;
 /// returns completed operations per second.
@@ -91,17 +99,19 @@ async fn run(secs: u64) {
         conns.push(conn);
     }
     let conns = Arc::new(conns);
-    let raw_get = measure(secs, move |worker, _| {
-        let mut conn = conns[worker].clone();
-        async move {
-            let _: Option<String> = redis::cmd("GET")
-                .arg("bench:key")
-                .query_async(&mut conn)
-                .await
-                .expect("get");
-        }
-    })
-    .await;
+    let raw_get = move |secs| {
+        let conns = conns.clone();
+        measure(secs, move |worker, _| {
+            let mut conn = conns[worker].clone();
+            async move {
+                let _: Option<String> = redis::cmd("GET")
+                    .arg("bench:key")
+                    .query_async(&mut conn)
+                    .await
+                    .expect("get");
+            }
+        })
+    };
 
     // registry-svc in this process, one multiplexed client.
     let backend = RedisRegistry::new(RedisConfig::new(urls.clone())).expect("backend");
@@ -149,7 +159,7 @@ async fn run(secs: u64) {
             .expect("seed points");
     }
 
-    let lookups = {
+    let lookups = |secs| {
         let (client, points) = (client.clone(), points.clone());
         measure(secs, move |worker, n| {
             let (client, points) = (client.clone(), points.clone());
@@ -158,8 +168,22 @@ async fn run(secs: u64) {
                 client.record(point).await.expect("record");
             }
         })
-        .await
     };
+    // Alternate the baseline and the lookups so drift on a shared machine hits both;
+    // report the median of each and of their ratio.
+    let rounds: usize = std::env::var("BENCH_ROUNDS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(3);
+    let (mut raws, mut looks, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
+    for _ in 0..rounds {
+        let raw = raw_get(secs).await;
+        let look = lookups(secs).await;
+        raws.push(raw);
+        looks.push(look);
+        ratios.push(look / raw);
+    }
+    let (raw_get, lookups, lookup_ratio) = (median(raws), median(looks), median(ratios));
 
     let registers = {
         let client = client.clone();
@@ -177,7 +201,57 @@ async fn run(secs: u64) {
         .await
     };
 
-    println!("registry benchmark: 3 Redis shards, {IN_FLIGHT} in flight, {secs} s each");
+    // The same lookups through registry-svc over the in-memory backend: the RPC's own cost.
+    let memory_lookups = {
+        let backend = registry_svc::backend::memory::MemoryRegistry::default();
+        backend
+            .register(&Registration::new(
+                space.clone(),
+                Kind::Space,
+                Point::hyperuser(),
+            ))
+            .await
+            .expect("space");
+        for p in points.iter() {
+            backend
+                .register(&Registration::new(
+                    p.clone(),
+                    Kind::Base,
+                    Point::hyperuser(),
+                ))
+                .await
+                .expect("point");
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let addr = listener.local_addr().expect("addr");
+        tokio::spawn(server::serve(
+            listener,
+            Arc::new(backend),
+            ServerConfig::default(),
+            std::future::pending::<()>(),
+        ));
+        let client = Arc::new(
+            RegistryClient::connect(addr, None, ClientConfig::default())
+                .await
+                .expect("client"),
+        );
+        let points = points.clone();
+        measure(secs, move |worker, n| {
+            let (client, points) = (client.clone(), points.clone());
+            async move {
+                let point = &points[(worker * 7919 + n as usize * 104_729) % points.len()];
+                client.record(point).await.expect("record");
+            }
+        })
+        .await
+    };
+
+    println!(
+        "registry benchmark: 3 Redis shards, {IN_FLIGHT} in flight, {secs} s per figure, \
+         median of {rounds} alternating rounds for the first two"
+    );
     println!("{:<44} {:>12} {:>10}", "figure", "ops/s", "vs raw GET");
     println!(
         "{:<44} {:>12.0} {:>10}",
@@ -185,9 +259,13 @@ async fn run(secs: u64) {
     );
     println!(
         "{:<44} {:>12.0} {:>9.2}x",
-        "record lookups through registry-svc",
-        lookups,
-        lookups / raw_get
+        "record lookups through registry-svc", lookups, lookup_ratio
+    );
+    println!(
+        "{:<44} {:>12.0} {:>9.2}x",
+        "record lookups, registry-svc in-memory",
+        memory_lookups,
+        memory_lookups / raw_get
     );
     println!(
         "{:<44} {:>12.0} {:>9.2}x",

@@ -19,6 +19,11 @@ use registry_svc::metrics::Metrics;
 use registry_svc::rebalance::rebalance;
 use registry_svc::server::{self, ServerConfig};
 
+/// mimalloc: measurably faster than the system allocator under many small, short-lived
+/// allocations across threads (see docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[derive(Debug, Parser)]
 #[command(
     name = "registry-svc",

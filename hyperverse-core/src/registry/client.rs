@@ -45,7 +45,7 @@ use crate::security::{Access, AccessGrant, GrantId, IndexedAccessGrant};
 use crate::selector::Selector;
 use crate::wave::Agent;
 use crate::wire::handshake::{self, Handshake, PROTOCOL_VERSION, PeerKind};
-use crate::wire::{DEFAULT_MAX_FRAME, FrameCodec, WireError};
+use crate::wire::{DEFAULT_MAX_FRAME, FrameCodec, WireError, next_queued};
 
 /// Frames queued for the writer before callers wait for room.
 const OUTBOX: usize = 1024;
@@ -375,6 +375,7 @@ async fn write_requests(
         };
         let mut next = first;
         let mut failed = None;
+        let mut yielded = false;
         while let Some(frame) = next {
             let id = frame.id;
             match writer.feed(frame).await {
@@ -388,7 +389,7 @@ async fn write_requests(
                     break;
                 }
             }
-            next = queued.try_recv().ok();
+            next = next_queued(&mut queued, &mut yielded).await;
         }
         if let Some(e) = failed {
             break e;

@@ -8,5 +8,7 @@
 
 mod codec;
 pub mod handshake;
+mod outbox;
 
 pub use codec::{DEFAULT_MAX_FRAME, FrameCodec, LENGTH_PREFIX, MAX_NESTING, WireError};
+pub use outbox::next_queued;

@@ -5,8 +5,9 @@
 //! spans points spans shards and is not atomic as a whole; each such operation is
 //! ordered so that a crash leaves a state that a retry of the same call repairs:
 //!
-//! - `register` writes the record, then adds it to the parent's children index (on the
-//!   parent's shard). Every outcome re-adds it, so retrying repairs a missing index entry.
+//! - `register` adds the point to its parent's children index (on the parent's shard,
+//!   checking there that the parent exists), then writes the record. A crash between
+//!   leaves an index entry without a record, which readers skip and a retry repairs.
 //! - `delete` removes the subtree deepest level first, the point itself last, then its
 //!   entry in the parent's index. A crash leaves the point in place; deleting again
 //!   finishes the job.
@@ -17,6 +18,7 @@
 
 mod gather;
 pub mod keys;
+mod link;
 mod scripts;
 pub mod shard;
 mod stars;
@@ -38,7 +40,6 @@ use hyperverse_core::security::{
     self, Access, AccessGrant, GrantId, IndexedAccessGrant, access::kinds_along,
 };
 use hyperverse_core::{Agent, Error, Point, Result, Selector};
-use redis::AsyncCommands;
 
 use crate::ring::{DEFAULT_VNODES, ShardRing};
 use keys::{Keys, RECORD_FIELDS, decode_record, pack, unpack};
@@ -143,9 +144,8 @@ impl Inner {
         if point.is_root() {
             return Ok(true);
         }
-        let key = self.keys.rec(point);
         self.shard(point)
-            .run(|mut c| async move { c.exists::<_, bool>(key).await })
+            .query(redis::cmd("EXISTS").arg(self.keys.rec(point)).clone())
             .await
     }
 
@@ -158,10 +158,14 @@ impl Inner {
     }
 
     pub(crate) async fn record(&self, point: &Point) -> Result<Option<ParticleRecord>> {
-        let key = self.keys.rec(point);
         let fields: Vec<Option<Vec<u8>>> = self
             .shard(point)
-            .run(|mut c| async move { c.hmget(key, &RECORD_FIELDS[..]).await })
+            .query(
+                redis::cmd("HMGET")
+                    .arg(self.keys.rec(point))
+                    .arg(&RECORD_FIELDS[..])
+                    .clone(),
+            )
             .await?;
         match decode_record(point, &fields)? {
             Some(record) => Ok(Some(record)),
@@ -176,16 +180,10 @@ impl Inner {
 
     async fn set_field(&self, point: &Point, field: &str, value: String) -> Result<()> {
         let key = self.keys.rec(point);
-        let field = field.to_string();
         let done: i64 = self
             .shard(point)
-            .run(|mut c| async move {
-                scripts::SET_FIELD
-                    .key(key)
-                    .arg(field)
-                    .arg(value)
-                    .invoke_async(&mut c)
-                    .await
+            .eval(&scripts::SET_FIELD, &[&key], |c| {
+                c.arg(field).arg(&value);
             })
             .await?;
         if done == 1 {
@@ -195,13 +193,19 @@ impl Inner {
         }
     }
 
-    /// Adds `point` to its parent's children index (idempotent).
-    async fn link_to_parent(&self, point: &Point, parent: &Point) -> Result<()> {
-        let key = self.keys.kids(parent);
-        let member = point.to_string();
-        self.shard(parent)
-            .run(|mut c| async move { c.sadd::<_, _, ()>(key, member).await })
-            .await
+    /// Adds `point` to its parent's children index (idempotent) if the parent exists;
+    /// whether it does.
+    async fn link_to_parent(&self, point: &Point, parent: &Point) -> Result<bool> {
+        let keys = [self.keys.rec(parent), self.keys.kids(parent)];
+        let is_root = if parent.is_root() { "1" } else { "0" };
+        let child = point.to_string();
+        let linked: i64 = self
+            .shard(parent)
+            .eval(&scripts::LINK_CHILD, &[&keys[0], &keys[1]], |c| {
+                c.arg(is_root).arg(&child);
+            })
+            .await?;
+        Ok(linked == 1)
     }
 }
 
@@ -214,7 +218,9 @@ impl RegistryApi for RedisRegistry {
             .parent()
             .ok_or_else(|| Error::bad_request(format!("{point} is a root and always exists")))?;
         let properties = properties_at_create(&registration.kind, &registration.properties)?;
-        if !inner.exists(&parent).await? {
+        // Link first (checking the parent in the same step), then write the record: an
+        // index entry without a record is skipped by readers and repaired by a retry.
+        if !inner.link_to_parent(point, &parent).await? {
             return Err(Error::not_found(format!(
                 "parent {parent} of {point} is not registered"
             )));
@@ -229,21 +235,14 @@ impl RegistryApi for RedisRegistry {
         );
         let (outcome, existing): (String, String) = inner
             .shard(point)
-            .run(|mut c| async move {
-                scripts::REGISTER
-                    .key(&keys[0])
-                    .key(&keys[1])
-                    .arg(args.0)
-                    .arg(args.1)
-                    .arg(args.2)
-                    .arg(args.3)
-                    .arg(args.4)
-                    .invoke_async(&mut c)
-                    .await
+            .eval(&scripts::REGISTER, &[&keys[0], &keys[1]], |c| {
+                c.arg(&args.0)
+                    .arg(&args.1)
+                    .arg(&args.2)
+                    .arg(&args.3)
+                    .arg(&args.4);
             })
             .await?;
-        // Whatever happened, the point now exists: make sure its parent lists it.
-        inner.link_to_parent(point, &parent).await?;
         match outcome.as_str() {
             "created" | "replaced" => Ok(Details {
                 stub: Stub {
@@ -286,7 +285,7 @@ impl RegistryApi for RedisRegistry {
             let key = inner.keys.rec(point);
             let (kind, current): (Option<String>, Option<Vec<u8>>) = inner
                 .shard(point)
-                .run(|mut c| async move { c.hmget(key, &["k", "p"][..]).await })
+                .query(redis::cmd("HMGET").arg(&key).arg("k").arg("p").clone())
                 .await?;
             let kind = kind.ok_or_else(|| Error::not_found(format!("particle {point}")))?;
             let current_bytes = current.unwrap_or_default();
@@ -296,17 +295,11 @@ impl RegistryApi for RedisRegistry {
                 unpack(&current_bytes)?
             };
             let updated = properties_after_update(&kind.parse()?, &current_props, changes)?;
-            let key = inner.keys.rec(point);
             let new_bytes = pack(&updated)?;
             let swapped: i64 = inner
                 .shard(point)
-                .run(|mut c| async move {
-                    scripts::SWAP_PROPERTIES
-                        .key(key)
-                        .arg(current_bytes)
-                        .arg(new_bytes)
-                        .invoke_async(&mut c)
-                        .await
+                .eval(&scripts::SWAP_PROPERTIES, &[&key], |c| {
+                    c.arg(&current_bytes).arg(&new_bytes);
                 })
                 .await?;
             match swapped {
@@ -326,13 +319,8 @@ impl RegistryApi for RedisRegistry {
         let root = if point.is_root() { "1" } else { "0" };
         let next: i64 = inner
             .shard(point)
-            .run(|mut c| async move {
-                scripts::NEXT_IN
-                    .key(&keys[0])
-                    .key(&keys[1])
-                    .arg(root)
-                    .invoke_async(&mut c)
-                    .await
+            .eval(&scripts::NEXT_IN, &[&keys[0], &keys[1]], |c| {
+                c.arg(root);
             })
             .await?;
         u64::try_from(next).map_err(|_| Error::not_found(format!("particle {point}")))
@@ -386,15 +374,8 @@ impl RegistryApi for RedisRegistry {
         let blob = pack(grant)?;
         let seq: i64 = inner
             .shard(&root)
-            .run(|mut c| async move {
-                scripts::ADD_GRANT
-                    .key(&keys[0])
-                    .key(&keys[1])
-                    .key(&keys[2])
-                    .arg(is_root)
-                    .arg(blob)
-                    .invoke_async(&mut c)
-                    .await
+            .eval(&scripts::ADD_GRANT, &[&keys[0], &keys[1], &keys[2]], |c| {
+                c.arg(is_root).arg(&blob);
             })
             .await?;
         let seq = u64::try_from(seq).map_err(|_| {
@@ -455,7 +436,7 @@ impl RegistryApi for RedisRegistry {
         let seq = id.seq;
         let blob: Option<Vec<u8>> = inner
             .shard(&id.root)
-            .run(|mut c| async move { c.hget(key, seq).await })
+            .query(redis::cmd("HGET").arg(&key).arg(seq).clone())
             .await?;
         let grant: AccessGrant =
             unpack(&blob.ok_or_else(|| Error::not_found(format!("grant {id}")))?)?;
@@ -464,10 +445,9 @@ impl RegistryApi for RedisRegistry {
                 "{by} may not remove grant {id}: only its granter or a super agent may"
             )));
         }
-        let key = inner.keys.grants(&id.root);
         inner
             .shard(&id.root)
-            .run(|mut c| async move { c.hdel::<_, _, ()>(key, seq).await })
+            .query(redis::cmd("HDEL").arg(&key).arg(seq).clone())
             .await
     }
 
@@ -504,14 +484,8 @@ impl RegistryApi for RedisRegistry {
         let hash = meta.hash.clone();
         let outcome: i64 = inner
             .shard(point)
-            .run(|mut c| async move {
-                scripts::PUT_ARTIFACT
-                    .key(&keys[0])
-                    .key(&keys[1])
-                    .arg(hash)
-                    .arg(bytes.as_ref())
-                    .invoke_async(&mut c)
-                    .await
+            .eval(&scripts::PUT_ARTIFACT, &[&keys[0], &keys[1]], |c| {
+                c.arg(&hash).arg(bytes.as_ref());
             })
             .await?;
         match outcome {
@@ -525,11 +499,15 @@ impl RegistryApi for RedisRegistry {
     }
 
     async fn get_artifact(&self, point: &Point) -> Result<Bytes> {
-        let key = self.inner.keys.art(point);
         let bytes: Option<Vec<u8>> = self
             .inner
             .shard(point)
-            .run(|mut c| async move { c.hget(key, "bytes").await })
+            .query(
+                redis::cmd("HGET")
+                    .arg(self.inner.keys.art(point))
+                    .arg("bytes")
+                    .clone(),
+            )
             .await?;
         bytes
             .map(Bytes::from)

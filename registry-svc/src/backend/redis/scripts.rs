@@ -29,6 +29,18 @@ return {'created', ARGV[2]}
     )
 });
 
+/// KEYS: parent rec, parent kids. ARGV: is-root flag, child. Adds the child to an
+/// existing parent's children index: 1, or 0 when the parent does not exist.
+pub static LINK_CHILD: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if ARGV[1] ~= '1' and redis.call('EXISTS', KEYS[1]) == 0 then return 0 end
+redis.call('SADD', KEYS[2], ARGV[2])
+return 1
+",
+    )
+});
+
 /// KEYS: rec. ARGV: field, value. Sets one field of an existing record; 1 if it exists.
 pub static SET_FIELD: LazyLock<Script> = LazyLock::new(|| {
     Script::new(

@@ -1,167 +1,165 @@
-//! One Redis shard: its connection, its health, and the mapping of Redis failures to
-//! registry errors.
+//! One Redis shard as the backend uses it: single commands are batched, pipelines and
+//! connection handling go to the shard's [`ShardLink`].
 //!
-//! Each shard keeps one multiplexed connection: every concurrent operation on the shard
-//! shares it, so commands from many requests travel pipelined on one socket. When the
-//! shard cannot be reached, operations on it fail at once with `Unavailable` ("shard …
-//! unavailable") instead of waiting: a failed connect is not retried for
-//! `retry_interval`, and every command has a response timeout. The first operation after
-//! that interval reconnects, so a shard that comes back is used again without a restart.
+//! Single-point operations arrive one at a time from many concurrent requests. Each is
+//! queued to the shard's batcher task, which takes every command waiting (up to
+//! [`MAX_BATCH`]) and sends them as one pipeline while the next batch gathers: one write,
+//! one read and one round of parsing for many requests. Lua scripts go by `EVALSHA`; a
+//! shard that does not know a script (restarted, flushed) gets it loaded and the command
+//! is sent again.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::sync::{Arc, OnceLock};
 
 use hyperverse_core::{Error, Result};
 use redis::aio::MultiplexedConnection;
-use redis::{AsyncConnectionConfig, Client, RedisError};
-use tokio::sync::Mutex;
+use redis::{Cmd, FromRedisValue, RedisError, Script, Value};
+use tokio::sync::{mpsc, oneshot};
 
-/// Timeouts of one shard's connection.
-#[derive(Debug, Clone, Copy)]
-pub struct ShardTimeouts {
-    /// How long a connect may take.
-    pub connect: Duration,
-    /// How long one command (or pipeline) may take.
-    pub response: Duration,
-    /// How long after a failed connect the shard is left alone (operations fail at once).
-    pub retry_interval: Duration,
-}
+pub use super::link::{ShardLink, ShardTimeouts};
 
-impl Default for ShardTimeouts {
-    fn default() -> Self {
-        Self {
-            connect: Duration::from_millis(500),
-            response: Duration::from_secs(2),
-            retry_interval: Duration::from_millis(250),
-        }
-    }
-}
+/// The most commands sent in one pipeline.
+pub const MAX_BATCH: usize = 256;
 
-#[derive(Debug, Default)]
-struct Link {
-    conn: Option<MultiplexedConnection>,
-    failed_at: Option<Instant>,
+struct Job {
+    cmd: Cmd,
+    reply: oneshot::Sender<Result<Value>>,
 }
 
 /// A Redis shard.
 #[derive(Debug)]
 pub struct Shard {
-    url: String,
-    client: Client,
-    timeouts: ShardTimeouts,
-    link: Mutex<Link>,
-    up: AtomicBool,
-    ops: AtomicU64,
+    link: Arc<ShardLink>,
+    batcher: OnceLock<mpsc::UnboundedSender<Job>>,
+}
+
+impl std::fmt::Debug for Job {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Job")
+    }
 }
 
 impl Shard {
     /// A shard at `url`; nothing is connected until the first operation.
     pub fn new(url: &str, timeouts: ShardTimeouts) -> Result<Self> {
-        let client = Client::open(url)
-            .map_err(|e| Error::bad_request(format!("shard URL {url:?} is not valid: {e}")))?;
         Ok(Self {
-            url: url.to_string(),
-            client,
-            timeouts,
-            link: Mutex::new(Link::default()),
-            up: AtomicBool::new(false),
-            ops: AtomicU64::new(0),
+            link: Arc::new(ShardLink::new(url, timeouts)?),
+            batcher: OnceLock::new(),
         })
     }
 
     /// The shard's URL, as configured.
     pub fn url(&self) -> &str {
-        &self.url
+        self.link.url()
     }
 
     /// Whether the last contact with the shard succeeded.
     pub fn is_up(&self) -> bool {
-        self.up.load(Ordering::Relaxed)
+        self.link.is_up()
     }
 
     /// Round trips (commands or pipelines) sent to this shard.
     pub fn ops(&self) -> u64 {
-        self.ops.load(Ordering::Relaxed)
+        self.link.ops()
     }
 
-    fn unavailable(&self, why: impl std::fmt::Display) -> Error {
-        Error::Unavailable(format!("shard {} unavailable: {why}", self.url))
-    }
-
-    /// A handle on the shard's connection, connecting if needed.
-    pub async fn conn(&self) -> Result<MultiplexedConnection> {
-        let mut link = self.link.lock().await;
-        if let Some(conn) = &link.conn {
-            return Ok(conn.clone());
-        }
-        if let Some(failed_at) = link.failed_at
-            && failed_at.elapsed() < self.timeouts.retry_interval
-        {
-            return Err(self.unavailable("not reachable at the last attempt"));
-        }
-        let config = AsyncConnectionConfig::new()
-            .set_connection_timeout(Some(self.timeouts.connect))
-            .set_response_timeout(Some(self.timeouts.response));
-        let attempt = tokio::time::timeout(
-            self.timeouts.connect,
-            self.client
-                .get_multiplexed_async_connection_with_config(&config),
-        )
-        .await;
-        match attempt {
-            Ok(Ok(conn)) => {
-                link.conn = Some(conn.clone());
-                link.failed_at = None;
-                self.up.store(true, Ordering::Relaxed);
-                tracing::info!(shard = %self.url, "connected to shard");
-                Ok(conn)
-            }
-            Ok(Err(e)) => {
-                link.failed_at = Some(Instant::now());
-                self.mark_down(&e.to_string());
-                Err(self.unavailable(e))
-            }
-            Err(_) => {
-                link.failed_at = Some(Instant::now());
-                self.mark_down("connect timed out");
-                Err(self.unavailable("connect timed out"))
-            }
-        }
-    }
-
-    fn mark_down(&self, why: &str) {
-        if self.up.swap(false, Ordering::Relaxed) {
-            tracing::warn!(shard = %self.url, why, "shard down");
-        }
-    }
-
-    /// Runs one round trip on the shard, mapping failures: a lost or slow connection is
-    /// `Unavailable` (and the connection is dropped, to be made anew), anything else is
-    /// `Internal`.
+    /// Runs one round trip of its own (a pipeline, a multi-key read) on the shard.
     pub async fn run<T, F, Fut>(&self, op: F) -> Result<T>
     where
         F: FnOnce(MultiplexedConnection) -> Fut,
         Fut: std::future::Future<Output = Result<T, RedisError>>,
     {
-        let conn = self.conn().await?;
-        self.ops.fetch_add(1, Ordering::Relaxed);
-        match op(conn).await {
-            Ok(value) => Ok(value),
-            Err(e) if is_link_failure(&e) => {
-                let mut link = self.link.lock().await;
-                link.conn = None;
-                self.mark_down(&e.to_string());
-                Err(self.unavailable(e))
+        self.link.run(op).await
+    }
+
+    /// Sends `cmd` in the shard's next batch and parses its reply.
+    pub async fn query<T: FromRedisValue>(&self, cmd: Cmd) -> Result<T> {
+        let value = self.query_value(cmd).await?;
+        redis::from_redis_value(value)
+            .map_err(|e| Error::internal(format!("shard {}: unexpected reply: {e}", self.url())))
+    }
+
+    /// Runs `script` with `keys` and `args` by `EVALSHA` in the next batch, loading the
+    /// script first if the shard does not know it.
+    pub async fn eval<T: FromRedisValue>(
+        &self,
+        script: &Script,
+        keys: &[&str],
+        args: impl Fn(&mut Cmd),
+    ) -> Result<T> {
+        let build = || {
+            let mut cmd = redis::cmd("EVALSHA");
+            cmd.arg(script.get_hash()).arg(keys.len()).arg(keys);
+            args(&mut cmd);
+            cmd
+        };
+        match self.query(build()).await {
+            Err(Error::Internal(msg)) if msg.to_ascii_lowercase().contains("noscript") => {
+                self.run(|mut c| async move { script.load_async(&mut c).await })
+                    .await?;
+                self.query(build()).await
             }
-            Err(e) => Err(Error::internal(format!("shard {}: {e}", self.url))),
+            other => other,
         }
+    }
+
+    async fn query_value(&self, cmd: Cmd) -> Result<Value> {
+        let batcher = self.batcher.get_or_init(|| {
+            let (tx, rx) = mpsc::unbounded_channel();
+            tokio::spawn(batch_loop(self.link.clone(), rx));
+            tx
+        });
+        let (reply, answer) = oneshot::channel();
+        batcher
+            .send(Job { cmd, reply })
+            .map_err(|_| Error::internal(format!("shard {}: batcher stopped", self.url())))?;
+        answer.await.map_err(|_| {
+            Error::internal(format!("shard {}: batcher dropped a command", self.url()))
+        })?
     }
 }
 
-fn is_link_failure(e: &RedisError) -> bool {
-    e.is_io_error()
-        || e.is_timeout()
-        || e.is_connection_dropped()
-        || e.is_connection_refusal()
-        || e.is_unrecoverable_error()
+/// Gathers waiting commands into pipelines until the shard (and its sender) is dropped.
+async fn batch_loop(link: Arc<ShardLink>, mut jobs: mpsc::UnboundedReceiver<Job>) {
+    let mut batch = Vec::with_capacity(MAX_BATCH);
+    while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
+        let mut pipe = redis::pipe();
+        pipe.ignore_errors();
+        for job in &mut batch {
+            pipe.add_command(std::mem::replace(&mut job.cmd, Cmd::new()));
+        }
+        let replies: Result<Vec<Value>> = link
+            .run(|mut c| async move { pipe.query_async(&mut c).await })
+            .await;
+        match replies {
+            Ok(values) if values.len() == batch.len() => {
+                for (job, value) in batch.drain(..).zip(values) {
+                    let result = match value {
+                        Value::ServerError(e) => Err(Error::internal(format!(
+                            "shard {}: {}",
+                            link.url(),
+                            RedisError::from(e)
+                        ))),
+                        value => Ok(value),
+                    };
+                    let _ = job.reply.send(result);
+                }
+            }
+            Ok(values) => {
+                let error = Error::internal(format!(
+                    "shard {}: {} replies to {} commands",
+                    link.url(),
+                    values.len(),
+                    batch.len()
+                ));
+                for job in batch.drain(..) {
+                    let _ = job.reply.send(Err(error.clone()));
+                }
+            }
+            Err(error) => {
+                for job in batch.drain(..) {
+                    let _ = job.reply.send(Err(error.clone()));
+                }
+            }
+        }
+    }
 }
