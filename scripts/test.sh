@@ -7,15 +7,23 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v redis-server >/dev/null 2>&1; then
-    echo "test.sh: installing redis-server (needed by the registry tests)" >&2
+# What the tests need from Debian: redis-server (the registry tests start their own
+# servers) and promtool (from the prometheus package; checks /metrics output).
+missing=()
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "test.sh: installing ${missing[*]}" >&2
     if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
     export DEBIAN_FRONTEND=noninteractive
     $SUDO apt-get update -qq
-    $SUDO apt-get install -y -qq redis-server >/dev/null
-    # The package starts a system instance; the tests start their own, so stop it.
-    $SUDO systemctl disable --now redis-server >/dev/null 2>&1 || true
+    $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+    # The packages may start system services; the tests need none of them.
+    $SUDO systemctl disable --now redis-server prometheus >/dev/null 2>&1 || true
+    pkill -x redis-server >/dev/null 2>&1 || true
+    pkill -f '^/usr/bin/prometheus' >/dev/null 2>&1 || true
 fi
 redis-server --version
+promtool --version | head -1
 
 cargo test --workspace "$@"

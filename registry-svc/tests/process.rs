@@ -112,6 +112,32 @@ fn sample(metrics: &str, prefix: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// `promtool check metrics` (from the `prometheus` package, which scripts/test.sh
+/// installs) must accept the exposition.
+fn promtool_accepts(response: &str) {
+    let body = response.split("\r\n\r\n").nth(1).expect("an HTTP body");
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool on PATH (apt-get install prometheus; scripts/test.sh does)");
+    promtool
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(body.as_bytes())
+        .expect("feed promtool");
+    let out = promtool.wait_with_output().expect("promtool runs");
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
 async fn client(addr: SocketAddr, secret: &str) -> hyperverse_core::Result<RegistryClient> {
     RegistryClient::connect(
         addr,
@@ -174,6 +200,7 @@ async fn the_binary_serves_on_redis_survives_garbage_and_restarts_losing_nothing
         sample(&metrics, "hv_registry_requests_total{op=\"register\"}"),
         60.0
     );
+    promtool_accepts(&metrics);
     let rejected: f64 = metrics
         .lines()
         .filter(|l| l.starts_with("hv_registry_rejected_connections_total{"))
