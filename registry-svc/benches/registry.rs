@@ -1,14 +1,15 @@
 //! Registry throughput through registry-svc, next to raw Redis measured in the same run.
 //!
 //! ```text
-//! cargo bench -p registry-svc --bench registry            # 5 s per figure
-//! BENCH_SECS=10 cargo bench -p registry-svc --bench registry
+//! cargo bench -p registry-svc --bench registry                  # 5 s per figure, 3 rounds
+//! BENCH_SECS=10 BENCH_ROUNDS=5 cargo bench -p registry-svc --bench registry
 //! ```
 //!
 //! Starts three `redis-server`s, registry-svc's RPC server in this process over them,
 //! and one multiplexed `RegistryClient`; then measures, 64 requests in flight each:
 //! raw unpipelined `GET` over 64 connections spread over the same shards (the
-//! baseline), `record` lookups and `register`s through registry-svc.
+//! baseline), `record` lookups and `register`s through registry-svc, and lookups
+//! through registry-svc over the in-memory backend (the RPC's own cost).
 
 #[path = "../tests/support/mod.rs"]
 mod support;
@@ -20,6 +21,7 @@ use std::time::{Duration, Instant};
 use hyperverse_core::registry::client::{ClientConfig, RegistryClient};
 use hyperverse_core::registry::{Registration, RegistryApi};
 use hyperverse_core::{Kind, Point};
+use registry_svc::backend::memory::MemoryRegistry;
 use registry_svc::backend::redis::{RedisConfig, RedisRegistry};
 use registry_svc::server::{self, ServerConfig};
 
@@ -28,14 +30,22 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 const IN_FLIGHT: usize = 64;
 const POINTS: usize = 10_000;
+const SECRET: &[u8] = b"bench";
 
 fn median(mut values: Vec<f64>) -> f64 {
     values.sort_by(f64::total_cmp);
     values[values.len() / 2]
 }
 
-/// Runs `IN_FLIGHT` copies of `op` (given the copy's index and a counter) for `secs`;
-/// returns completed operations per second.
+fn env(name: &str, default: u64) -> u64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Runs `IN_FLIGHT` copies of `op` (given the copy's index and its count so far) for
+/// `secs`; returns completed operations per second.
 async fn measure<F, Fut>(secs: u64, op: F) -> f64
 where
     F: Fn(usize, u64) -> Fut + Send + Sync + 'static,
@@ -66,23 +76,89 @@ where
     done.load(Ordering::Relaxed) as f64 / start.elapsed().as_secs_f64()
 }
 
+/// Serves `backend` on a loopback port in this process; returns a connected client.
+async fn serve(backend: Arc<dyn RegistryApi>) -> Arc<RegistryClient> {
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let config = ServerConfig {
+        secret: Some(SECRET.to_vec()),
+        ..ServerConfig::default()
+    };
+    tokio::spawn(server::serve(
+        listener,
+        backend,
+        config,
+        std::future::pending::<()>(),
+    ));
+    let client = RegistryClient::connect(addr, Some(SECRET.to_vec()), ClientConfig::default())
+        .await
+        .expect("client");
+    Arc::new(client)
+}
+
+/// Registers `space` and `points` below it, `IN_FLIGHT` at a time.
+async fn seed(api: &dyn RegistryApi, space: &Point, points: &[Point]) {
+    api.register(&Registration::new(
+        space.clone(),
+        Kind::Space,
+        Point::hyperuser(),
+    ))
+    .await
+    .expect("space");
+    for chunk in points.chunks(IN_FLIGHT) {
+        let registrations: Vec<Registration> = chunk
+            .iter()
+            .map(|p| Registration::new(p.clone(), Kind::Base, Point::hyperuser()))
+            .collect();
+        futures::future::try_join_all(registrations.iter().map(|r| api.register(r)))
+            .await
+            .expect("seed points");
+    }
+}
+
+/// `record` lookups of random seeded points for `secs`.
+async fn lookups(client: &Arc<RegistryClient>, points: &Arc<Vec<Point>>, secs: u64) -> f64 {
+    let (client, points) = (client.clone(), points.clone());
+    measure(secs, move |worker, n| {
+        let (client, points) = (client.clone(), points.clone());
+        async move {
+            let point = &points[(worker * 7919 + n as usize * 104_729) % points.len()];
+            client.record(point).await.expect("record");
+        }
+    })
+    .await
+}
+
+/// Raw `GET` of one key, one request in flight per connection.
+async fn raw_get(conns: &Arc<Vec<redis::aio::MultiplexedConnection>>, secs: u64) -> f64 {
+    let conns = conns.clone();
+    measure(secs, move |worker, _| {
+        let mut conn = conns[worker].clone();
+        async move {
+            let _: Option<String> = redis::cmd("GET")
+                .arg("bench:key")
+                .query_async(&mut conn)
+                .await
+                .expect("get");
+        }
+    })
+    .await
+}
+
 fn main() {
-    let secs: u64 = std::env::var("BENCH_SECS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(5);
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("runtime");
-    runtime.block_on(run(secs));
+    runtime.block_on(run(env("BENCH_SECS", 5), env("BENCH_ROUNDS", 3) as usize));
 }
 
-async fn run(secs: u64) {
+async fn run(secs: u64, rounds: usize) {
     let shards: Vec<support::RedisServer> = (0..3).map(|_| support::RedisServer::start()).collect();
     let urls: Vec<String> = shards.iter().map(support::RedisServer::url).collect();
 
-    // Baseline: raw GET, one request in flight per connection, 64 connections.
     let mut conns = Vec::new();
     for i in 0..IN_FLIGHT {
         let client = redis::Client::open(urls[i % urls.len()].as_str()).expect("url");
@@ -99,95 +175,31 @@ async fn run(secs: u64) {
         conns.push(conn);
     }
     let conns = Arc::new(conns);
-    let raw_get = move |secs| {
-        let conns = conns.clone();
-        measure(secs, move |worker, _| {
-            let mut conn = conns[worker].clone();
-            async move {
-                let _: Option<String> = redis::cmd("GET")
-                    .arg("bench:key")
-                    .query_async(&mut conn)
-                    .await
-                    .expect("get");
-            }
-        })
-    };
 
-    // registry-svc in this process, one multiplexed client.
-    let backend = RedisRegistry::new(RedisConfig::new(urls.clone())).expect("backend");
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let secret = b"bench".to_vec();
-    let config = ServerConfig {
-        secret: Some(secret.clone()),
-        ..ServerConfig::default()
-    };
-    tokio::spawn(server::serve(
-        listener,
-        Arc::new(backend),
-        config,
-        std::future::pending::<()>(),
-    ));
-    let client = Arc::new(
-        RegistryClient::connect(addr, Some(secret), ClientConfig::default())
-            .await
-            .expect("client"),
-    );
     let space: Point = "bench".parse().expect("point");
-    client
-        .register(&Registration::new(
-            space.clone(),
-            Kind::Space,
-            Point::hyperuser(),
-        ))
-        .await
-        .expect("space");
     let points: Arc<Vec<Point>> = Arc::new(
         (0..POINTS)
             .map(|i| space.push(&format!("p{i}")).expect("point"))
             .collect(),
     );
-    for chunk in points.chunks(IN_FLIGHT) {
-        let registrations: Vec<Registration> = chunk
-            .iter()
-            .map(|p| Registration::new(p.clone(), Kind::Base, Point::hyperuser()))
-            .collect();
-        futures::future::try_join_all(registrations.iter().map(|r| client.register(r)))
-            .await
-            .expect("seed points");
-    }
+    let backend = RedisRegistry::new(RedisConfig::new(urls.clone())).expect("backend");
+    let client = serve(Arc::new(backend)).await;
+    seed(client.as_ref(), &space, &points).await;
 
-    let lookups = |secs| {
-        let (client, points) = (client.clone(), points.clone());
-        measure(secs, move |worker, n| {
-            let (client, points) = (client.clone(), points.clone());
-            async move {
-                let point = &points[(worker * 7919 + n as usize * 104_729) % points.len()];
-                client.record(point).await.expect("record");
-            }
-        })
-    };
     // Alternate the baseline and the lookups so drift on a shared machine hits both;
     // report the median of each and of their ratio.
-    let rounds: usize = std::env::var("BENCH_ROUNDS")
-        .ok()
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(3);
     let (mut raws, mut looks, mut ratios) = (Vec::new(), Vec::new(), Vec::new());
-    for _ in 0..rounds {
-        let raw = raw_get(secs).await;
-        let look = lookups(secs).await;
+    for _ in 0..rounds.max(1) {
+        let raw = raw_get(&conns, secs).await;
+        let look = lookups(&client, &points, secs).await;
         raws.push(raw);
         looks.push(look);
         ratios.push(look / raw);
     }
-    let (raw_get, lookups, lookup_ratio) = (median(raws), median(looks), median(ratios));
+    let (raw, looked, ratio) = (median(raws), median(looks), median(ratios));
 
     let registers = {
-        let client = client.clone();
-        let space = space.clone();
+        let (client, space) = (client.clone(), space.clone());
         measure(secs, move |worker, n| {
             let client = client.clone();
             let point = space.push(&format!("w{worker}-{n}")).expect("point");
@@ -201,76 +213,24 @@ async fn run(secs: u64) {
         .await
     };
 
-    // The same lookups through registry-svc over the in-memory backend: the RPC's own cost.
-    let memory_lookups = {
-        let backend = registry_svc::backend::memory::MemoryRegistry::default();
-        backend
-            .register(&Registration::new(
-                space.clone(),
-                Kind::Space,
-                Point::hyperuser(),
-            ))
-            .await
-            .expect("space");
-        for p in points.iter() {
-            backend
-                .register(&Registration::new(
-                    p.clone(),
-                    Kind::Base,
-                    Point::hyperuser(),
-                ))
-                .await
-                .expect("point");
-        }
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let addr = listener.local_addr().expect("addr");
-        tokio::spawn(server::serve(
-            listener,
-            Arc::new(backend),
-            ServerConfig::default(),
-            std::future::pending::<()>(),
-        ));
-        let client = Arc::new(
-            RegistryClient::connect(addr, None, ClientConfig::default())
-                .await
-                .expect("client"),
-        );
-        let points = points.clone();
-        measure(secs, move |worker, n| {
-            let (client, points) = (client.clone(), points.clone());
-            async move {
-                let point = &points[(worker * 7919 + n as usize * 104_729) % points.len()];
-                client.record(point).await.expect("record");
-            }
-        })
-        .await
-    };
+    let memory = MemoryRegistry::default();
+    seed(&memory, &space, &points).await;
+    let in_memory = lookups(&serve(Arc::new(memory)).await, &points, secs).await;
 
     println!(
         "registry benchmark: 3 Redis shards, {IN_FLIGHT} in flight, {secs} s per figure, \
          median of {rounds} alternating rounds for the first two"
     );
+    let row = |figure: &str, ops: f64, ratio: f64| {
+        println!("{figure:<44} {ops:>12.0} {ratio:>9.2}x");
+    };
     println!("{:<44} {:>12} {:>10}", "figure", "ops/s", "vs raw GET");
-    println!(
-        "{:<44} {:>12.0} {:>10}",
-        "raw Redis GET, 64 connections (baseline)", raw_get, "1.00x"
-    );
-    println!(
-        "{:<44} {:>12.0} {:>9.2}x",
-        "record lookups through registry-svc", lookups, lookup_ratio
-    );
-    println!(
-        "{:<44} {:>12.0} {:>9.2}x",
+    row("raw Redis GET, 64 connections (baseline)", raw, 1.0);
+    row("record lookups through registry-svc", looked, ratio);
+    row(
         "record lookups, registry-svc in-memory",
-        memory_lookups,
-        memory_lookups / raw_get
+        in_memory,
+        in_memory / raw,
     );
-    println!(
-        "{:<44} {:>12.0} {:>9.2}x",
-        "registers through registry-svc",
-        registers,
-        registers / raw_get
-    );
+    row("registers through registry-svc", registers, registers / raw);
 }

@@ -117,6 +117,23 @@ impl Default for RegistryLimits {
     }
 }
 
+impl RegistryLimits {
+    /// The metadata of an artifact's bytes, or `TooLarge` when they are over the limit.
+    pub fn check_artifact(&self, point: &Point, bytes: &[u8]) -> Result<ArtifactMeta> {
+        if bytes.len() > self.max_artifact {
+            return Err(crate::Error::TooLarge {
+                what: format!("artifact {point}"),
+                size: bytes.len() as u64,
+                limit: self.max_artifact as u64,
+            });
+        }
+        Ok(ArtifactMeta {
+            hash: content_hash(bytes),
+            size: bytes.len() as u64,
+        })
+    }
+}
+
 /// SHA-256 of `bytes`, lower-case hex: an artifact's content hash.
 pub fn content_hash(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};

@@ -15,7 +15,7 @@ use hyperverse_core::particle::{
     properties_at_create,
 };
 use hyperverse_core::registry::{
-    ArtifactMeta, Registration, RegistryApi, RegistryLimits, StarEntry, Strategy, content_hash,
+    ArtifactMeta, Registration, RegistryApi, RegistryLimits, StarEntry, Strategy,
 };
 use hyperverse_core::security::{
     self, Access, AccessGrant, AccessSource, GrantId, IndexedAccessGrant, ParticleFacts,
@@ -455,17 +455,7 @@ impl RegistryApi for MemoryRegistry {
     }
 
     async fn put_artifact(&self, point: &Point, bytes: Bytes) -> Result<ArtifactMeta> {
-        if bytes.len() > self.limits.max_artifact {
-            return Err(Error::TooLarge {
-                what: format!("artifact {point}"),
-                size: bytes.len() as u64,
-                limit: self.limits.max_artifact as u64,
-            });
-        }
-        let meta = ArtifactMeta {
-            hash: content_hash(&bytes),
-            size: bytes.len() as u64,
-        };
+        let meta = self.limits.check_artifact(point, &bytes)?;
         let mut state = self.lock();
         let entry = state.get_mut(point)?;
         if entry.record.kind() != Kind::Artifact {

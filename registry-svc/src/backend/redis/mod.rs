@@ -34,7 +34,7 @@ use hyperverse_core::particle::{
     properties_at_create,
 };
 use hyperverse_core::registry::{
-    ArtifactMeta, Registration, RegistryApi, RegistryLimits, StarEntry, content_hash,
+    ArtifactMeta, Registration, RegistryApi, RegistryLimits, StarEntry,
 };
 use hyperverse_core::security::{
     self, Access, AccessGrant, GrantId, IndexedAccessGrant, access::kinds_along,
@@ -469,17 +469,7 @@ impl RegistryApi for RedisRegistry {
 
     async fn put_artifact(&self, point: &Point, bytes: Bytes) -> Result<ArtifactMeta> {
         let inner = &self.inner;
-        if bytes.len() > inner.limits.max_artifact {
-            return Err(Error::TooLarge {
-                what: format!("artifact {point}"),
-                size: bytes.len() as u64,
-                limit: inner.limits.max_artifact as u64,
-            });
-        }
-        let meta = ArtifactMeta {
-            hash: content_hash(&bytes),
-            size: bytes.len() as u64,
-        };
+        let meta = inner.limits.check_artifact(point, &bytes)?;
         let keys = [inner.keys.rec(point), inner.keys.art(point)];
         let hash = meta.hash.clone();
         let outcome: i64 = inner
