@@ -167,6 +167,9 @@ impl ServerObserver for Metrics {
 /// Reads each shard's counters and health at scrape time.
 struct ShardCollector {
     redis: RedisRegistry,
+    /// Held while copying the shards' counters, so two scrapes at once cannot both add
+    /// the same increment.
+    copying: std::sync::Mutex<()>,
     ops: IntCounterVec,
     up: IntGaugeVec,
     descs: Vec<Desc>,
@@ -193,6 +196,7 @@ impl ShardCollector {
         let descs = ops.desc().into_iter().chain(up.desc()).cloned().collect();
         Self {
             redis,
+            copying: std::sync::Mutex::new(()),
             ops,
             up,
             descs,
@@ -206,6 +210,7 @@ impl Collector for ShardCollector {
     }
 
     fn collect(&self) -> Vec<MetricFamily> {
+        let _one_at_a_time = self.copying.lock().unwrap_or_else(|p| p.into_inner());
         for shard in self.redis.shards() {
             let ops = self.ops.with_label_values(&[shard.url()]);
             ops.inc_by(shard.ops().saturating_sub(ops.get()));
