@@ -24,6 +24,6 @@ if [ ${#missing[@]} -gt 0 ]; then
     pkill -f '^/usr/bin/prometheus' >/dev/null 2>&1 || true
 fi
 redis-server --version
-promtool --version | head -1
+promtool --version 2>&1 | sed -n 1p
 
 cargo test --workspace "$@"
