@@ -13,7 +13,7 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use hyperverse_core::registry::{RegistryApi, RegistryLimits};
 use registry_svc::backend::memory::MemoryRegistry;
-use registry_svc::backend::redis::{RedisConfig, RedisRegistry, ShardTimeouts};
+use registry_svc::backend::redis::{RedisConfig, RedisRegistry, ShardTimeouts, redacted};
 use registry_svc::config::Settings;
 use registry_svc::metrics::Metrics;
 use registry_svc::rebalance::rebalance;
@@ -51,12 +51,13 @@ enum Command {
         /// The shard URLs to spread it over (comma-separated).
         #[arg(long, value_delimiter = ',', required = true)]
         to: Vec<String>,
-        /// The key prefix registry-svc uses.
-        #[arg(long, default_value = "hv")]
-        prefix: String,
-        /// Virtual nodes per shard (as configured for registry-svc).
-        #[arg(long, default_value_t = registry_svc::ring::DEFAULT_VNODES)]
-        vnodes: usize,
+        /// The key prefix registry-svc uses (default: from --config / HV_REGISTRY_PREFIX,
+        /// else `hv`).
+        #[arg(long)]
+        prefix: Option<String>,
+        /// Virtual nodes per shard (default: from --config / HV_REGISTRY_VNODES, else 512).
+        #[arg(long)]
+        vnodes: Option<usize>,
         /// Move at most this many keys, then stop (run again to continue).
         #[arg(long)]
         limit: Option<u64>,
@@ -90,6 +91,10 @@ fn main() -> ExitCode {
             vnodes,
             limit,
         }) => runtime.block_on(async move {
+            // The ring and the keys must be the service's: take them from its settings.
+            let settings = Settings::load(cli.config.as_deref()).map_err(|e| e.to_string())?;
+            let prefix = prefix.unwrap_or(settings.prefix);
+            let vnodes = vnodes.unwrap_or(settings.vnodes);
             let report = rebalance(&from, &to, &prefix, vnodes, limit)
                 .await
                 .map_err(|e| e.to_string())?;
@@ -144,7 +149,8 @@ async fn serve(config: Option<PathBuf>) -> Result<(), String> {
                 tracing::warn!(shard = shard.url(), error = %e, "shard not reachable at start; its points fail until it is");
             }
         }
-        tracing::info!(shards = ?urls, "using Redis shards");
+        let shown: Vec<String> = urls.iter().map(|u| redacted(u)).collect();
+        tracing::info!(shards = ?shown, "using Redis shards");
         (Arc::new(redis.clone()), Some(redis))
     };
 

@@ -18,6 +18,8 @@ use hyperverse_core::{Error, Result};
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncCommands, Value};
 
+use crate::backend::redis::keys::STARS_TAG;
+use crate::backend::redis::redacted;
 use crate::ring::ShardRing;
 
 /// What a rebalance did.
@@ -39,12 +41,13 @@ pub struct RebalanceReport {
 const BATCH: usize = 256;
 
 fn unavailable(url: &str, e: impl std::fmt::Display) -> Error {
-    Error::Unavailable(format!("shard {url} unavailable: {e}"))
+    Error::Unavailable(format!("shard {} unavailable: {e}", redacted(url)))
 }
 
 async fn connect(url: &str) -> Result<MultiplexedConnection> {
-    let client = redis::Client::open(url)
-        .map_err(|e| Error::bad_request(format!("shard URL {url:?} is not valid: {e}")))?;
+    let client = redis::Client::open(url).map_err(|e| {
+        Error::bad_request(format!("shard URL {:?} is not valid: {e}", redacted(url)))
+    })?;
     client
         .get_multiplexed_async_connection()
         .await
@@ -56,6 +59,11 @@ fn tag(key: &str) -> Option<&str> {
     let open = key.find('{')?;
     let close = key[open..].find('}')? + open;
     Some(&key[open + 1..close])
+}
+
+/// Whether `key` belongs to the star directory rather than to a point.
+fn is_star_directory(key: &str) -> bool {
+    tag(key) == Some(STARS_TAG)
 }
 
 /// Moves every key (and star entry) that `to`'s ring places elsewhere. Moves at most
@@ -103,7 +111,7 @@ pub async fn rebalance(
         for key in keys {
             let Some(point) = tag(&key) else { continue };
             report.scanned_keys += 1;
-            if point == "stars" {
+            if is_star_directory(&key) {
                 if key.ends_with(":dir") {
                     report.moved_stars +=
                         move_stars(&conns, &urls, here, prefix, &ring, &index_in_all).await?;
@@ -187,7 +195,8 @@ async fn move_stars(
     ring: &ShardRing,
     index_in_all: &impl Fn(usize) -> usize,
 ) -> Result<u64> {
-    let [dir, load, seen] = ["dir", "load", "seen"].map(|w| format!("{prefix}:{{stars}}:{w}"));
+    let [dir, load, seen] =
+        ["dir", "load", "seen"].map(|w| format!("{prefix}:{{{STARS_TAG}}}:{w}"));
     let mut source = conns[here].clone();
     let entries: Vec<(String, Vec<u8>)> = source
         .hgetall(&dir)
@@ -240,5 +249,13 @@ mod tests {
         assert_eq!(super::tag("hv:{localhost:app}:rec"), Some("localhost:app"));
         assert_eq!(super::tag("hv:{GLOBAL::ROOT}:kids"), Some("GLOBAL::ROOT"));
         assert_eq!(super::tag("hv:nothing"), None);
+    }
+
+    #[test]
+    fn a_point_named_stars_is_not_the_star_directory() {
+        assert!(!super::is_star_directory("hv:{stars}:rec"));
+        assert!(!super::is_star_directory("hv:{stars}:kids"));
+        assert!(super::is_star_directory("hv:{#stars}:dir"));
+        assert!(super::is_star_directory("hv:{#stars}:seen"));
     }
 }

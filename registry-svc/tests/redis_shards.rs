@@ -5,8 +5,8 @@ mod support;
 
 use std::time::{Duration, Instant};
 
-use hyperverse_core::registry::{Registration, RegistryApi};
-use hyperverse_core::{Error, Kind, Point, Selector};
+use hyperverse_core::registry::{Registration, RegistryApi, StarEntry};
+use hyperverse_core::{BaseKind, Error, Kind, Point, Selector, StarSub};
 use registry_svc::backend::redis::{RedisConfig, RedisRegistry};
 use registry_svc::rebalance::rebalance;
 use registry_svc::ring::{DEFAULT_VNODES, ShardRing};
@@ -111,6 +111,23 @@ async fn adding_a_fourth_shard_moves_a_minority_and_loses_nothing() {
             points.push(base);
         }
     }
+    // A space named like the star directory's tag must move like any point.
+    let stars_space: Point = "stars".parse().unwrap();
+    create(&before, &stars_space, Kind::Space).await;
+    points.push(stars_space);
+    for i in 0..20 {
+        before
+            .register_star(&StarEntry {
+                star: format!("LOCAL::star{i}").parse().unwrap(),
+                kind: StarSub::Super,
+                machine: "m".into(),
+                gate: "127.0.0.1:1".into(),
+                hosts: vec![BaseKind::Base],
+                load: i,
+            })
+            .await
+            .expect("star");
+    }
     before.sequence(&points[3]).await.expect("sequence");
     let total = points.len() as u64;
 
@@ -154,6 +171,9 @@ async fn adding_a_fourth_shard_moves_a_minority_and_loses_nothing() {
         .await
         .expect("select");
     assert_eq!(selected.len() as u64, total + 1, "every point and ROOT");
+    let stars = after.list_stars().await.expect("stars");
+    assert_eq!(stars.len(), 20, "the star directory moved with the points");
+    assert!(rest.moved_stars + partial.moved_stars > 0);
     let kids = after.children(&points[0]).await.expect("children");
     assert_eq!(kids.len(), 150);
     assert_eq!(

@@ -178,6 +178,36 @@ pub async fn root_always_exists(registry: Registry) {
     assert!(matches!(err, Error::BadRequest(_)), "register ROOT: {err}");
     let err = registry.delete(&Point::root()).await.unwrap_err();
     assert!(matches!(err, Error::BadRequest(_)), "delete ROOT: {err}");
+    let err = registry
+        .set_status(&Point::root(), Status::Paused)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::BadRequest(_)),
+        "ROOT's status is fixed: {err}"
+    );
+    let err = registry
+        .assign_star(&p("GLOBAL::ROOT"), &p("LOCAL::central"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::BadRequest(_)),
+        "any root is fixed: {err}"
+    );
+
+    // A chown of everything by the hyperuser changes every particle but the root.
+    create(&registry, "localhost", Kind::Space, "GLOBAL::hyperuser").await;
+    create(&registry, "localhost:a", Kind::Base, "GLOBAL::hyperuser").await;
+    let changed = registry
+        .chown(&sel("+:**"), &p("localhost:users:bob"), &Agent::HyperUser)
+        .await
+        .expect("chown everything");
+    assert_eq!(changed, 2);
+    let root = registry.record(&Point::root()).await.expect("ROOT record");
+    assert_eq!(root.owner, Point::hyperuser(), "ROOT stays the hyperuser's");
+    assert_eq!(root.details.stub.status, Status::Ready);
+    let a = registry.record(&p("localhost:a")).await.expect("record");
+    assert_eq!(a.owner, p("localhost:users:bob"));
 }
 
 /// A particle's parent must be registered first.

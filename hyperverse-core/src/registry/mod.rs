@@ -134,6 +134,18 @@ impl RegistryLimits {
     }
 }
 
+/// Refuses to change a root's record: roots always exist, belong to the hyperuser, are
+/// `Ready` and live on no star. `what` names the refused change.
+pub fn refuse_root(point: &Point, what: &str) -> Result<()> {
+    if point.is_root() {
+        Err(crate::Error::bad_request(format!(
+            "{point} is a root: it always exists as it is, so its {what} cannot change"
+        )))
+    } else {
+        Ok(())
+    }
+}
+
 /// SHA-256 of `bytes`, lower-case hex: an artifact's content hash.
 pub fn content_hash(bytes: &[u8]) -> String {
     use sha2::{Digest, Sha256};
@@ -191,9 +203,10 @@ pub trait RegistryApi: Send + Sync {
     /// What `agent` may do on `point` (see [`crate::security::access`]).
     async fn access(&self, agent: &Agent, point: &Point) -> Result<Access>;
 
-    /// Makes `owner` the owner of every particle matching `on`. Only an agent with super
-    /// access on each of them may; otherwise nothing changes and `Forbidden` is returned.
-    /// Returns how many particles changed hands.
+    /// Makes `owner` the owner of every particle matching `on` (roots excepted: they are
+    /// always the hyperuser's). Only an agent with super access on each of them may;
+    /// otherwise nothing changes and `Forbidden` is returned. Returns how many particles
+    /// changed hands.
     async fn chown(&self, on: &Selector, owner: &Point, by: &Agent) -> Result<u64>;
 
     /// The grants that apply to `point` (indexed along its ancestors, `on_point`

@@ -15,7 +15,7 @@ use hyperverse_core::particle::{
     properties_at_create,
 };
 use hyperverse_core::registry::{
-    ArtifactMeta, Registration, RegistryApi, RegistryLimits, StarEntry, Strategy,
+    ArtifactMeta, Registration, RegistryApi, RegistryLimits, StarEntry, Strategy, refuse_root,
 };
 use hyperverse_core::security::{
     self, Access, AccessGrant, AccessSource, GrantId, IndexedAccessGrant, ParticleFacts,
@@ -269,21 +269,25 @@ impl RegistryApi for MemoryRegistry {
     }
 
     async fn assign_star(&self, point: &Point, star: &Point) -> Result<()> {
+        refuse_root(point, "star")?;
         self.lock().get_mut(point)?.record.location.star = Some(star.clone());
         Ok(())
     }
 
     async fn assign_host(&self, point: &Point, host: &Point) -> Result<()> {
+        refuse_root(point, "host")?;
         self.lock().get_mut(point)?.record.location.host = Some(host.clone());
         Ok(())
     }
 
     async fn set_status(&self, point: &Point, status: Status) -> Result<()> {
+        refuse_root(point, "status")?;
         self.lock().get_mut(point)?.record.details.stub.status = status;
         Ok(())
     }
 
     async fn set_properties(&self, point: &Point, changes: &SetProperties) -> Result<()> {
+        refuse_root(point, "properties")?;
         let mut state = self.lock();
         let record = &mut state.get_mut(point)?.record;
         record.details.properties =
@@ -365,7 +369,8 @@ impl RegistryApi for MemoryRegistry {
 
     async fn chown(&self, on: &Selector, owner: &Point, by: &Agent) -> Result<u64> {
         let mut state = self.lock();
-        let points = state.select(on);
+        let mut points = state.select(on);
+        points.retain(|p| !p.is_root());
         for point in &points {
             if !state.access(by, point)?.is_super() {
                 return Err(Error::forbidden(format!(

@@ -11,7 +11,7 @@
 //! | `hv:{P}:grants` | hash | grant number → grant (MessagePack), for grants rooted at P |
 //! | `hv:{P}:gseq` | string | the last grant number given out at P (outlives P, so ids are never reused) |
 //! | `hv:{P}:art` | hash | `hash` (SHA-256 hex) and `bytes` of P's artifact |
-//! | `hv:{stars}:dir` / `:load` / `:seen` | hash / hash / sorted set | the star directory part on this shard |
+//! | `hv:{#stars}:dir` / `:load` / `:seen` | hash / hash / sorted set | the star directory part on this shard (`#` cannot occur in a point, so no point's keys collide) |
 //!
 //! `hv` is the configurable prefix.
 
@@ -22,6 +22,9 @@ use hyperverse_core::{Error, Kind, Point, Result};
 
 /// The fields of a record hash, in the order [`decode_record`] expects them.
 pub const RECORD_FIELDS: [&str; 6] = ["k", "s", "o", "st", "h", "p"];
+
+/// The hash tag of the star directory's keys: `#` never occurs in a point.
+pub const STARS_TAG: &str = "#stars";
 
 /// Builds the keys of the layout under one prefix.
 #[derive(Debug, Clone)]
@@ -100,12 +103,12 @@ impl Keys {
         ]
     }
 
-    /// `hv:{stars}:dir`, `hv:{stars}:load`, `hv:{stars}:seen`.
+    /// `hv:{#stars}:dir`, `hv:{#stars}:load`, `hv:{#stars}:seen`.
     pub fn stars(&self) -> [String; 3] {
         [
-            self.key("stars", "dir"),
-            self.key("stars", "load"),
-            self.key("stars", "seen"),
+            self.key(STARS_TAG, "dir"),
+            self.key(STARS_TAG, "load"),
+            self.key(STARS_TAG, "seen"),
         ]
     }
 }

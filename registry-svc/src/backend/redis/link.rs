@@ -73,10 +73,11 @@ pub struct ShardLink {
 impl ShardLink {
     /// A shard at `url`; nothing is connected until the first operation.
     pub fn new(url: &str, timeouts: ShardTimeouts) -> Result<Self> {
-        let client = Client::open(url)
-            .map_err(|e| Error::bad_request(format!("shard URL {url:?} is not valid: {e}")))?;
+        let client = Client::open(url).map_err(|e| {
+            Error::bad_request(format!("shard URL {:?} is not valid: {e}", redacted(url)))
+        })?;
         Ok(Self {
-            url: url.to_string(),
+            url: redacted(url),
             client,
             timeouts,
             link: std::sync::Mutex::new(Conn::default()),
@@ -86,7 +87,7 @@ impl ShardLink {
         })
     }
 
-    /// The shard's URL, as configured.
+    /// The shard's URL as configured, with any password shown as `***`.
     pub fn url(&self) -> &str {
         &self.url
     }
@@ -185,10 +186,42 @@ impl ShardLink {
     }
 }
 
+/// `url` with any password replaced by `***`, for logs, errors and metric labels.
+pub fn redacted(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme), Some(at)) if at > scheme => {
+            let userinfo = &url[scheme + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            if userinfo.contains(':') {
+                format!("{}{user}:***{}", &url[..scheme + 3], &url[at..])
+            } else {
+                format!("{}***{}", &url[..scheme + 3], &url[at..])
+            }
+        }
+        _ => url.to_string(),
+    }
+}
+
 pub(crate) fn is_link_failure(e: &RedisError) -> bool {
     e.is_io_error()
         || e.is_timeout()
         || e.is_connection_dropped()
         || e.is_connection_refusal()
         || e.is_unrecoverable_error()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redacted;
+
+    #[test]
+    fn passwords_never_show() {
+        assert_eq!(
+            redacted("redis://127.0.0.1:6379/"),
+            "redis://127.0.0.1:6379/"
+        );
+        assert_eq!(redacted("redis://:s3cret@h:1/0"), "redis://:***@h:1/0");
+        assert_eq!(redacted("redis://bob:s3cret@h:1/"), "redis://bob:***@h:1/");
+        assert_eq!(redacted("redis://token@h:1/"), "redis://***@h:1/");
+    }
 }

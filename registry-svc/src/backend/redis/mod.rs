@@ -34,7 +34,7 @@ use hyperverse_core::particle::{
     properties_at_create,
 };
 use hyperverse_core::registry::{
-    ArtifactMeta, Registration, RegistryApi, RegistryLimits, StarEntry,
+    ArtifactMeta, Registration, RegistryApi, RegistryLimits, StarEntry, refuse_root,
 };
 use hyperverse_core::security::{
     self, Access, AccessGrant, GrantId, IndexedAccessGrant, access::kinds_along,
@@ -43,6 +43,7 @@ use hyperverse_core::{Agent, Error, Point, Result, Selector};
 
 use crate::ring::{DEFAULT_VNODES, ShardRing};
 use keys::{Keys, RECORD_FIELDS, decode_record, pack, unpack};
+pub use link::redacted;
 pub use shard::{Shard, ShardTimeouts};
 
 /// How a [`RedisRegistry`] is built.
@@ -268,18 +269,22 @@ impl RegistryApi for RedisRegistry {
     }
 
     async fn assign_star(&self, point: &Point, star: &Point) -> Result<()> {
+        refuse_root(point, "star")?;
         self.inner.set_field(point, "st", star.to_string()).await
     }
 
     async fn assign_host(&self, point: &Point, host: &Point) -> Result<()> {
+        refuse_root(point, "host")?;
         self.inner.set_field(point, "h", host.to_string()).await
     }
 
     async fn set_status(&self, point: &Point, status: Status) -> Result<()> {
+        refuse_root(point, "status")?;
         self.inner.set_field(point, "s", status.to_string()).await
     }
 
     async fn set_properties(&self, point: &Point, changes: &SetProperties) -> Result<()> {
+        refuse_root(point, "properties")?;
         let inner = &self.inner;
         for _ in 0..SWAP_RETRIES {
             let key = inner.keys.rec(point);
@@ -390,7 +395,8 @@ impl RegistryApi for RedisRegistry {
     }
 
     async fn chown(&self, on: &Selector, owner: &Point, by: &Agent) -> Result<u64> {
-        let stubs = self.select(on).await?;
+        let mut stubs = self.select(on).await?;
+        stubs.retain(|s| !s.point.is_root());
         let checks = stubs.iter().map(|s| self.access(by, &s.point));
         for (stub, access) in stubs.iter().zip(try_join_all(checks).await?) {
             if !access.is_super() {
