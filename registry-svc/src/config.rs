@@ -131,12 +131,16 @@ impl Settings {
                 "listen address {listen} is not loopback: set a shared secret (HV_REGISTRY_SECRET)"
             )));
         }
-        if self.star_ttl_ms == 0 || self.vnodes == 0 || self.max_connections == 0 {
+        if self.star_ttl_ms == 0
+            || self.vnodes == 0
+            || self.max_connections == 0
+            || self.redis_timeout_ms == 0
+        {
             return Err(ConfigError(
-                "star_ttl_ms, vnodes and max_connections must be positive".into(),
+                "star_ttl_ms, vnodes, max_connections and redis_timeout_ms must be positive".into(),
             ));
         }
-        if self.max_artifact_bytes + 64 * 1024 > self.max_frame_bytes {
+        if self.max_artifact_bytes > self.max_frame_bytes.saturating_sub(64 * 1024) {
             return Err(ConfigError(format!(
                 "max_artifact_bytes ({}) must leave 64 KiB of room inside max_frame_bytes ({})",
                 self.max_artifact_bytes, self.max_frame_bytes

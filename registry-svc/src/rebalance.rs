@@ -78,6 +78,15 @@ pub async fn rebalance(
     if to.is_empty() {
         return Err(Error::bad_request("--to needs at least one shard"));
     }
+    for (flag, list) in [("--from", from), ("--to", to)] {
+        let mut seen = HashSet::new();
+        if let Some(twice) = list.iter().find(|url| !seen.insert(*url)) {
+            return Err(Error::bad_request(format!(
+                "{flag} lists shard {:?} twice",
+                redacted(twice)
+            )));
+        }
+    }
     let ring = ShardRing::new(to, vnodes);
     let mut urls: Vec<String> = to.to_vec();
     for url in from {

@@ -47,6 +47,10 @@ use tokio_util::sync::CancellationToken;
 /// How long a `Refused` may take to send before the connection is simply dropped.
 const REFUSE_TIMEOUT: Duration = Duration::from_secs(1);
 
+/// Connections over `max_connections` that are still read, to be told why they are
+/// refused; more are closed without a word.
+const MAX_REFUSING: usize = 64;
+
 /// The pause after a failed `accept` (out of file descriptors, say).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
 
@@ -130,6 +134,7 @@ pub async fn serve(
     let slots = Arc::new(Semaphore::new(
         config.max_connections.min(Semaphore::MAX_PERMITS),
     ));
+    let refusing = Arc::new(Semaphore::new(MAX_REFUSING));
     let server = Arc::new(Server {
         api,
         config,
@@ -144,10 +149,29 @@ pub async fn serve(
         };
         while connections.try_join_next().is_some() {}
         match accepted {
-            Ok((stream, peer)) => {
-                let slot = slots.clone().try_acquire_owned().ok();
-                connections.spawn(server.clone().connection(stream, peer, slot));
-            }
+            Ok((stream, peer)) => match slots.clone().try_acquire_owned() {
+                Ok(slot) => {
+                    connections.spawn(server.clone().connection(stream, peer, Some(slot)));
+                }
+                // Full: a few extra connections are read to tell them why; past that,
+                // they are closed at once, so no one can pile up sockets for free.
+                Err(_) => match refusing.clone().try_acquire_owned() {
+                    Ok(permit) => {
+                        let refusal = server.clone().connection(stream, peer, None);
+                        connections.spawn(async move {
+                            refusal.await;
+                            drop(permit);
+                        });
+                    }
+                    Err(_) => {
+                        server
+                            .config
+                            .observer
+                            .connection_rejected("too_many_connections");
+                        drop(stream);
+                    }
+                },
+            },
             Err(e) => {
                 tracing::warn!(addr = %local, error = %e, "accept failed");
                 tokio::select! {

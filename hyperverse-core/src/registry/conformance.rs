@@ -28,7 +28,7 @@ use crate::selector::Selector;
 use crate::wave::Agent;
 
 /// The star TTL a backend under test must be built with.
-pub const STAR_TTL: Duration = Duration::from_millis(1500);
+pub const STAR_TTL: Duration = Duration::from_secs(3);
 
 /// The artifact limit a backend under test must be built with.
 pub const MAX_ARTIFACT: usize = 64 * 1024;

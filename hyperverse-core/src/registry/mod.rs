@@ -160,7 +160,9 @@ pub fn content_hash(bytes: &[u8]) -> String {
 /// Errors follow [`crate::Error`]: `NotFound` for a missing point (or parent), `BadRequest`
 /// for invalid input, `AlreadyExists` for a `Commit` onto an existing point, `Forbidden`
 /// for a `chown`/`remove_access` the agent may not do, `TooLarge` for an artifact over
-/// the limit, `Unavailable` when a backing store cannot be reached.
+/// the limit, `Unavailable` when a backing store cannot be reached. After `Unavailable`
+/// or `Timeout` the outcome of a write is unknown (it may have been applied): retry with
+/// `Ensure`, or read before writing again.
 #[async_trait]
 pub trait RegistryApi: Send + Sync {
     /// Registers a particle under the given strategy; returns its details as stored.
@@ -178,7 +180,8 @@ pub trait RegistryApi: Send + Sync {
     /// Changes properties of `point` under its kind's rules (locked keys stay).
     async fn set_properties(&self, point: &Point, changes: &SetProperties) -> Result<()>;
 
-    /// The next number of `point`'s sequence: 1, 2, 3, … (atomic, never repeats).
+    /// The next number of `point`'s sequence: 1, 2, 3, … (atomic; never repeats while the
+    /// point lives — a point deleted and registered again counts from 1).
     async fn sequence(&self, point: &Point) -> Result<u64>;
 
     /// The properties of `point`.

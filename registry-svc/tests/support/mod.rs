@@ -30,15 +30,37 @@ pub fn free_port() -> u16 {
 }
 
 impl RedisServer {
-    /// Starts a server on a free port and waits until it answers.
+    /// Starts a server on a free port and waits until it answers. Another process may
+    /// take the port between our probe and the server's bind; then the server we talk
+    /// to is not ours (its `dbfilename` says so) or never answers, and we try another.
     pub fn start() -> Self {
-        Self::start_on(free_port())
+        for _ in 0..5 {
+            if let Some(server) = Self::try_start_on(free_port()) {
+                return server;
+            }
+        }
+        panic!(
+            "redis-server did not start on any of 5 free ports; is redis-server installed? \
+             (scripts/test.sh installs it)"
+        );
     }
 
-    /// Starts a server on `port` and waits until it answers.
+    /// Starts a server on `port` (it must be free) and waits until it answers.
     pub fn start_on(port: u16) -> Self {
+        Self::try_start_on(port)
+            .unwrap_or_else(|| panic!("redis-server did not start on port {port} within 10 s"))
+    }
+
+    fn try_start_on(port: u16) -> Option<Self> {
+        static STARTED: AtomicUsize = AtomicUsize::new(0);
+        let identity = format!(
+            "hvtest-{}-{}.rdb",
+            std::process::id(),
+            STARTED.fetch_add(1, Ordering::Relaxed)
+        );
         let script = format!(
             "redis-server --port {port} --bind 127.0.0.1 --save '' --appendonly no \
+             --dbfilename {identity} --dir /tmp \
              --daemonize no --loglevel warning >/dev/null 2>&1 & pid=$!; \
              read _; kill $pid 2>/dev/null; wait $pid 2>/dev/null"
         );
@@ -49,30 +71,34 @@ impl RedisServer {
             .stdout(Stdio::null())
             .spawn()
             .expect("sh to start redis-server");
-        let server = Self {
+        let mut server = Self {
             port,
             guard: Some(guard),
         };
-        server.wait_ready();
-        server
+        if server.wait_ready(&identity) {
+            Some(server)
+        } else {
+            server.stop();
+            None
+        }
     }
 
-    fn wait_ready(&self) {
+    /// Waits until the server on our port answers as the one we started.
+    fn wait_ready(&self, identity: &str) -> bool {
         let deadline = Instant::now() + Duration::from_secs(10);
-        loop {
+        while Instant::now() < deadline {
             if let Ok(mut conn) = redis::Client::open(self.url()).and_then(|c| c.get_connection())
-                && redis::cmd("PING").query::<String>(&mut conn).is_ok()
+                && let Ok((_, name)) =
+                    redis::cmd("CONFIG")
+                        .arg("GET")
+                        .arg("dbfilename")
+                        .query::<(String, String)>(&mut conn)
             {
-                return;
+                return name == identity;
             }
-            assert!(
-                Instant::now() < deadline,
-                "redis-server did not start on port {} within 10 s; is redis-server installed? \
-                 (scripts/test.sh installs it)",
-                self.port
-            );
             std::thread::sleep(Duration::from_millis(20));
         }
+        false
     }
 
     /// The server's port.
@@ -98,7 +124,8 @@ impl RedisServer {
     /// Starts the server again on its port (empty: nothing is persisted).
     pub fn restart(&mut self) {
         self.stop();
-        *self = Self::start_on(self.port);
+        let port = self.port;
+        *self = Self::start_on(port);
     }
 }
 

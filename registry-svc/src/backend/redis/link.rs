@@ -181,7 +181,7 @@ impl ShardLink {
                 self.mark_down(&e.to_string());
                 Err(self.unavailable(e))
             }
-            Err(e) => Err(Error::internal(format!("shard {}: {e}", self.url))),
+            Err(e) => Err(self.server_error(e)),
         }
     }
 }
@@ -202,12 +202,31 @@ pub fn redacted(url: &str) -> String {
     }
 }
 
+/// The connection itself failed (as opposed to a command): drop it and reconnect.
 pub(crate) fn is_link_failure(e: &RedisError) -> bool {
-    e.is_io_error()
-        || e.is_timeout()
-        || e.is_connection_dropped()
-        || e.is_connection_refusal()
-        || e.is_unrecoverable_error()
+    e.is_io_error() || e.is_timeout() || e.is_connection_dropped() || e.is_connection_refusal()
+}
+
+/// Server error codes that mean "this shard cannot serve right now": retry later.
+const BUSY_CODES: &[&str] = &[
+    "LOADING",
+    "BUSY",
+    "TRYAGAIN",
+    "MASTERDOWN",
+    "READONLY",
+    "CLUSTERDOWN",
+];
+
+impl ShardLink {
+    /// A command's error as a registry error: `Unavailable` while the shard is loading,
+    /// busy or read-only (retry later), `Internal` otherwise.
+    pub(crate) fn server_error(&self, e: RedisError) -> Error {
+        if e.code().is_some_and(|code| BUSY_CODES.contains(&code)) {
+            self.unavailable(e)
+        } else {
+            Error::internal(format!("shard {}: {e}", self.url))
+        }
+    }
 }
 
 #[cfg(test)]

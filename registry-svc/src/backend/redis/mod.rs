@@ -304,7 +304,7 @@ impl RegistryApi for RedisRegistry {
             let swapped: i64 = inner
                 .shard(point)
                 .eval(&scripts::SWAP_PROPERTIES, &[&key], |c| {
-                    c.arg(&current_bytes).arg(&new_bytes);
+                    c.arg(&kind).arg(&current_bytes).arg(&new_bytes);
                 })
                 .await?;
             match swapped {
@@ -478,10 +478,18 @@ impl RegistryApi for RedisRegistry {
         let meta = inner.limits.check_artifact(point, &bytes)?;
         let keys = [inner.keys.rec(point), inner.keys.art(point)];
         let hash = meta.hash.clone();
+        // Artifacts (up to megabytes) go on their own round trip, not in a batch whose
+        // one response timeout would then cover them and every small command with them.
         let outcome: i64 = inner
             .shard(point)
-            .eval(&scripts::PUT_ARTIFACT, &[&keys[0], &keys[1]], |c| {
-                c.arg(&hash).arg(bytes.as_ref());
+            .run(|mut c| async move {
+                scripts::PUT_ARTIFACT
+                    .key(&keys[0])
+                    .key(&keys[1])
+                    .arg(hash)
+                    .arg(bytes.as_ref())
+                    .invoke_async(&mut c)
+                    .await
             })
             .await?;
         match outcome {
@@ -495,15 +503,11 @@ impl RegistryApi for RedisRegistry {
     }
 
     async fn get_artifact(&self, point: &Point) -> Result<Bytes> {
+        let key = self.inner.keys.art(point);
         let bytes: Option<Vec<u8>> = self
             .inner
             .shard(point)
-            .query(
-                redis::cmd("HGET")
-                    .arg(self.inner.keys.art(point))
-                    .arg("bytes")
-                    .clone(),
-            )
+            .run(|mut c| async move { redis::AsyncCommands::hget(&mut c, key, "bytes").await })
             .await?;
         bytes
             .map(Bytes::from)

@@ -52,15 +52,17 @@ return 1
     )
 });
 
-/// KEYS: rec. ARGV: expected properties, new properties. Compare-and-set of `p`:
+/// KEYS: rec. ARGV: expected kind, expected properties, new properties. Compare-and-set
+/// of `p`, valid only while the kind is the one the change was checked against:
 /// -1 missing record, 0 changed meanwhile (retry), 1 done.
 pub static SWAP_PROPERTIES: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local kind = redis.call('HGET', KEYS[1], 'k') or ''
 local current = redis.call('HGET', KEYS[1], 'p') or ''
-if current ~= ARGV[1] then return 0 end
-redis.call('HSET', KEYS[1], 'p', ARGV[2])
+if kind ~= ARGV[1] or current ~= ARGV[2] then return 0 end
+redis.call('HSET', KEYS[1], 'p', ARGV[3])
 return 1
 ",
     )

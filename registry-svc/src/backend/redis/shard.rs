@@ -134,11 +134,7 @@ async fn batch_loop(link: Arc<ShardLink>, mut jobs: mpsc::UnboundedReceiver<Job>
             Ok(values) if values.len() == batch.len() => {
                 for (job, value) in batch.drain(..).zip(values) {
                     let result = match value {
-                        Value::ServerError(e) => Err(Error::internal(format!(
-                            "shard {}: {}",
-                            link.url(),
-                            RedisError::from(e)
-                        ))),
+                        Value::ServerError(e) => Err(link.server_error(RedisError::from(e))),
                         value => Ok(value),
                     };
                     let _ = job.reply.send(result);
