@@ -368,35 +368,34 @@ async fn write_requests(
     mut queued: mpsc::Receiver<RequestFrame>,
     connection: Connection,
 ) {
-    let failure = loop {
-        let first = tokio::select! {
-            _ = connection.closed.cancelled() => return,
-            frame = queued.recv() => frame,
-        };
-        let mut next = first;
-        let mut failed = None;
-        let mut yielded = false;
-        while let Some(frame) = next {
-            let id = frame.id;
-            match writer.feed(frame).await {
-                Ok(()) => {}
-                // This one frame cannot be sent; the connection is fine.
-                Err(e @ (WireError::FrameTooLarge { .. } | WireError::Encode(_))) => {
-                    connection.pending.complete(id, Err(e.into()));
+    // Everything, waits on a slow peer included, stops when the connection is closed.
+    let writing = async {
+        loop {
+            let mut next = Some(queued.recv().await?);
+            let mut yielded = false;
+            while let Some(frame) = next {
+                let id = frame.id;
+                match writer.feed(frame).await {
+                    Ok(()) => {}
+                    // This one frame cannot be sent; the connection is fine.
+                    Err(e @ (WireError::FrameTooLarge { .. } | WireError::Encode(_))) => {
+                        connection.pending.complete(id, Err(e.into()));
+                    }
+                    Err(e) => return Some(e),
                 }
-                Err(e) => {
-                    failed = Some(e);
-                    break;
-                }
+                next = next_queued(&mut queued, &mut yielded).await;
             }
-            next = next_queued(&mut queued, &mut yielded).await;
+            if let Err(e) = writer.flush().await {
+                return Some(e);
+            }
         }
-        if let Some(e) = failed {
-            break e;
-        }
-        if let Err(e) = writer.flush().await {
-            break e;
-        }
+    };
+    let failure = tokio::select! {
+        _ = connection.closed.cancelled() => return,
+        failure = writing => match failure {
+            Some(failure) => failure,
+            None => return,
+        },
     };
     tracing::debug!(error = %failure, "registry connection failed while writing");
     close(
