@@ -167,11 +167,8 @@ impl Router {
         hosted: &(impl Hosted + ?Sized),
         live: &(impl Live + ?Sized),
     ) -> Route {
-        if wave.hops > MAX_HOPS {
-            return hop_limit();
-        }
-        if let Some(kind) = hosted.kind_of(wave.to) {
-            return Route::Deliver { kind };
+        if let Some(route) = settled(wave, hosted) {
+            return route;
         }
         if wave.arrival == Arrival::Lane {
             return Route::Lookup;
@@ -195,11 +192,8 @@ impl Router {
         hosted: &(impl Hosted + ?Sized),
         live: &(impl Live + ?Sized),
     ) -> Route {
-        if wave.hops > MAX_HOPS {
-            return hop_limit();
-        }
-        if let Some(kind) = hosted.kind_of(wave.to) {
-            return Route::Deliver { kind };
+        if let Some(route) = settled(wave, hosted) {
+            return route;
         }
         if location == Some(&self.star) {
             self.cache.invalidate(wave.to);
@@ -233,6 +227,14 @@ fn forward(star: Point, hops: u16) -> Route {
         return hop_limit();
     }
     Route::Forward { star }
+}
+
+/// The first two rows of both tables: over the hop limit, or hosted here.
+fn settled(wave: Inbound<'_>, hosted: &(impl Hosted + ?Sized)) -> Option<Route> {
+    if wave.hops > MAX_HOPS {
+        return Some(hop_limit());
+    }
+    hosted.kind_of(wave.to).map(|kind| Route::Deliver { kind })
 }
 
 /// The same error as `Wave::hop` gives.
