@@ -194,16 +194,23 @@ pub(crate) async fn delete_subtree(
     }
     let mut deleted = Vec::new();
     for level in levels.into_iter().rev() {
-        per_shard(
+        let existed = per_shard(
             inner,
             &level,
             |pipe, p| {
+                pipe.exists(inner.keys.rec(p));
                 pipe.del(&inner.keys.deleted_with(p)[..]).ignore();
             },
-            |_, _| Ok(()),
+            |p, values| take::<bool>(values, p),
         )
         .await?;
-        deleted.extend(level);
+        // Index leftovers without a record are cleaned up but were never particles.
+        deleted.extend(
+            level
+                .into_iter()
+                .zip(existed)
+                .filter_map(|(p, existed)| existed.then_some(p)),
+        );
     }
     let key = inner.keys.kids(parent);
     let member = point.to_string();
