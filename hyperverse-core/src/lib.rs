@@ -11,7 +11,9 @@
 //! - [`wire`]: frames, the codec and the handshake shared by the registry RPC and lanes.
 //! - [`registry`]: the `RegistryApi` every registry backend implements, its typed RPC
 //!   protocol and the multiplexing client.
+//! - [`driver`]: the `Driver` and `Hyperverse` traits, the points of composition.
 
+pub mod driver;
 pub mod error;
 pub mod kind;
 pub mod particle;
