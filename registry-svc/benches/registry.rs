@@ -18,12 +18,11 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use hyperverse_core::registry::client::{ClientConfig, RegistryClient};
+use hyperverse_core::registry::client::RegistryClient;
 use hyperverse_core::registry::{Registration, RegistryApi};
 use hyperverse_core::{Kind, Point};
 use registry_svc::backend::memory::MemoryRegistry;
 use registry_svc::backend::redis::{RedisConfig, RedisRegistry};
-use registry_svc::server::{self, ServerConfig};
 
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
@@ -78,24 +77,7 @@ where
 
 /// Serves `backend` on a loopback port in this process; returns a connected client.
 async fn serve(backend: Arc<dyn RegistryApi>) -> Arc<RegistryClient> {
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    let config = ServerConfig {
-        secret: Some(SECRET.to_vec()),
-        ..ServerConfig::default()
-    };
-    tokio::spawn(server::serve(
-        listener,
-        backend,
-        config,
-        std::future::pending::<()>(),
-    ));
-    let client = RegistryClient::connect(addr, Some(SECRET.to_vec()), ClientConfig::default())
-        .await
-        .expect("client");
-    Arc::new(client)
+    Arc::new(support::serve_in_process(backend, SECRET).await)
 }
 
 /// Registers `space` and `points` below it, `IN_FLIGHT` at a time.

@@ -145,7 +145,7 @@ async fn serve(config: Option<PathBuf>) -> Result<(), String> {
         };
         let redis = RedisRegistry::new(config).map_err(|e| e.to_string())?;
         for shard in redis.shards() {
-            if let Err(e) = redis_ping(&redis, shard.url()).await {
+            if let Err(e) = shard.ping().await {
                 tracing::warn!(shard = shard.url(), error = %e, "shard not reachable at start; its points fail until it is");
             }
         }
@@ -184,18 +184,6 @@ async fn serve(config: Option<PathBuf>) -> Result<(), String> {
         .map_err(|e| format!("RPC server failed: {e}"))?;
     tracing::info!("registry-svc stopped");
     Ok(())
-}
-
-async fn redis_ping(redis: &RedisRegistry, url: &str) -> hyperverse_core::Result<()> {
-    let shard = redis
-        .shards()
-        .iter()
-        .find(|s| s.url() == url)
-        .ok_or_else(|| hyperverse_core::Error::internal("unknown shard"))?;
-    shard
-        .run(|mut c| async move { redis::cmd("PING").query_async::<String>(&mut c).await })
-        .await
-        .map(|_| ())
 }
 
 /// Completes on SIGTERM or Ctrl-C.

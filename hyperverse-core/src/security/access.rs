@@ -83,6 +83,24 @@ pub fn applicable_grants(on: &Point, source: &impl AccessSource) -> Vec<IndexedA
         .collect()
 }
 
+/// The [`applicable_grants`] of `on` whose `to_point` matches `to` (all of them when
+/// `to` is `None`): what `list_access` answers.
+pub fn grants_for(
+    on: &Point,
+    to: Option<&Point>,
+    source: &impl AccessSource,
+) -> Vec<IndexedAccessGrant> {
+    let grants = applicable_grants(on, source);
+    let Some(to) = to else {
+        return grants;
+    };
+    let kinds = kinds_along(to, source);
+    grants
+        .into_iter()
+        .filter(|g| g.grant.to_point.matches(to, &kinds))
+        .collect()
+}
+
 /// The kinds along `point`'s path (`kinds[i]` for its first `i + 1` segments), stopping
 /// at the first prefix that is not registered.
 pub fn kinds_along(point: &Point, source: &impl AccessSource) -> Vec<Kind> {

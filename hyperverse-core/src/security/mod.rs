@@ -8,7 +8,7 @@ pub mod access;
 mod grant;
 mod permissions;
 
-pub use access::{AccessSource, ParticleFacts, access, applicable_grants};
+pub use access::{AccessSource, ParticleFacts, access, applicable_grants, grants_for};
 pub use grant::{
     AccessGrant, AccessGrantKind, GrantId, IndexedAccessGrant, MaskKind, PermissionsMask,
 };

@@ -393,16 +393,7 @@ impl RegistryApi for MemoryRegistry {
         if !state.exists(point) {
             return Err(Error::not_found(format!("particle {point}")));
         }
-        let kinds = kinds_along(point, &*state);
-        let to_kinds = to.map(|t| kinds_along(t, &*state)).unwrap_or_default();
-        let mut ancestors: Vec<Point> = point.ancestors().collect();
-        ancestors.reverse();
-        Ok(ancestors
-            .iter()
-            .flat_map(|a| state.grants_at(a))
-            .filter(|g| g.grant.on_point.matches(point, &kinds))
-            .filter(|g| to.is_none_or(|t| g.grant.to_point.matches(t, &to_kinds)))
-            .collect())
+        Ok(security::grants_for(point, to, &*state))
     }
 
     async fn remove_access(&self, id: &GrantId, by: &Agent) -> Result<()> {

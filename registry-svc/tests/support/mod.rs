@@ -1,4 +1,5 @@
-//! Test support: real `redis-server` processes on free loopback ports.
+//! Test support: real `redis-server` processes on free loopback ports, and registry-svc's
+//! RPC server run in-process.
 //!
 //! Each server runs under a small `sh` guard that kills it when the test process's end
 //! of the guard's stdin closes, so a server never outlives the test binary, even when a
@@ -10,8 +11,8 @@
 use std::io::Write;
 use std::net::TcpListener;
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock};
 use std::time::{Duration, Instant};
 
 /// A running `redis-server`.
@@ -154,4 +155,32 @@ pub fn unique_prefix() -> String {
         std::process::id(),
         NEXT.fetch_add(1, Ordering::Relaxed)
     )
+}
+
+/// Serves `backend` with `secret` on a loopback port of this process (until the runtime
+/// ends); returns a client connected to it.
+pub async fn serve_in_process(
+    backend: Arc<dyn hyperverse_core::registry::RegistryApi>,
+    secret: &[u8],
+) -> hyperverse_core::registry::client::RegistryClient {
+    use hyperverse_core::registry::client::{ClientConfig, RegistryClient};
+    use registry_svc::server::{ServerConfig, serve};
+
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("bound address");
+    let config = ServerConfig {
+        secret: Some(secret.to_vec()),
+        ..ServerConfig::default()
+    };
+    tokio::spawn(serve(
+        listener,
+        backend,
+        config,
+        std::future::pending::<()>(),
+    ));
+    RegistryClient::connect(addr, Some(secret.to_vec()), ClientConfig::default())
+        .await
+        .expect("connect to the registry")
 }

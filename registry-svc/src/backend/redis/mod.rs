@@ -36,9 +36,7 @@ use hyperverse_core::particle::{
 use hyperverse_core::registry::{
     ArtifactMeta, Registration, RegistryApi, RegistryLimits, StarEntry, refuse_root,
 };
-use hyperverse_core::security::{
-    self, Access, AccessGrant, GrantId, IndexedAccessGrant, access::kinds_along,
-};
+use hyperverse_core::security::{self, Access, AccessGrant, GrantId, IndexedAccessGrant};
 use hyperverse_core::{Agent, Error, Point, Result, Selector};
 
 use crate::ring::{DEFAULT_VNODES, ShardRing};
@@ -124,15 +122,6 @@ impl RedisRegistry {
     /// The shards, in configuration order (for health and metrics).
     pub fn shards(&self) -> &[Shard] {
         &self.inner.shards
-    }
-
-    /// Checks every shard with a PING, in parallel; the first failure is returned.
-    pub async fn ping_all(&self) -> Result<()> {
-        try_join_all(self.inner.shards.iter().map(|shard| {
-            shard.run(|mut c| async move { redis::cmd("PING").query_async::<String>(&mut c).await })
-        }))
-        .await?;
-        Ok(())
     }
 }
 
@@ -423,17 +412,7 @@ impl RegistryApi for RedisRegistry {
         self.inner.require(point).await?;
         let agents: Vec<Point> = to.into_iter().cloned().collect();
         let snapshot = gather::access_snapshot(&self.inner, point, &agents).await?;
-        let grants = security::applicable_grants(point, &snapshot);
-        Ok(match to {
-            None => grants,
-            Some(to) => {
-                let kinds = kinds_along(to, &snapshot);
-                grants
-                    .into_iter()
-                    .filter(|g| g.grant.to_point.matches(to, &kinds))
-                    .collect()
-            }
-        })
+        Ok(security::grants_for(point, to, &snapshot))
     }
 
     async fn remove_access(&self, id: &GrantId, by: &Agent) -> Result<()> {

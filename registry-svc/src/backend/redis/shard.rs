@@ -71,6 +71,13 @@ impl Shard {
         self.link.run(op).await
     }
 
+    /// Checks that the shard answers (`PING`, on a round trip of its own).
+    pub async fn ping(&self) -> Result<()> {
+        self.run(|mut c| async move { redis::cmd("PING").query_async::<String>(&mut c).await })
+            .await
+            .map(drop)
+    }
+
     /// Sends `cmd` in the shard's next batch and parses its reply.
     pub async fn query<T: FromRedisValue>(&self, cmd: Cmd) -> Result<T> {
         let value = self.query_value(cmd).await?;
