@@ -1,8 +1,8 @@
 //! The language of the hyperverse: the model (points, selectors, kinds, particles,
 //! waves), security (permissions, grants, the access algorithm), the wire format, the
-//! registry API and its RPC client. No runtime lives here: no actors and no servers;
-//! the one thing that holds a socket is the registry client, which its user's tokio
-//! runtime drives.
+//! registry API and its RPC client. No runtime lives here: no actors and no servers
+//! (but the optional `/metrics` endpoint, feature `metrics-http`); what holds a socket
+//! (the registry client, the dialer) is driven by its user's tokio runtime.
 //!
 //! Layers, bottom-up:
 //! - [`point`], [`selector`], [`kind`]: addressing.
@@ -16,6 +16,8 @@
 pub mod driver;
 pub mod error;
 pub mod kind;
+#[cfg(feature = "metrics-http")]
+pub mod metrics_http;
 pub mod particle;
 pub mod point;
 pub mod registry;

@@ -549,6 +549,11 @@ impl Ping {
         self.reply(id, error.status(), Substance::Error(error))
     }
 
+    /// Counts one more hop; refuses once the ping has taken [`MAX_HOPS`].
+    pub fn hop(&mut self) -> Result<(), Error> {
+        count_hop(&mut self.hops)
+    }
+
     /// A reply with any status.
     pub fn reply(&self, id: WaveId, status: StatusCode, body: Substance) -> Pong {
         Pong {
@@ -562,6 +567,17 @@ impl Ping {
             hops: 0,
         }
     }
+}
+
+/// Counts one more hop in `hops`; refuses once [`MAX_HOPS`] were taken.
+fn count_hop(hops: &mut u16) -> Result<(), Error> {
+    if *hops >= MAX_HOPS {
+        return Err(Error::bad_request(format!(
+            "wave exceeded the hop limit of {MAX_HOPS}"
+        )));
+    }
+    *hops += 1;
+    Ok(())
 }
 
 impl Pong {
@@ -626,14 +642,7 @@ impl Wave {
 
     /// Counts one more hop; refuses once the wave has taken [`MAX_HOPS`].
     pub fn hop(&mut self) -> Result<(), Error> {
-        let hops = self.hops_mut();
-        if *hops >= MAX_HOPS {
-            return Err(Error::bad_request(format!(
-                "wave exceeded the hop limit of {MAX_HOPS}"
-            )));
-        }
-        *hops += 1;
-        Ok(())
+        count_hop(self.hops_mut())
     }
 }
 

@@ -18,9 +18,7 @@ use std::sync::Arc;
 use hyperverse_core::Error;
 use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
-use prometheus::{
-    HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry, TextEncoder,
-};
+use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
 
 use crate::backend::redis::RedisRegistry;
 use crate::server::ServerObserver;
@@ -115,38 +113,12 @@ impl Metrics {
 
     /// Everything, in the Prometheus text format.
     pub fn render(&self) -> String {
-        TextEncoder::new()
-            .encode_to_string(&self.registry.gather())
-            .unwrap_or_else(|e| format!("# metrics could not be encoded: {e}\n"))
+        hyperverse_core::metrics_http::render(&self.registry)
     }
 
-    /// Serves `GET /metrics` on `listener` from a thread of its own (actix-web needs
-    /// its own runtime); the server lives as long as the process.
+    /// Serves `GET /metrics` on `listener` from a thread of its own.
     pub fn serve(self: Arc<Self>, listener: TcpListener) -> std::io::Result<()> {
-        use actix_web::{App, HttpResponse, HttpServer, web};
-        let metrics = self;
-        let server = HttpServer::new(move || {
-            let metrics = metrics.clone();
-            App::new().route(
-                "/metrics",
-                web::get().to(move || {
-                    let body = metrics.render();
-                    async move {
-                        HttpResponse::Ok()
-                            .content_type("text/plain; version=0.0.4; charset=utf-8")
-                            .body(body)
-                    }
-                }),
-            )
-        })
-        .workers(1)
-        .disable_signals()
-        .listen(listener)?
-        .run();
-        std::thread::Builder::new()
-            .name("metrics".into())
-            .spawn(move || actix_web::rt::System::new().block_on(server))?;
-        Ok(())
+        hyperverse_core::metrics_http::serve(listener, Arc::new(move || self.render()))
     }
 }
 

@@ -36,7 +36,9 @@ use hyperverse_core::registry::rpc::{
     self, HANDSHAKE_MAX_FRAME, Request, RequestFrame, ResponseFrame,
 };
 use hyperverse_core::wire::handshake::{self, Handshake, PROTOCOL_VERSION, PeerKind};
-use hyperverse_core::wire::{DEFAULT_MAX_FRAME, FrameCodec, WireError, next_queued};
+use hyperverse_core::wire::{
+    DEFAULT_MAX_FRAME, FrameCodec, HandshakeReader, HandshakeWriter, WireError, next_queued,
+};
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
@@ -230,8 +232,6 @@ impl Rejection {
     }
 }
 
-type HandshakeReader = FramedRead<OwnedReadHalf, FrameCodec<Handshake, Handshake>>;
-type HandshakeWriter = FramedWrite<OwnedWriteHalf, FrameCodec<Handshake, Handshake>>;
 type RpcCodec = FrameCodec<ResponseFrame, RequestFrame>;
 type RequestReader = FramedRead<OwnedReadHalf, RpcCodec>;
 type ResponseWriter = FramedWrite<OwnedWriteHalf, RpcCodec>;

@@ -1,15 +1,29 @@
-//! star-node: the Hyperverse runtime (Machine, Stars, Lanes, gate, router) and the `hv`
-//! client. Not built yet: the binaries say so and exit non-zero. See `docs/architecture.md`
-//! for what will live here.
+//! star-node: the Hyperverse runtime and the `hv` client.
 //!
-//! Built so far, the routing logic as plain values without I/O (the Star carries it out):
-//!
-//! - [`location`]: the bounded point → star cache.
-//! - [`router`]: what to do with a wave (deliver, forward, look up, provision, bounce).
-//! - [`exchanger`]: replies paired with requests by wave id; deadlines for 408.
-//! - [`placement`]: which live star hosts a new particle (two choices by load).
+//! - [`machine`]: one process — its stars, directory, lanes, access cache, lifecycle.
+//! - [`star`]: the Star actor, carrying out routing, access and driver calls.
+//! - [`gate`]: the TCP listener for peer lanes and clients; [`lane`]: outbound lanes.
+//! - [`ops`]: client requests other than pings (create, get, select, delete, grants).
+//! - Plain values without I/O: [`router`], [`location`], [`exchanger`], [`placement`],
+//!   [`access_cache`].
+//! - [`protocol`]: what the gate speaks; [`client`]: the client side of it.
+//! - [`node`]: starting and stopping a whole star-node (the binary's body, and tests').
 
+pub mod access_cache;
+pub mod client;
+pub mod config;
+mod counted;
 pub mod exchanger;
+pub mod gate;
+pub mod hyperverse;
+pub mod lane;
 pub mod location;
+pub mod machine;
+pub mod metrics;
+pub mod node;
+pub mod ops;
 pub mod placement;
+pub mod protocol;
+pub mod reply;
 pub mod router;
+pub mod star;

@@ -1,8 +1,131 @@
-//! `star-node`: not built yet. The binary says so and exits non-zero rather than pretend.
+//! `star-node`: one Hyperverse machine — its stars, its gate and its `/metrics`.
+//!
+//! ```text
+//! star-node [--config FILE]      settings: see config.rs (HV_STAR_* overrides)
+//! ```
+//!
+//! Prints `star-node ready machine=NAME gate=ADDR metrics=ADDR` on stdout once it
+//! serves; SIGTERM or Ctrl-C stops it cleanly (stop accepting, drain, deregister).
 
+use std::path::PathBuf;
 use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use clap::Parser;
+use hyperverse_core::registry::client::{ClientConfig, RegistryClient};
+use star_node::config::Settings;
+use star_node::hyperverse::Standard;
+use star_node::node::Node;
+
+/// mimalloc: faster than the system allocator under many small, short-lived
+/// allocations (see docs/benchmarks.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// How long start-up waits for registry-svc to answer.
+const REGISTRY_WAIT: Duration = Duration::from_secs(30);
+
+#[derive(Debug, Parser)]
+#[command(name = "star-node", version, about = "A Hyperverse machine")]
+struct Cli {
+    /// A TOML config file; HV_STAR_* environment variables override it.
+    #[arg(long)]
+    config: Option<PathBuf>,
+}
 
 fn main() -> ExitCode {
-    eprintln!("star-node: the runtime (Machine, Stars, Lanes, gate) is not built yet");
-    ExitCode::from(2)
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let cli = Cli::parse();
+    let settings = match Settings::load(cli.config.as_deref()) {
+        Ok(settings) => settings,
+        Err(e) => {
+            eprintln!("star-node: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let system = actix_rt::System::new();
+    match system.block_on(run(settings)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("star-node: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(settings: Settings) -> Result<(), String> {
+    let registry = connect_registry(&settings).await?;
+    let hyperverse = Arc::new(Standard::new(Arc::new(registry), settings.secret_bytes()));
+    let machine_name = settings.machine.clone();
+    let node = Node::start(settings, hyperverse)
+        .await
+        .map_err(|e| e.to_string())?;
+    println!(
+        "star-node ready machine={machine_name} gate={} metrics={}",
+        node.gate, node.metrics
+    );
+    wait_for_stop().await;
+    tracing::info!("stopping: draining waves in flight");
+    let left = node.stop().await;
+    if left > 0 {
+        tracing::warn!(left, "stopped with waves still in flight");
+    }
+    Ok(())
+}
+
+/// Connects to registry-svc, retrying until it answers or [`REGISTRY_WAIT`] passes.
+async fn connect_registry(settings: &Settings) -> Result<RegistryClient, String> {
+    let config = ClientConfig {
+        name: format!("star-node-{}", settings.machine),
+        request_timeout: Settings::ms(settings.registry_timeout_ms),
+        max_frame: settings.max_frame_bytes,
+        ..ClientConfig::default()
+    };
+    let secret = settings.secret.clone().map(String::into_bytes);
+    let deadline = Instant::now() + REGISTRY_WAIT;
+    loop {
+        match RegistryClient::connect(&settings.registry, secret.clone(), config.clone()).await {
+            Ok(client) => return Ok(client),
+            Err(e @ hyperverse_core::Error::Forbidden(_)) => return Err(e.to_string()),
+            Err(e) if Instant::now() >= deadline => {
+                return Err(format!(
+                    "registry {} did not answer: {e}",
+                    settings.registry
+                ));
+            }
+            Err(e) => {
+                tracing::warn!(registry = %settings.registry, error = %e, "waiting for the registry");
+                tokio::time::sleep(Duration::from_millis(250)).await;
+            }
+        }
+    }
+}
+
+/// Returns at SIGTERM or Ctrl-C.
+async fn wait_for_stop() {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{SignalKind, signal};
+        match signal(SignalKind::terminate()) {
+            Ok(mut term) => {
+                tokio::select! {
+                    _ = term.recv() => {}
+                    _ = tokio::signal::ctrl_c() => {}
+                }
+            }
+            Err(_) => {
+                let _ = tokio::signal::ctrl_c().await;
+            }
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+    }
 }

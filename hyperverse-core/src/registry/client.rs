@@ -30,7 +30,6 @@ use async_trait::async_trait;
 use bytes::Bytes;
 use futures::{SinkExt, StreamExt};
 use serde_bytes::ByteBuf;
-use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::sync::{mpsc, oneshot, watch};
 use tokio_util::codec::{FramedRead, FramedWrite};
@@ -44,8 +43,8 @@ use crate::point::Point;
 use crate::security::{Access, AccessGrant, GrantId, IndexedAccessGrant};
 use crate::selector::Selector;
 use crate::wave::Agent;
-use crate::wire::handshake::{self, Handshake, PROTOCOL_VERSION, PeerKind};
-use crate::wire::{DEFAULT_MAX_FRAME, FrameCodec, WireError, next_queued};
+use crate::wire::handshake::PeerKind;
+use crate::wire::{Credentials, DEFAULT_MAX_FRAME, FrameCodec, WireError, dial, next_queued};
 
 /// Frames queued for the writer before callers wait for room.
 const OUTBOX: usize = 1024;
@@ -289,7 +288,18 @@ impl Shared {
     /// reader and writer.
     async fn open(&self, shutdown: &CancellationToken) -> Result<Connection> {
         let limit = self.config.connect_timeout;
-        let dialing = dial(&self.addr, &self.config.name, self.secret.as_deref());
+        let credentials = match self.secret.as_deref() {
+            Some(secret) => Credentials::Secret(secret),
+            None => Credentials::Token(None),
+        };
+        let dialing = dial(
+            &self.addr,
+            "registry",
+            PeerKind::RegistryClient,
+            &self.config.name,
+            credentials,
+            HANDSHAKE_MAX_FRAME,
+        );
         let (reader, writer) = match tokio::time::timeout(limit, dialing).await {
             Ok(dialed) => dialed?,
             Err(_) => {
@@ -425,87 +435,6 @@ async fn read_responses(
         &connection,
         &Error::Unavailable(format!("connection to registry lost: {why}")),
     );
-}
-
-type HandshakeReader = FramedRead<OwnedReadHalf, FrameCodec<Handshake, Handshake>>;
-type HandshakeWriter = FramedWrite<OwnedWriteHalf, FrameCodec<Handshake, Handshake>>;
-
-/// Connects and runs the dialer side of the handshake.
-async fn dial(
-    addr: &str,
-    name: &str,
-    secret: Option<&[u8]>,
-) -> Result<(HandshakeReader, HandshakeWriter)> {
-    let broken = |e: &dyn fmt::Display| {
-        Error::Unavailable(format!("registry {addr}: handshake failed: {e}"))
-    };
-    let stream = TcpStream::connect(addr)
-        .await
-        .map_err(|e| Error::Unavailable(format!("connecting to registry {addr}: {e}")))?;
-    stream.set_nodelay(true).map_err(|e| broken(&e))?;
-    let (read, write) = stream.into_split();
-    let codec = || FrameCodec::with_max_frame(HANDSHAKE_MAX_FRAME);
-    let mut reader = FramedRead::new(read, codec());
-    let mut writer = FramedWrite::new(write, codec());
-
-    let ours = handshake::nonce()?;
-    let hello = Handshake::hello(PeerKind::RegistryClient, name, ours.clone());
-    writer.send(hello).await.map_err(|e| broken(&e))?;
-    let theirs = match receive(&mut reader, addr).await? {
-        Handshake::Challenge { version, nonce } if version == PROTOCOL_VERSION => nonce,
-        Handshake::Challenge { version, .. } => {
-            return Err(broken(&format!(
-                "registry speaks protocol version {version}"
-            )));
-        }
-        other => return Err(unexpected(addr, other)),
-    };
-    let answer = match secret {
-        Some(secret) => Handshake::Proof {
-            mac: handshake::dialer_proof(secret, name, &ours, &theirs),
-        },
-        None => Handshake::Token { token: None },
-    };
-    writer.send(answer).await.map_err(|e| broken(&e))?;
-    match receive(&mut reader, addr).await? {
-        Handshake::Welcome { mac } => match secret {
-            Some(secret) if !handshake::verify_listener(secret, name, &ours, &theirs, &mac) => Err(
-                Error::forbidden(format!("registry {addr} did not prove the shared secret")),
-            ),
-            _ => Ok((reader, writer)),
-        },
-        other => Err(unexpected(addr, other)),
-    }
-}
-
-/// The next handshake message; `Refused` becomes the error naming its reason.
-async fn receive(reader: &mut HandshakeReader, addr: &str) -> Result<Handshake> {
-    match reader.next().await {
-        Some(Ok(Handshake::Refused { reason })) => Err(Error::forbidden(format!(
-            "registry {addr} refused the connection: {reason}"
-        ))),
-        Some(Ok(message)) => Ok(message),
-        Some(Err(e)) => Err(Error::Unavailable(format!(
-            "registry {addr}: handshake failed: {e}"
-        ))),
-        None => Err(Error::Unavailable(format!(
-            "registry {addr} closed the connection during the handshake"
-        ))),
-    }
-}
-
-fn unexpected(addr: &str, message: Handshake) -> Error {
-    let name = match message {
-        Handshake::Hello { .. } => "Hello",
-        Handshake::Challenge { .. } => "Challenge",
-        Handshake::Proof { .. } => "Proof",
-        Handshake::Token { .. } => "Token",
-        Handshake::Welcome { .. } => "Welcome",
-        Handshake::Refused { .. } => "Refused",
-    };
-    Error::Unavailable(format!(
-        "registry {addr}: unexpected {name} during the handshake"
-    ))
 }
 
 #[async_trait]

@@ -107,6 +107,20 @@ impl Handshake {
     }
 }
 
+impl Handshake {
+    /// The message's name, for errors.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Handshake::Hello { .. } => "Hello",
+            Handshake::Challenge { .. } => "Challenge",
+            Handshake::Proof { .. } => "Proof",
+            Handshake::Token { .. } => "Token",
+            Handshake::Welcome { .. } => "Welcome",
+            Handshake::Refused { .. } => "Refused",
+        }
+    }
+}
+
 /// Fresh random bytes for a nonce, from the operating system.
 pub fn nonce() -> Result<Vec<u8>> {
     let mut bytes = vec![0u8; NONCE_LEN];

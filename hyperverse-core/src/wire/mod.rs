@@ -7,8 +7,10 @@
 //! versioned [`handshake`].
 
 mod codec;
+mod dial;
 pub mod handshake;
 mod outbox;
 
 pub use codec::{DEFAULT_MAX_FRAME, FrameCodec, LENGTH_PREFIX, MAX_NESTING, WireError};
-pub use outbox::next_queued;
+pub use dial::{Credentials, HandshakeReader, HandshakeWriter, dial};
+pub use outbox::{Outbox, next_queued};

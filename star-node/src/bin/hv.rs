@@ -1,8 +1,677 @@
-//! `hv`: not built yet. The binary says so and exits non-zero rather than pretend.
+//! `hv`: the command-line client of a star-node gate.
+//!
+//! ```text
+//! hv [--gate ADDR] [--token T] [--json] <command>
+//!   arguments ─request()─▶ ClientRequest ─GateClient─▶ gate ─▶ Answer ─render()─▶ stdout
+//! ```
+//!
+//! Arguments are checked before anything is dialed, so a bad point is a `400` without a
+//! connection. A User's login token given as `--set token=SECRET` is hashed here and
+//! only its hash is sent. Exit status 0 on success; 1 on failure with one line on
+//! stderr, `hv: <status> <reason>: <message>` (clap's own argument errors exit 2).
+//!
+//! This file turns arguments into requests and answers into text; the connection is
+//! [`GateClient`]'s and the message shapes are [`star_node::protocol`]'s.
 
+use std::fmt;
+use std::io::{self, Write};
 use std::process::ExitCode;
+use std::time::Duration;
+
+use clap::{Parser, Subcommand};
+use drivers::user::{TOKEN_HASH, token_hash};
+use hyperverse_core::particle::{ParticleRecord, PropertyMod, SetProperties, Stub};
+use hyperverse_core::registry::{StarEntry, Strategy};
+use hyperverse_core::security::{AccessGrantKind, MaskKind, Permissions, PermissionsMask};
+use hyperverse_core::wave::{Headers, Method, Substance};
+use hyperverse_core::{Error, Kind, Point, Result, Selector};
+use star_node::client::{GateClient, GateClientConfig};
+use star_node::protocol::{Answer, ClientRequest};
+
+/// The method a ping uses when `--method` is not given.
+const DEFAULT_METHOD: &str = "Cmd<Bounce>";
+
+/// The command line.
+#[derive(Parser)]
+#[command(
+    name = "hv",
+    version,
+    about = "The command-line client of a Hyperverse star-node gate."
+)]
+struct Cli {
+    /// The gate's address, host:port.
+    #[arg(long, global = true, env = "HV_GATE", default_value = "127.0.0.1:7700")]
+    gate: String,
+    /// The login token of the agent to act as; none acts as GLOBAL::anonymous.
+    #[arg(long, global = true, env = "HV_TOKEN", hide_env_values = true)]
+    token: Option<String>,
+    /// Print the answer as JSON.
+    #[arg(long, global = true)]
+    json: bool,
+    #[command(subcommand)]
+    command: Command,
+}
+
+impl fmt::Debug for Cli {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Cli")
+            .field("gate", &self.gate)
+            .field("token", &self.token.as_ref().map(|_| ".."))
+            .field("json", &self.json)
+            .field("command", &self.command)
+            .finish()
+    }
+}
+
+/// What to ask the gate.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Create a particle and print its record.
+    Create {
+        /// Where; a last segment `%` takes the next number of the parent's sequence.
+        point: String,
+        /// What kind (`App`, `User`, `Star<Central>`, …).
+        kind: String,
+        /// A property, KEY=VALUE; `token=SECRET` sets a User's token hash instead.
+        #[arg(long = "set", value_name = "KEY=VALUE")]
+        set: Vec<String>,
+        /// Succeed with what is there if the particle exists with the same kind.
+        #[arg(long)]
+        ensure: bool,
+    },
+    /// Print a particle's record.
+    Get {
+        /// Which particle.
+        point: String,
+    },
+    /// Print the particles matching a pattern.
+    Select {
+        /// The selector (`localhost:**`, `localhost:app:*<User>`, …).
+        pattern: String,
+    },
+    /// Delete a particle and everything below it; prints the deleted points.
+    Delete {
+        /// Which particle.
+        point: String,
+    },
+    /// Send a ping to a particle and print the reply body.
+    Ping {
+        /// The target particle.
+        point: String,
+        /// What is asked (`Cmd<Bounce>`, `Ext<Count>`, …).
+        #[arg(long, default_value = DEFAULT_METHOD)]
+        method: String,
+        /// The body, sent as text (empty when absent).
+        #[arg(long)]
+        body: Option<String>,
+        /// How long the gate waits for the reply before answering 408.
+        #[arg(long = "timeout-ms", value_name = "N", default_value_t = 10_000)]
+        timeout_ms: u32,
+    },
+    /// Grant PERMS on the particles matching ON_SELECTOR to the agents matching
+    /// AGENT_SELECTOR; prints the grant id.
+    Grant {
+        /// Which agents.
+        agent_selector: String,
+        /// On which particles.
+        on_selector: String,
+        /// `rwx`-style letters, `csd-rwx` (upper case = granted), or `super`.
+        perms: String,
+    },
+    /// Remove a grant.
+    Revoke {
+        /// The grant id, POINT#N.
+        id: String,
+    },
+    /// Print what an agent may do on a particle.
+    Access {
+        /// The agent's point (`GLOBAL::anonymous`, a User).
+        agent: String,
+        /// The particle.
+        point: String,
+    },
+    /// List the live stars: key, machine, kind, load.
+    Stars,
+}
 
 fn main() -> ExitCode {
-    eprintln!("hv: the command-line client is not built yet");
-    ExitCode::from(2)
+    let cli = Cli::parse();
+    match run(cli).and_then(|output| write_stdout(&output)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("{}", failure_line(&error));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// Checks the arguments, asks the gate and renders its answer.
+fn run(cli: Cli) -> Result<String> {
+    let request = request(cli.command)?;
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| Error::internal(format!("starting the runtime: {e}")))?;
+    let answer = runtime.block_on(async {
+        let client = connect(&cli.gate, cli.token.as_deref()).await?;
+        perform(&client, request).await
+    })?;
+    render(&answer, cli.json)
+}
+
+/// Connects as `hv`. A gate that cannot be reached in time is unavailable, like one
+/// that refuses the connection.
+async fn connect(gate: &str, token: Option<&str>) -> Result<GateClient> {
+    let config = GateClientConfig {
+        name: "hv".into(),
+        ..GateClientConfig::default()
+    };
+    GateClient::connect(gate, token, config)
+        .await
+        .map_err(|error| match error {
+            Error::Timeout(message) => Error::Unavailable(message),
+            other => other,
+        })
+}
+
+/// Sends `request` through the typed call that checks its answer's shape.
+async fn perform(client: &GateClient, request: ClientRequest) -> Result<Answer> {
+    Ok(match request {
+        ClientRequest::Ping {
+            to,
+            method,
+            body,
+            timeout_ms,
+            ..
+        } => {
+            let timeout = Duration::from_millis(u64::from(timeout_ms));
+            Answer::Body(client.ping(to, method, body, timeout).await?)
+        }
+        ClientRequest::Signal { to, method, body } => {
+            client.signal(to, method, body).await?;
+            Answer::Done
+        }
+        ClientRequest::Create {
+            point,
+            kind,
+            properties,
+            strategy,
+        } => Answer::Record(client.create(point, kind, properties, strategy).await?),
+        ClientRequest::Get { point } => Answer::Record(client.get(point).await?),
+        ClientRequest::Select { selector } => Answer::Stubs(client.select(selector).await?),
+        ClientRequest::Delete { point } => Answer::Deleted(client.delete(point).await?),
+        ClientRequest::Grant { kind, on, to } => Answer::Granted(client.grant(kind, on, to).await?),
+        ClientRequest::Revoke { id } => {
+            client.revoke(id).await?;
+            Answer::Done
+        }
+        ClientRequest::Access { agent, point } => {
+            Answer::Access(client.access(agent, point).await?)
+        }
+        ClientRequest::Stars => Answer::Stars(client.stars().await?),
+    })
+}
+
+/// The text of a point to create, checked here so a typo fails before connecting: a
+/// point, or a parent point followed by `:%`.
+fn checked_create_point(text: String) -> Result<String> {
+    text.strip_suffix(":%").unwrap_or(&text).parse::<Point>()?;
+    Ok(text)
+}
+
+/// The request a command stands for; a `BadRequest` for arguments that do not parse.
+fn request(command: Command) -> Result<ClientRequest> {
+    Ok(match command {
+        Command::Create {
+            point,
+            kind,
+            set,
+            ensure,
+        } => ClientRequest::Create {
+            point: checked_create_point(point)?,
+            kind: kind.parse::<Kind>()?,
+            properties: property_mods(&set)?,
+            strategy: if ensure {
+                Strategy::Ensure
+            } else {
+                Strategy::Commit
+            },
+        },
+        Command::Get { point } => ClientRequest::Get {
+            point: point.parse()?,
+        },
+        Command::Select { pattern } => ClientRequest::Select {
+            selector: pattern.parse()?,
+        },
+        Command::Delete { point } => ClientRequest::Delete {
+            point: point.parse()?,
+        },
+        Command::Ping {
+            point,
+            method,
+            body,
+            timeout_ms,
+        } => ClientRequest::Ping {
+            to: point.parse()?,
+            method: method.parse::<Method>()?,
+            headers: Headers::new(),
+            body: body.map_or(Substance::Empty, Substance::Text),
+            timeout_ms,
+        },
+        Command::Grant {
+            agent_selector,
+            on_selector,
+            perms,
+        } => ClientRequest::Grant {
+            kind: grant_kind(&perms)?,
+            on: on_selector.parse::<Selector>()?,
+            to: agent_selector.parse::<Selector>()?,
+        },
+        Command::Revoke { id } => ClientRequest::Revoke { id: id.parse()? },
+        Command::Access { agent, point } => ClientRequest::Access {
+            agent: agent.parse()?,
+            point: point.parse::<Point>()?,
+        },
+        Command::Stars => ClientRequest::Stars,
+    })
+}
+
+/// `--set KEY=VALUE` arguments as property changes. `token=SECRET` becomes
+/// `token-hash=<hash of SECRET>`, so the token itself is never sent.
+fn property_mods(args: &[String]) -> Result<SetProperties> {
+    args.iter().map(|arg| property_mod(arg)).collect()
+}
+
+fn property_mod(arg: &str) -> Result<PropertyMod> {
+    let Some((key, value)) = arg.split_once('=') else {
+        return Err(Error::bad_request(format!(
+            "--set {arg:?} must look like KEY=VALUE"
+        )));
+    };
+    match key {
+        "" => Err(Error::bad_request(format!(
+            "--set {arg:?} has an empty key"
+        ))),
+        // The message must not echo the value: it is a secret.
+        "token" if value.is_empty() => Err(Error::bad_request("--set token= needs a token")),
+        "token" => Ok(PropertyMod::set(TOKEN_HASH, token_hash(value))),
+        _ => Ok(PropertyMod::set(key, value)),
+    }
+}
+
+/// What a grant's PERMS argument gives: `super`, or rights added (`rwx`, `csd-rwx`).
+fn grant_kind(perms: &str) -> Result<AccessGrantKind> {
+    if perms == "super" {
+        return Ok(AccessGrantKind::Super);
+    }
+    if perms.is_empty() {
+        return Err(Error::bad_request(
+            "PERMS is empty: use `rwx`-style letters, `csd-rwx` or `super`",
+        ));
+    }
+    Ok(AccessGrantKind::PermissionsMask(PermissionsMask {
+        kind: MaskKind::Or,
+        permissions: Permissions::parse_lenient(perms)?,
+    }))
+}
+
+/// The text printed for `answer`: readable lines, or with `json` the answer (for a
+/// ping, the reply body) as JSON.
+fn render(answer: &Answer, json: bool) -> Result<String> {
+    if json {
+        let text = match answer {
+            Answer::Body(body) => serde_json::to_string_pretty(body),
+            other => serde_json::to_string_pretty(other),
+        }
+        .map_err(|e| Error::internal(format!("printing the answer as JSON: {e}")))?;
+        return Ok(text + "\n");
+    }
+    Ok(match answer {
+        Answer::Body(body) => body_text(body)?,
+        Answer::Record(record) => record_text(record),
+        Answer::Stubs(stubs) => stubs.iter().map(stub_line).collect(),
+        Answer::Deleted(points) => points.iter().map(|p| format!("{p}\n")).collect(),
+        Answer::Granted(id) => format!("{id}\n"),
+        Answer::Access(access) => format!("{access}\n"),
+        Answer::Stars(stars) => stars_table(stars),
+        Answer::Done => String::new(),
+    })
+}
+
+/// A reply body: text as is, bytes as lossy UTF-8, nothing for `Empty`, anything else
+/// as JSON. Ends with a newline unless empty.
+fn body_text(body: &Substance) -> Result<String> {
+    let mut text = match body {
+        Substance::Empty => return Ok(String::new()),
+        Substance::Text(text) => text.clone(),
+        Substance::Bin(bytes) => String::from_utf8_lossy(bytes).into_owned(),
+        other => serde_json::to_string_pretty(other)
+            .map_err(|e| Error::internal(format!("printing the reply body as JSON: {e}")))?,
+    };
+    if !text.is_empty() && !text.ends_with('\n') {
+        text.push('\n');
+    }
+    Ok(text)
+}
+
+fn record_text(record: &ParticleRecord) -> String {
+    let stub = &record.details.stub;
+    let or_none = |p: &Option<Point>| p.as_ref().map_or("-".to_string(), Point::to_string);
+    let mut text = format!(
+        "point:  {}\nkind:   {}\nstatus: {}\nstar:   {}\n",
+        stub.point,
+        stub.kind,
+        stub.status,
+        or_none(&record.location.star)
+    );
+    if record.location.host.is_some() {
+        text += &format!("host:   {}\n", or_none(&record.location.host));
+    }
+    text += &format!("owner:  {}\n", record.owner);
+    if record.details.properties.is_empty() {
+        text += "properties: none\n";
+    } else {
+        text += "properties:\n";
+        for (key, property) in &record.details.properties {
+            let locked = if property.locked { " (locked)" } else { "" };
+            text += &format!("  {key} = {}{locked}\n", property.value);
+        }
+    }
+    text
+}
+
+fn stub_line(stub: &Stub) -> String {
+    format!("{}<{}> {}\n", stub.point, stub.kind, stub.status)
+}
+
+/// One line per star, `key machine kind load`, in aligned columns.
+fn stars_table(stars: &[StarEntry]) -> String {
+    let rows: Vec<[String; 4]> = stars
+        .iter()
+        .map(|s| {
+            [
+                s.star.to_string(),
+                s.machine.clone(),
+                s.kind.to_string(),
+                s.load.to_string(),
+            ]
+        })
+        .collect();
+    let width = |column: usize| rows.iter().map(|r| r[column].len()).max().unwrap_or(0);
+    let (key, machine, kind) = (width(0), width(1), width(2));
+    rows.iter()
+        .map(|[k, m, s, load]| format!("{k:<key$}  {m:<machine$}  {s:<kind$}  {load}\n"))
+        .collect()
+}
+
+/// The one stderr line for a failure: `hv: 403 forbidden: forbidden: needs …`.
+fn failure_line(error: &Error) -> String {
+    let message = error.to_string().replace(['\r', '\n'], " ");
+    format!("hv: {}: {message}", error.status())
+}
+
+/// Writes the output; a reader that went away (`hv select … | head`) is not a failure.
+fn write_stdout(output: &str) -> Result<()> {
+    let mut stdout = io::stdout().lock();
+    match stdout
+        .write_all(output.as_bytes())
+        .and_then(|()| stdout.flush())
+    {
+        Err(e) if e.kind() != io::ErrorKind::BrokenPipe => {
+            Err(Error::internal(format!("writing the output: {e}")))
+        }
+        _ => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use clap::CommandFactory;
+    use hyperverse_core::particle::{Details, ParticleLocation, Properties, Property, Status};
+    use hyperverse_core::wave::StatusCode;
+    use hyperverse_core::{BaseKind, StarSub};
+
+    use super::*;
+
+    fn parse(args: &[&str]) -> Result<ClientRequest> {
+        let cli = Cli::try_parse_from(std::iter::once("hv").chain(args.iter().copied()))
+            .map_err(|e| Error::bad_request(e.to_string()))?;
+        request(cli.command)
+    }
+
+    #[test]
+    fn the_command_line_is_well_formed() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn set_pairs_become_property_changes() {
+        let set = property_mods(&["email=a@b.c".into(), "description=x=y".into()]).unwrap();
+        assert_eq!(
+            set,
+            vec![
+                PropertyMod::set("email", "a@b.c"),
+                PropertyMod::set("description", "x=y"),
+            ]
+        );
+    }
+
+    #[test]
+    fn a_token_is_sent_only_as_its_hash() {
+        let set = property_mods(&["token=s3cret".into()]).unwrap();
+        assert_eq!(
+            set,
+            vec![PropertyMod::set("token-hash", token_hash("s3cret"))]
+        );
+        assert!(!format!("{set:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn malformed_set_pairs_are_bad_requests() {
+        for arg in ["email", "=value", "token="] {
+            let error = property_mod(arg).unwrap_err();
+            assert_eq!(error.status(), StatusCode::BAD_REQUEST, "{arg}");
+        }
+    }
+
+    #[test]
+    fn perms_become_an_or_mask_or_super() {
+        assert_eq!(grant_kind("super").unwrap(), AccessGrantKind::Super);
+        let AccessGrantKind::PermissionsMask(mask) = grant_kind("rx").unwrap() else {
+            panic!("rx is a mask");
+        };
+        assert_eq!(mask.kind, MaskKind::Or);
+        assert!(mask.permissions.particle.read && mask.permissions.particle.execute);
+        assert!(!mask.permissions.particle.write);
+        let AccessGrantKind::PermissionsMask(mask) = grant_kind("CsD-rwX").unwrap() else {
+            panic!("csd-rwx is a mask");
+        };
+        assert_eq!(mask.permissions, "CsD-rwX".parse().unwrap());
+    }
+
+    #[test]
+    fn garbage_perms_are_bad_requests() {
+        for perms in ["", "rwz", "superuser", "all"] {
+            let error = grant_kind(perms).unwrap_err();
+            assert_eq!(error.status(), StatusCode::BAD_REQUEST, "{perms:?}");
+        }
+    }
+
+    #[test]
+    fn create_uses_commit_unless_ensure() {
+        let ClientRequest::Create { kind, strategy, .. } =
+            parse(&["create", "localhost:app", "App"]).unwrap()
+        else {
+            panic!("not a create");
+        };
+        assert_eq!((kind, strategy), (Kind::App, Strategy::Commit));
+        let ClientRequest::Create {
+            kind,
+            strategy,
+            properties,
+            ..
+        } = parse(&[
+            "create",
+            "localhost:users:alice",
+            "User",
+            "--ensure",
+            "--set",
+            "token=pw",
+        ])
+        .unwrap()
+        else {
+            panic!("not a create");
+        };
+        assert_eq!((kind, strategy), (Kind::User, Strategy::Ensure));
+        assert_eq!(
+            properties,
+            vec![PropertyMod::set("token-hash", token_hash("pw"))]
+        );
+    }
+
+    #[test]
+    fn a_ping_defaults_to_an_empty_bounce() {
+        let ClientRequest::Ping {
+            method,
+            body,
+            timeout_ms,
+            ..
+        } = parse(&["ping", "localhost:app"]).unwrap()
+        else {
+            panic!("not a ping");
+        };
+        assert_eq!(method, DEFAULT_METHOD.parse::<Method>().unwrap());
+        assert_eq!(body, Substance::Empty);
+        assert_eq!(timeout_ms, 10_000);
+        let ClientRequest::Ping { method, body, .. } = parse(&[
+            "ping",
+            "localhost:app",
+            "--method",
+            "Ext<Count>",
+            "--body",
+            "hi",
+        ])
+        .unwrap() else {
+            panic!("not a ping");
+        };
+        assert_eq!(method, Method::Ext("Count".into()));
+        assert_eq!(body, Substance::Text("hi".into()));
+    }
+
+    #[test]
+    fn bad_arguments_are_bad_requests_before_any_connection() {
+        for args in [
+            &["get", "not a point!"][..],
+            &["create", "localhost:app", "Gizmo"],
+            &["ping", "localhost:app", "--method", "Cmd<Dance>"],
+            &["grant", "GLOBAL::anonymous", "localhost:**", "rwz"],
+            &["revoke", "localhost:app"],
+        ] {
+            let error = parse(args).unwrap_err();
+            assert_eq!(error.status(), StatusCode::BAD_REQUEST, "{args:?}");
+        }
+    }
+
+    #[test]
+    fn grant_names_agents_then_particles() {
+        let ClientRequest::Grant { on, to, .. } =
+            parse(&["grant", "localhost:users:*", "localhost:app:**", "r"]).unwrap()
+        else {
+            panic!("not a grant");
+        };
+        assert_eq!(to, "localhost:users:*".parse::<Selector>().unwrap());
+        assert_eq!(on, "localhost:app:**".parse::<Selector>().unwrap());
+    }
+
+    #[test]
+    fn ping_bodies_print_as_text() {
+        assert_eq!(body_text(&Substance::Empty).unwrap(), "");
+        assert_eq!(
+            body_text(&Substance::Text("pong".into())).unwrap(),
+            "pong\n"
+        );
+        assert_eq!(
+            body_text(&Substance::Text("two\n".into())).unwrap(),
+            "two\n"
+        );
+        assert_eq!(
+            body_text(&Substance::Bin(vec![b'o', b'k', 0xff])).unwrap(),
+            "ok\u{fffd}\n"
+        );
+        let point = body_text(&Substance::Point("localhost:app".parse().unwrap())).unwrap();
+        assert_eq!(point, "{\n  \"Point\": \"localhost:app\"\n}\n");
+    }
+
+    #[test]
+    fn json_prints_the_answer_and_a_ping_its_body() {
+        let text = render(&Answer::Body(Substance::Text("pong".into())), true).unwrap();
+        assert_eq!(text, "{\n  \"Text\": \"pong\"\n}\n");
+        let deleted = Answer::Deleted(vec!["localhost:app".parse().unwrap()]);
+        let text = render(&deleted, true).unwrap();
+        assert_eq!(text, "{\n  \"Deleted\": [\n    \"localhost:app\"\n  ]\n}\n");
+    }
+
+    #[test]
+    fn records_and_stubs_print_readably() {
+        let mut properties = Properties::new();
+        properties.insert(
+            "email".into(),
+            Property {
+                value: "a@b.c".into(),
+                locked: true,
+            },
+        );
+        let record = ParticleRecord {
+            details: Details {
+                stub: Stub {
+                    point: "localhost:users:alice".parse().unwrap(),
+                    kind: Kind::User,
+                    status: Status::Ready,
+                },
+                properties,
+            },
+            location: ParticleLocation::default(),
+            owner: Point::hyperuser(),
+        };
+        let text = render(&Answer::Record(record.clone()), false).unwrap();
+        assert_eq!(
+            text,
+            "point:  localhost:users:alice\nkind:   User\nstatus: Ready\nstar:   -\n\
+             owner:  GLOBAL::hyperuser\nproperties:\n  email = a@b.c (locked)\n"
+        );
+        let text = render(&Answer::Stubs(vec![record.details.stub]), false).unwrap();
+        assert_eq!(text, "localhost:users:alice<User> Ready\n");
+    }
+
+    #[test]
+    fn stars_print_in_aligned_columns() {
+        let star = |key: &str, machine: &str, kind, load| StarEntry {
+            star: key.parse().unwrap(),
+            kind,
+            machine: machine.into(),
+            gate: "127.0.0.1:7700".into(),
+            hosts: vec![BaseKind::App],
+            load,
+        };
+        let text = stars_table(&[
+            star("LOCAL::central", "m1", StarSub::Central, 3),
+            star("LOCAL::s", "machine-two", StarSub::Super, 12),
+        ]);
+        assert_eq!(
+            text,
+            "LOCAL::central  m1           Central  3\n\
+             LOCAL::s        machine-two  Super    12\n"
+        );
+    }
+
+    #[test]
+    fn a_failure_is_one_line_with_its_status() {
+        let line = failure_line(&Error::forbidden("needs csd-Rwx,\nhas csd-rwx"));
+        assert_eq!(
+            line,
+            "hv: 403 forbidden: forbidden: needs csd-Rwx, has csd-rwx"
+        );
+        let line = failure_line(&Error::Unavailable("connecting to gate x: refused".into()));
+        assert!(line.starts_with("hv: 503 unavailable: "));
+    }
 }

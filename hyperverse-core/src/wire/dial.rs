@@ -1,0 +1,120 @@
+//! The dialer side of the [handshake](super::handshake), shared by the registry client,
+//! lanes between machines and gate clients.
+
+use std::fmt;
+
+use futures::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio_util::codec::{FramedRead, FramedWrite};
+
+use super::FrameCodec;
+use super::handshake::{self, Handshake, PROTOCOL_VERSION, PeerKind};
+use crate::error::{Error, Result};
+
+/// The read half of a connection still speaking the handshake.
+pub type HandshakeReader = FramedRead<OwnedReadHalf, FrameCodec<Handshake, Handshake>>;
+/// The write half of a connection still speaking the handshake.
+pub type HandshakeWriter = FramedWrite<OwnedWriteHalf, FrameCodec<Handshake, Handshake>>;
+
+/// What the dialer proves itself with.
+#[derive(Clone, Copy)]
+pub enum Credentials<'a> {
+    /// The hyperverse's shared secret (proved by HMAC, never sent).
+    Secret(&'a [u8]),
+    /// A client's token, or none for anonymous.
+    Token(Option<&'a str>),
+}
+
+impl fmt::Debug for Credentials<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Credentials::Secret(_) => f.write_str("Secret(..)"),
+            Credentials::Token(t) => {
+                write!(f, "Token({})", if t.is_some() { ".." } else { "none" })
+            }
+        }
+    }
+}
+
+/// Connects to `addr` and runs the dialer side of the handshake as `peer` named `name`.
+/// `what` names the other side in errors (`registry`, `gate`). Handshake frames are
+/// limited to `max_frame` bytes. The caller bounds the time it may take.
+///
+/// Errors: `Unavailable` when the peer cannot be reached or breaks the protocol,
+/// `Forbidden` when it refuses us (the reason it gave is in the message) or fails to
+/// prove the shared secret in turn.
+pub async fn dial(
+    addr: &str,
+    what: &str,
+    peer: PeerKind,
+    name: &str,
+    credentials: Credentials<'_>,
+    max_frame: usize,
+) -> Result<(HandshakeReader, HandshakeWriter)> {
+    let broken =
+        |e: &dyn fmt::Display| Error::Unavailable(format!("{what} {addr}: handshake failed: {e}"));
+    let stream = TcpStream::connect(addr)
+        .await
+        .map_err(|e| Error::Unavailable(format!("connecting to {what} {addr}: {e}")))?;
+    stream.set_nodelay(true).map_err(|e| broken(&e))?;
+    let (read, write) = stream.into_split();
+    let mut reader = FramedRead::new(read, FrameCodec::with_max_frame(max_frame));
+    let mut writer = FramedWrite::new(write, FrameCodec::with_max_frame(max_frame));
+
+    let ours = handshake::nonce()?;
+    let hello = Handshake::hello(peer, name, ours.clone());
+    writer.send(hello).await.map_err(|e| broken(&e))?;
+    let theirs = match receive(&mut reader, what, addr).await? {
+        Handshake::Challenge { version, nonce } if version == PROTOCOL_VERSION => nonce,
+        Handshake::Challenge { version, .. } => {
+            return Err(broken(&format!("it speaks protocol version {version}")));
+        }
+        other => return Err(unexpected(what, addr, &other)),
+    };
+    let answer = match credentials {
+        Credentials::Secret(secret) => Handshake::Proof {
+            mac: handshake::dialer_proof(secret, name, &ours, &theirs),
+        },
+        Credentials::Token(token) => Handshake::Token {
+            token: token.map(String::from),
+        },
+    };
+    writer.send(answer).await.map_err(|e| broken(&e))?;
+    match receive(&mut reader, what, addr).await? {
+        Handshake::Welcome { mac } => match credentials {
+            Credentials::Secret(secret)
+                if !handshake::verify_listener(secret, name, &ours, &theirs, &mac) =>
+            {
+                Err(Error::forbidden(format!(
+                    "{what} {addr} did not prove the shared secret"
+                )))
+            }
+            _ => Ok((reader, writer)),
+        },
+        other => Err(unexpected(what, addr, &other)),
+    }
+}
+
+/// The next handshake message; `Refused` becomes the error naming its reason.
+async fn receive(reader: &mut HandshakeReader, what: &str, addr: &str) -> Result<Handshake> {
+    match reader.next().await {
+        Some(Ok(Handshake::Refused { reason })) => Err(Error::forbidden(format!(
+            "{what} {addr} refused the connection: {reason}"
+        ))),
+        Some(Ok(message)) => Ok(message),
+        Some(Err(e)) => Err(Error::Unavailable(format!(
+            "{what} {addr}: handshake failed: {e}"
+        ))),
+        None => Err(Error::Unavailable(format!(
+            "{what} {addr} closed the connection during the handshake"
+        ))),
+    }
+}
+
+fn unexpected(what: &str, addr: &str, message: &Handshake) -> Error {
+    Error::Unavailable(format!(
+        "{what} {addr}: unexpected {} during the handshake",
+        message.name()
+    ))
+}

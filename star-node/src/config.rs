@@ -1,0 +1,266 @@
+//! star-node settings: a config file (`--config FILE`, TOML) overridden by `HV_STAR_*`
+//! environment variables, through the `config` crate.
+//!
+//! | setting | env | default |
+//! |---|---|---|
+//! | `machine` (this machine's name, unique in the hyperverse) | `HV_STAR_MACHINE` | `machine` |
+//! | `gate` (listen address for lanes and clients) | `HV_STAR_GATE` | `127.0.0.1:7700` |
+//! | `advertise` (the gate address peers dial; empty = the bound `gate`) | `HV_STAR_ADVERTISE` | empty |
+//! | `metrics` | `HV_STAR_METRICS` | `127.0.0.1:9700` |
+//! | `registry` (registry-svc address) | `HV_STAR_REGISTRY` | `127.0.0.1:7600` |
+//! | `secret` (the hyperverse's shared secret) | `HV_STAR_SECRET` | none: refused on a non-loopback gate |
+//! | `stars` (comma-separated roles, one star each, any case) | `HV_STAR_STARS` | `central,super,maelstrom,scribe` |
+//! | `location_cache` (points per star) | `HV_STAR_LOCATION_CACHE` | 100000 |
+//! | `access_cache` (decisions per machine) | `HV_STAR_ACCESS_CACHE` | 100000 |
+//! | `access_ttl_ms` | `HV_STAR_ACCESS_TTL_MS` | 5000 |
+//! | `heartbeat_ms` (star directory heartbeat) | `HV_STAR_HEARTBEAT_MS` | 2000 |
+//! | `directory_refresh_ms` (live-star listing) | `HV_STAR_DIRECTORY_REFRESH_MS` | 1000 |
+//! | `handshake_timeout_ms` | `HV_STAR_HANDSHAKE_TIMEOUT_MS` | 5000 |
+//! | `registry_timeout_ms` (per registry call) | `HV_STAR_REGISTRY_TIMEOUT_MS` | 5000 |
+//! | `drain_timeout_ms` (in-flight waves at shutdown) | `HV_STAR_DRAIN_TIMEOUT_MS` | 5000 |
+//! | `lane_backlog` (frames queued per lane) | `HV_STAR_LANE_BACKLOG` | 65536 |
+//! | `max_frame_bytes` | `HV_STAR_MAX_FRAME_BYTES` | 16 MiB |
+//! | `max_in_flight` (client requests per connection) | `HV_STAR_MAX_IN_FLIGHT` | 4096 |
+
+use std::net::SocketAddr;
+use std::num::NonZeroUsize;
+use std::path::Path;
+use std::time::Duration;
+
+use hyperverse_core::StarSub;
+use serde::Deserialize;
+
+/// Everything star-node is configured with.
+#[derive(Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// This machine's name.
+    pub machine: String,
+    /// Where the gate listens.
+    pub gate: String,
+    /// The gate address other machines dial (empty: the bound gate address).
+    pub advertise: String,
+    /// Where `/metrics` is served.
+    pub metrics: String,
+    /// registry-svc's address.
+    pub registry: String,
+    /// The hyperverse's shared secret.
+    pub secret: Option<String>,
+    /// Comma-separated star roles.
+    pub stars: String,
+    /// Location-cache capacity per star.
+    pub location_cache: usize,
+    /// Access-cache capacity per machine.
+    pub access_cache: usize,
+    /// How long an access decision is used.
+    pub access_ttl_ms: u64,
+    /// Heartbeat period of each star.
+    pub heartbeat_ms: u64,
+    /// How often the live-star listing is refreshed.
+    pub directory_refresh_ms: u64,
+    /// How long a peer has for the handshake.
+    pub handshake_timeout_ms: u64,
+    /// How long a registry call may take.
+    pub registry_timeout_ms: u64,
+    /// How long shutdown waits for waves in flight.
+    pub drain_timeout_ms: u64,
+    /// Frames queued on one lane before senders get 503.
+    pub lane_backlog: usize,
+    /// The largest frame sent or accepted.
+    pub max_frame_bytes: usize,
+    /// Client requests in flight per connection.
+    pub max_in_flight: usize,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("machine", &self.machine)
+            .field("gate", &self.gate)
+            .field("advertise", &self.advertise)
+            .field("metrics", &self.metrics)
+            .field("registry", &self.registry)
+            .field("secret", &self.secret.as_ref().map(|_| "<set>"))
+            .field("stars", &self.stars)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Self {
+            machine: "machine".into(),
+            gate: "127.0.0.1:7700".into(),
+            advertise: String::new(),
+            metrics: "127.0.0.1:9700".into(),
+            registry: "127.0.0.1:7600".into(),
+            secret: None,
+            stars: "central,super,maelstrom,scribe".into(),
+            location_cache: 100_000,
+            access_cache: 100_000,
+            access_ttl_ms: 5000,
+            heartbeat_ms: 2000,
+            directory_refresh_ms: 1000,
+            handshake_timeout_ms: 5000,
+            registry_timeout_ms: 5000,
+            drain_timeout_ms: 5000,
+            lane_backlog: 65_536,
+            max_frame_bytes: hyperverse_core::wire::DEFAULT_MAX_FRAME,
+            max_in_flight: 4096,
+        }
+    }
+}
+
+/// Why the settings cannot be used.
+#[derive(Debug, thiserror::Error)]
+#[error("configuration: {0}")]
+pub struct ConfigError(String);
+
+impl Settings {
+    /// Reads `file` (if any), then the environment, over the defaults, and checks the
+    /// result.
+    pub fn load(file: Option<&Path>) -> Result<Settings, ConfigError> {
+        let mut builder = config::Config::builder();
+        if let Some(file) = file {
+            if !file.exists() {
+                return Err(ConfigError(format!(
+                    "config file {} does not exist",
+                    file.display()
+                )));
+            }
+            builder = builder.add_source(config::File::from(file).format(config::FileFormat::Toml));
+        }
+        let settings: Settings = builder
+            .add_source(config::Environment::with_prefix("HV_STAR").prefix_separator("_"))
+            .build()
+            .and_then(|c| c.try_deserialize())
+            .map_err(|e| ConfigError(e.to_string()))?;
+        settings.check()?;
+        Ok(settings)
+    }
+
+    /// The star roles, in order (the first is the machine's entry star).
+    pub fn star_roles(&self) -> Result<Vec<StarSub>, ConfigError> {
+        let mut roles = Vec::new();
+        for name in self
+            .stars
+            .split(',')
+            .map(str::trim)
+            .filter(|s| !s.is_empty())
+        {
+            let role = StarSub::ALL
+                .iter()
+                .copied()
+                .find(|role| role.as_str().eq_ignore_ascii_case(name))
+                .ok_or_else(|| {
+                    let known: Vec<&str> = StarSub::ALL.iter().map(|r| r.as_str()).collect();
+                    ConfigError(format!(
+                        "stars: unknown star role {name:?} (known: {})",
+                        known.join(", ")
+                    ))
+                })?;
+            if roles.contains(&role) {
+                return Err(ConfigError(format!("stars: {name} is listed twice")));
+            }
+            roles.push(role);
+        }
+        if roles.is_empty() {
+            return Err(ConfigError("stars: list at least one star role".into()));
+        }
+        Ok(roles)
+    }
+
+    /// The gate's listen address.
+    pub fn gate_addr(&self) -> Result<SocketAddr, ConfigError> {
+        parse_addr("gate", &self.gate)
+    }
+
+    /// The metrics address.
+    pub fn metrics_addr(&self) -> Result<SocketAddr, ConfigError> {
+        parse_addr("metrics", &self.metrics)
+    }
+
+    /// The shared secret as bytes (empty when none is set: loopback only).
+    pub fn secret_bytes(&self) -> Vec<u8> {
+        self.secret.clone().unwrap_or_default().into_bytes()
+    }
+
+    /// A millisecond setting as a duration.
+    pub fn ms(value: u64) -> Duration {
+        Duration::from_millis(value)
+    }
+
+    /// A capacity setting as a non-zero size (checked by `load`).
+    pub fn capacity(value: usize) -> NonZeroUsize {
+        NonZeroUsize::new(value).unwrap_or(NonZeroUsize::MIN)
+    }
+
+    fn check(&self) -> Result<(), ConfigError> {
+        let gate = self.gate_addr()?;
+        self.metrics_addr()?;
+        self.star_roles()?;
+        if self.machine.is_empty()
+            || !self
+                .machine
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '-')
+        {
+            return Err(ConfigError(format!(
+                "machine name {:?} must be letters, digits and '-'",
+                self.machine
+            )));
+        }
+        if self.secret.as_deref().is_none_or(str::is_empty) && !gate.ip().is_loopback() {
+            return Err(ConfigError(format!(
+                "gate address {gate} is not loopback: set a shared secret (HV_STAR_SECRET)"
+            )));
+        }
+        let positive = [
+            self.location_cache as u64,
+            self.access_cache as u64,
+            self.heartbeat_ms,
+            self.directory_refresh_ms,
+            self.handshake_timeout_ms,
+            self.registry_timeout_ms,
+            self.lane_backlog as u64,
+            self.max_in_flight as u64,
+        ];
+        if positive.contains(&0) {
+            return Err(ConfigError(
+                "caches, periods, timeouts, lane_backlog and max_in_flight must be positive".into(),
+            ));
+        }
+        Ok(())
+    }
+}
+
+fn parse_addr(what: &str, text: &str) -> Result<SocketAddr, ConfigError> {
+    text.parse()
+        .map_err(|e| ConfigError(format!("{what} address {text:?}: {e} (use IP:PORT)")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn defaults_are_valid() {
+        let settings = Settings::default();
+        settings.check().unwrap();
+        assert_eq!(settings.star_roles().unwrap()[0], StarSub::Central);
+    }
+
+    #[test]
+    fn bad_settings_are_refused_clearly() {
+        let bad = |f: fn(&mut Settings)| {
+            let mut s = Settings::default();
+            f(&mut s);
+            s.check().unwrap_err().to_string()
+        };
+        assert!(bad(|s| s.stars = "central,central".into()).contains("twice"));
+        assert!(bad(|s| s.stars = "central,planet".into()).contains("stars"));
+        assert!(bad(|s| s.gate = "0.0.0.0:7700".into()).contains("secret"));
+        assert!(bad(|s| s.machine = "a b".into()).contains("machine"));
+        assert!(bad(|s| s.heartbeat_ms = 0).contains("positive"));
+    }
+}

@@ -1,0 +1,74 @@
+//! A whole star-node: binds the gate and `/metrics`, starts the [`Machine`] and its
+//! gate, and stops them in order. The binary is a thin shell around [`Node`]; tests
+//! start nodes in-process the same way.
+
+use std::net::SocketAddr;
+use std::rc::Rc;
+use std::sync::Arc;
+
+use hyperverse_core::driver::Hyperverse;
+use hyperverse_core::{Error, Result};
+
+use crate::config::Settings;
+use crate::gate;
+use crate::machine::Machine;
+use crate::metrics::Metrics;
+
+/// A running star-node.
+#[derive(Debug)]
+pub struct Node {
+    /// The machine.
+    pub machine: Rc<Machine>,
+    /// Where the gate listens.
+    pub gate: SocketAddr,
+    /// Where `/metrics` is served.
+    pub metrics: SocketAddr,
+}
+
+impl Node {
+    /// Binds the gate and metrics addresses of `settings` (port 0 picks a free port),
+    /// starts the machine with `hyperverse` and serves. Must run inside an actix system.
+    pub async fn start(settings: Settings, hyperverse: Arc<dyn Hyperverse>) -> Result<Node> {
+        let bind = |what: &str, addr: &str, e: std::io::Error| {
+            Error::Unavailable(format!("cannot listen on {what} address {addr}: {e}"))
+        };
+        let gate_listener = tokio::net::TcpListener::bind(&settings.gate)
+            .await
+            .map_err(|e| bind("gate", &settings.gate, e))?;
+        let gate = gate_listener
+            .local_addr()
+            .map_err(|e| bind("gate", &settings.gate, e))?;
+        let metrics_listener = std::net::TcpListener::bind(&settings.metrics)
+            .map_err(|e| bind("metrics", &settings.metrics, e))?;
+        let metrics_addr = metrics_listener
+            .local_addr()
+            .map_err(|e| bind("metrics", &settings.metrics, e))?;
+        let metrics = Arc::new(Metrics::new());
+        let rendered = metrics.clone();
+        hyperverse_core::metrics_http::serve(metrics_listener, Arc::new(move || rendered.render()))
+            .map_err(|e| bind("metrics", &settings.metrics, e))?;
+        let advertise = if settings.advertise.is_empty() {
+            gate.to_string()
+        } else {
+            settings.advertise.clone()
+        };
+        let machine = Machine::start(settings, advertise, hyperverse, metrics).await?;
+        actix::spawn(gate::serve(gate_listener, machine.clone()));
+        Ok(Node {
+            machine,
+            gate,
+            metrics: metrics_addr,
+        })
+    }
+
+    /// Stops cleanly: the gate stops accepting and sessions stop reading, waves in
+    /// flight are drained (up to `drain_timeout_ms`), then the stars leave the
+    /// directory. Returns how many waves were still in flight when draining gave up.
+    pub async fn stop(&self) -> usize {
+        self.machine.shutdown.cancel();
+        let limit = Settings::ms(self.machine.settings.drain_timeout_ms);
+        let left = self.machine.drain(limit).await;
+        self.machine.deregister().await;
+        left
+    }
+}

@@ -1,0 +1,189 @@
+//! The client requests other than pings, as the gate's machine carries them out for the
+//! session's agent: create (with placement), get, select, delete, grant, revoke,
+//! access, stars.
+//!
+//! Access rules (the hyperuser passes every check):
+//!
+//! | request | needs |
+//! |---|---|
+//! | `create P` | `c` on P's parent |
+//! | `get P` | `r` on P |
+//! | `select S` | `s` on S's root point |
+//! | `delete P` | owner or super on P, or `d` on its parent |
+//! | `grant`, `revoke` | checked by the access algorithm and the registry (a grant counts only while its granter holds what it grants; only a granter or super revokes) |
+//! | `access A P`, `stars` | nothing |
+//!
+//! A change to grants, owners or particles is broadcast to every live machine, which
+//! drops its cached access decisions (and releases deleted particles).
+
+use std::rc::Rc;
+
+use hyperverse_core::particle::{ParticleRecord, SetProperties, Status};
+use hyperverse_core::registry::{Registration, Strategy};
+use hyperverse_core::security::{Access, AccessGrant, Permissions};
+use hyperverse_core::{Agent, Error, Kind, Point, Result};
+
+use crate::machine::Machine;
+use crate::protocol::{Answer, ClientRequest};
+
+/// Carries out `request` (not a ping) for `agent`.
+pub async fn run(machine: &Rc<Machine>, agent: &Agent, request: ClientRequest) -> Result<Answer> {
+    let answer = match request {
+        ClientRequest::Create {
+            point,
+            kind,
+            properties,
+            strategy,
+        } => {
+            let record = create(machine, agent, &point, kind, properties, strategy).await?;
+            Answer::Record(record)
+        }
+        ClientRequest::Get { point } => {
+            require(machine, agent, &point, read()).await?;
+            Answer::Record(machine.registry.record(&point).await?)
+        }
+        ClientRequest::Select { selector } => {
+            require(machine, agent, &selector.root_point(), select()).await?;
+            Answer::Stubs(machine.registry.select(&selector).await?)
+        }
+        ClientRequest::Delete { point } => {
+            may_delete(machine, agent, &point).await?;
+            let deleted = machine.registry.delete(&point).await?;
+            machine.invalidate(deleted.clone());
+            Answer::Deleted(deleted)
+        }
+        ClientRequest::Grant { kind, on, to } => {
+            let grant = AccessGrant {
+                kind,
+                on_point: on,
+                to_point: to,
+                by_particle: agent.point(),
+            };
+            let id = machine.registry.grant(&grant).await?;
+            machine.invalidate(Vec::new());
+            Answer::Granted(id)
+        }
+        ClientRequest::Revoke { id } => {
+            machine.registry.remove_access(&id, agent).await?;
+            machine.invalidate(Vec::new());
+            Answer::Done
+        }
+        ClientRequest::Access { agent: of, point } => {
+            let of = Agent::from_point(of);
+            Answer::Access(machine.registry.access(&of, &point).await?)
+        }
+        ClientRequest::Stars => Answer::Stars(machine.registry.list_stars().await?),
+        ClientRequest::Ping { .. } | ClientRequest::Signal { .. } => {
+            return Err(Error::internal("waves are the gate's to route"));
+        }
+    };
+    Ok(answer)
+}
+
+/// Registers the particle (`Pending`), places it on a live star, has that star host it
+/// (which records the location and `Ready`), and returns its record.
+async fn create(
+    machine: &Rc<Machine>,
+    agent: &Agent,
+    text: &str,
+    kind: Kind,
+    properties: SetProperties,
+    strategy: Strategy,
+) -> Result<ParticleRecord> {
+    let point = match text.strip_suffix(":%") {
+        Some(parent) => {
+            let parent: Point = parent.parse()?;
+            require(machine, agent, &parent, create_child()).await?;
+            let n = machine.registry.sequence(&parent).await?;
+            parent.push(&n.to_string())?
+        }
+        None => {
+            let point: Point = text.parse()?;
+            let parent = point.parent().ok_or_else(|| {
+                Error::bad_request(format!("{point} is a root: roots always exist"))
+            })?;
+            require(machine, agent, &parent, create_child()).await?;
+            point
+        }
+    };
+    let registration = Registration {
+        point: point.clone(),
+        kind,
+        properties,
+        owner: agent.point(),
+        strategy,
+        status: Status::Pending,
+    };
+    machine.registry.register(&registration).await?;
+    let record = machine.registry.record(&point).await?;
+    let placed = record.location.star.is_some() && record.details.stub.status == Status::Ready;
+    if strategy == Strategy::Ensure && placed {
+        return Ok(record);
+    }
+    machine.place_and_assign(&record).await?;
+    machine.registry.record(&point).await
+}
+
+/// `Forbidden` unless `agent` has `needed` on `point`.
+async fn require(
+    machine: &Machine,
+    agent: &Agent,
+    point: &Point,
+    needed: Permissions,
+) -> Result<()> {
+    if *agent == Agent::HyperUser {
+        return Ok(());
+    }
+    let access = machine.registry.access(agent, point).await?;
+    access
+        .check(&needed)
+        .map_err(|e| denied(machine, agent, point, e))
+}
+
+async fn may_delete(machine: &Machine, agent: &Agent, point: &Point) -> Result<()> {
+    if *agent == Agent::HyperUser {
+        return Ok(());
+    }
+    let access: Access = machine.registry.access(agent, point).await?;
+    if access.is_owner() || access.is_super() {
+        return Ok(());
+    }
+    match point.parent() {
+        Some(parent) => require(machine, agent, &parent, delete_child()).await,
+        None => Err(denied(
+            machine,
+            agent,
+            point,
+            Error::forbidden("a root cannot be deleted"),
+        )),
+    }
+}
+
+fn denied(machine: &Machine, agent: &Agent, point: &Point, why: Error) -> Error {
+    machine.metrics.access_denied.inc();
+    Error::forbidden(format!("{agent} on {point}: {why}"))
+}
+
+fn read() -> Permissions {
+    let mut p = Permissions::none();
+    p.particle.read = true;
+    p
+}
+
+fn select() -> Permissions {
+    let mut p = Permissions::none();
+    p.child.select = true;
+    p
+}
+
+fn create_child() -> Permissions {
+    let mut p = Permissions::none();
+    p.child.create = true;
+    p
+}
+
+fn delete_child() -> Permissions {
+    let mut p = Permissions::none();
+    p.child.delete = true;
+    p
+}

@@ -1,0 +1,325 @@
+//! Two machines in one process over a shared in-memory registry, talking over real TCP
+//! lanes and gates: creation and placement, cross-machine pings, errors, access,
+//! ripples, and a custom hyperverse with a driver of its own.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use hyperverse_core::driver::{Driver, DriverCtx, Hyperverse};
+use hyperverse_core::particle::PropertyMod;
+use hyperverse_core::registry::{RegistryApi, RegistryLimits, Strategy};
+use hyperverse_core::security::{AccessGrantKind, MaskKind, Permissions, PermissionsMask};
+use hyperverse_core::wave::{CmdMethod, Method, Ping, Substance};
+use hyperverse_core::{BaseKind, Error, Kind, Point, Result, StarSub};
+use registry_svc::backend::memory::MemoryRegistry;
+use star_node::client::{GateClient, GateClientConfig};
+use star_node::config::Settings;
+use star_node::hyperverse::Standard;
+use star_node::node::Node;
+
+const SECRET: &str = "in-process-secret";
+
+fn p(s: &str) -> Point {
+    s.parse().unwrap()
+}
+
+fn settings(machine: &str) -> Settings {
+    Settings {
+        machine: machine.into(),
+        gate: "127.0.0.1:0".into(),
+        metrics: "127.0.0.1:0".into(),
+        secret: Some(SECRET.into()),
+        ..Settings::default()
+    }
+}
+
+fn registry() -> Arc<dyn RegistryApi> {
+    Arc::new(MemoryRegistry::new(RegistryLimits::default()))
+}
+
+async fn client(node: &Node, token: Option<&str>) -> GateClient {
+    GateClient::connect(&node.gate.to_string(), token, GateClientConfig::default())
+        .await
+        .unwrap()
+}
+
+fn bounce() -> Method {
+    Method::Cmd(CmdMethod::Bounce)
+}
+
+fn text(s: &str) -> Substance {
+    Substance::Text(s.into())
+}
+
+const WAIT: Duration = Duration::from_secs(5);
+
+/// Polls until `node` lists `stars` live stars in its directory (every node starts
+/// with four).
+async fn until_it_sees(node: &Node, stars: usize) {
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while node.machine.directory.borrow().entries().len() < stars {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "directory never listed {stars} stars"
+        );
+        actix_rt::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+#[test]
+fn two_machines_create_spread_and_ping_each_other() {
+    actix_rt::System::new().block_on(async {
+        let registry = registry();
+        let standard = Arc::new(Standard::new(registry.clone(), SECRET.into()));
+        let a = Node::start(settings("a"), standard.clone()).await.unwrap();
+        let b = Node::start(settings("b"), standard).await.unwrap();
+        until_it_sees(&a, 8).await;
+        let hv = client(&a, Some(SECRET)).await;
+        let none = Vec::new();
+        hv.create("localhost", Kind::Space, none.clone(), Strategy::Commit)
+            .await
+            .unwrap();
+        let mut machines = std::collections::BTreeSet::new();
+        for i in 0..40 {
+            let point = format!("localhost:base{i}");
+            let record = hv
+                .create(point.as_str(), Kind::Base, none.clone(), Strategy::Commit)
+                .await
+                .unwrap();
+            let star = record.location.star.expect("placed on a star");
+            machines.insert(format!("{:?}", star.route()));
+        }
+        assert_eq!(
+            machines.len(),
+            2,
+            "particles on both machines: {machines:?}"
+        );
+        // Every particle answers a client of machine A, wherever it lives, twice (the
+        // second time from the location cache).
+        for round in 0..2 {
+            for i in 0..40 {
+                let body = text(&format!("hello {i} {round}"));
+                let to = p(&format!("localhost:base{i}"));
+                let answer = hv.ping(to, bounce(), body.clone(), WAIT).await.unwrap();
+                assert_eq!(answer, body);
+            }
+        }
+        // And through machine B's gate too.
+        let hv_b = client(&b, Some(SECRET)).await;
+        let answer = hv_b
+            .ping(p("localhost:base7"), bounce(), text("b"), WAIT)
+            .await
+            .unwrap();
+        assert_eq!(answer, text("b"));
+        let metrics = a.machine.metrics.render();
+        assert!(
+            metrics.contains("hv_lane_frames_total{direction=\"out\""),
+            "{metrics}"
+        );
+        a.stop().await;
+        b.stop().await;
+    });
+}
+
+#[test]
+fn creation_errors_are_clear() {
+    actix_rt::System::new().block_on(async {
+        let standard = Arc::new(Standard::new(registry(), SECRET.into()));
+        let a = Node::start(settings("a"), standard).await.unwrap();
+        let hv = client(&a, Some(SECRET)).await;
+        let none = Vec::new();
+        let missing = hv
+            .create("nowhere:base", Kind::Base, none.clone(), Strategy::Commit)
+            .await
+            .unwrap_err();
+        assert!(matches!(missing, Error::NotFound(_)), "{missing}");
+        hv.create("localhost", Kind::Space, none.clone(), Strategy::Commit)
+            .await
+            .unwrap();
+        let twice = hv
+            .create("localhost", Kind::Space, none.clone(), Strategy::Commit)
+            .await
+            .unwrap_err();
+        assert!(matches!(twice, Error::AlreadyExists(_)), "{twice}");
+        let ensured = hv
+            .create("localhost", Kind::Space, none.clone(), Strategy::Ensure)
+            .await
+            .unwrap();
+        assert_eq!(ensured.point(), &p("localhost"));
+        // `%` takes the parent's next number.
+        let first = hv
+            .create("localhost:%", Kind::Base, none.clone(), Strategy::Commit)
+            .await
+            .unwrap();
+        let second = hv
+            .create("localhost:%", Kind::Base, none.clone(), Strategy::Commit)
+            .await
+            .unwrap();
+        assert_eq!(first.point(), &p("localhost:1"));
+        assert_eq!(second.point(), &p("localhost:2"));
+        let unknown = hv
+            .ping(p("localhost:nobody"), bounce(), Substance::Empty, WAIT)
+            .await
+            .unwrap_err();
+        assert!(matches!(unknown, Error::NotFound(_)), "{unknown}");
+        a.stop().await;
+    });
+}
+
+#[test]
+fn access_is_checked_at_the_home_star_and_grants_open_it() {
+    actix_rt::System::new().block_on(async {
+        let standard = Arc::new(Standard::new(registry(), SECRET.into()));
+        let a = Node::start(settings("a"), standard.clone()).await.unwrap();
+        let b = Node::start(settings("b"), standard).await.unwrap();
+        until_it_sees(&a, 8).await;
+        let root = client(&a, Some(SECRET)).await;
+        let none = Vec::new();
+        root.create("localhost", Kind::Space, none.clone(), Strategy::Commit)
+            .await
+            .unwrap();
+        let hash = drivers::user::token_hash("alice-token");
+        let alice_props = vec![PropertyMod::set(drivers::user::TOKEN_HASH, hash)];
+        root.create("localhost:alice", Kind::User, alice_props, Strategy::Commit)
+            .await
+            .unwrap();
+        for i in 0..6 {
+            root.create(
+                format!("localhost:thing{i}"),
+                Kind::Base,
+                none.clone(),
+                Strategy::Commit,
+            )
+            .await
+            .unwrap();
+        }
+        // Alice logs in at machine B; the particles live on either machine.
+        let alice = client(&b, Some("localhost:alice#alice-token")).await;
+        for i in 0..6 {
+            let to = p(&format!("localhost:thing{i}"));
+            let denied = alice
+                .ping(to, bounce(), Substance::Empty, WAIT)
+                .await
+                .unwrap_err();
+            assert!(matches!(denied, Error::Forbidden(_)), "{denied}");
+        }
+        let wrong = GateClient::connect(
+            &b.gate.to_string(),
+            Some("localhost:alice#guess"),
+            GateClientConfig::default(),
+        )
+        .await
+        .unwrap_err();
+        assert!(matches!(wrong, Error::Forbidden(_)), "{wrong}");
+        let mut x = Permissions::none();
+        x.particle.execute = true;
+        let grant = AccessGrantKind::PermissionsMask(PermissionsMask {
+            kind: MaskKind::Or,
+            permissions: x,
+        });
+        let id = root
+            .grant(
+                grant,
+                "localhost:+:**".parse().unwrap(),
+                "localhost:alice".parse().unwrap(),
+            )
+            .await
+            .unwrap();
+        for i in 0..6 {
+            let to = p(&format!("localhost:thing{i}"));
+            alice.ping(to, bounce(), text("ok"), WAIT).await.unwrap();
+        }
+        root.revoke(id).await.unwrap();
+        let again = alice
+            .ping(p("localhost:thing0"), bounce(), Substance::Empty, WAIT)
+            .await
+            .unwrap_err();
+        assert!(matches!(again, Error::Forbidden(_)), "{again}");
+        let denied = a.machine.metrics.access_denied.get() + b.machine.metrics.access_denied.get();
+        assert!(denied >= 7, "denials are counted: {denied}");
+        a.stop().await;
+        b.stop().await;
+    });
+}
+
+/// A driver of its own: answers `Ext<Greet>` with a greeting.
+struct Greeter;
+
+#[async_trait]
+impl Driver for Greeter {
+    fn kind(&self) -> BaseKind {
+        BaseKind::App
+    }
+
+    async fn handle(&self, ctx: DriverCtx<'_>, ping: &Ping) -> Result<Substance> {
+        match &ping.method {
+            Method::Ext(name) if name == "Greet" => Ok(Substance::Text(format!(
+                "hello from {} on {}",
+                ping.to, ctx.star
+            ))),
+            other => Err(Error::bad_request(format!("a greeter does not {other}"))),
+        }
+    }
+}
+
+/// The standard drivers, with `App` served by [`Greeter`] on Super stars only.
+struct Greeting {
+    registry: Arc<dyn RegistryApi>,
+}
+
+impl Hyperverse for Greeting {
+    fn drivers(&self, star: StarSub) -> Vec<Arc<dyn Driver>> {
+        let mut drivers = drivers::builtin(star);
+        drivers.retain(|d| d.kind() != BaseKind::App);
+        if star == StarSub::Super {
+            drivers.push(Arc::new(Greeter));
+        }
+        drivers
+    }
+
+    fn registry(&self) -> Arc<dyn RegistryApi> {
+        self.registry.clone()
+    }
+
+    fn secret(&self) -> &[u8] {
+        SECRET.as_bytes()
+    }
+}
+
+#[test]
+fn a_custom_hyperverse_composes_its_own_driver() {
+    actix_rt::System::new().block_on(async {
+        let hyperverse = Arc::new(Greeting {
+            registry: registry(),
+        });
+        let a = Node::start(settings("a"), hyperverse).await.unwrap();
+        let hv = client(&a, Some(SECRET)).await;
+        hv.create("localhost", Kind::Space, Vec::new(), Strategy::Commit)
+            .await
+            .unwrap();
+        let app = hv
+            .create("localhost:greeter", Kind::App, Vec::new(), Strategy::Commit)
+            .await
+            .unwrap();
+        assert_eq!(
+            app.location.star,
+            Some(p("<<a>>::super")),
+            "only Super hosts App"
+        );
+        let greeting = hv
+            .ping(
+                p("localhost:greeter"),
+                Method::Ext("Greet".into()),
+                Substance::Empty,
+                WAIT,
+            )
+            .await
+            .unwrap();
+        assert_eq!(
+            greeting,
+            text("hello from localhost:greeter on <<a>>::super")
+        );
+        a.stop().await;
+    });
+}
