@@ -2,7 +2,7 @@
 
 use drivers::container::ContainerDriver;
 use drivers::user::{TOKEN_HASH, UserDriver, token_hash, verify_token};
-use hyperverse_core::driver::{Driver, DriverCtx};
+use hyperverse_core::driver::{Driver, DriverCtx, NoOutbound};
 use hyperverse_core::particle::PropertyMod;
 use hyperverse_core::registry::{Registration, RegistryApi};
 use hyperverse_core::wave::{CmdMethod, Method, Ping, Signal, Substance, WaveIdGen};
@@ -43,6 +43,7 @@ async fn a_base_bounces_the_body_and_reads_its_record() {
     let ctx = DriverCtx {
         star: &star,
         registry: &registry,
+        outbound: &NoOutbound,
     };
     let base = ContainerDriver::new(BaseKind::Base);
     assert!(base.allows_children());
@@ -114,6 +115,7 @@ async fn signals_are_handled_and_their_answers_dropped() {
     let ctx = DriverCtx {
         star: &star,
         registry: &registry,
+        outbound: &NoOutbound,
     };
     let base = ContainerDriver::new(BaseKind::Base);
     let signal = |method| Signal {
@@ -158,6 +160,7 @@ async fn a_user_token_is_verified_against_its_hash_only() {
     let ctx = DriverCtx {
         star: &star,
         registry: &registry,
+        outbound: &NoOutbound,
     };
     assert!(!UserDriver.allows_children());
     let body = Substance::Text("hi".into());

@@ -24,6 +24,23 @@ pub struct DriverCtx<'a> {
     pub star: &'a Point,
     /// The hyperverse's registry.
     pub registry: &'a dyn RegistryApi,
+    /// Where the driver's own waves go: the star routes them like any other.
+    pub outbound: &'a dyn Outbound,
+}
+
+/// Waves a driver sends on behalf of its particles. They enter the star the particle
+/// lives on, in the order given, and are routed like a client's.
+pub trait Outbound: Send + Sync {
+    /// Sends a one-way wave.
+    fn signal(&self, signal: Signal);
+}
+
+/// An [`Outbound`] that drops everything, for drivers run outside a star (tests).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct NoOutbound;
+
+impl Outbound for NoOutbound {
+    fn signal(&self, _signal: Signal) {}
 }
 
 impl std::fmt::Debug for DriverCtx<'_> {

@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 
 use actix::prelude::*;
 use futures::task::noop_waker_ref;
-use hyperverse_core::driver::{Driver, DriverCtx};
+use hyperverse_core::driver::{Driver, DriverCtx, NoOutbound, Outbound};
 use hyperverse_core::particle::{ParticleRecord, Status};
 use hyperverse_core::security::{Access, Permissions};
 use hyperverse_core::wave::{
@@ -149,6 +149,32 @@ pub struct Star {
     /// Waves counted per kind (the labelled counter, looked up once).
     wave_counters: HashMap<BaseKind, IntCounter>,
     reported: CacheStats,
+    /// Where this star's drivers send their own waves (set once started).
+    outbound: Arc<dyn Outbound>,
+}
+
+/// A driver's waves enter its star like a client's.
+struct StarOutbound(Addr<Star>);
+
+impl Outbound for StarOutbound {
+    fn signal(&self, signal: Signal) {
+        let ping = Ping {
+            id: signal.id,
+            from: signal.from,
+            to: signal.to,
+            agent: signal.agent,
+            method: signal.method,
+            headers: signal.headers,
+            body: signal.body,
+            hops: signal.hops,
+            handling: Default::default(),
+        };
+        self.0.do_send(Inbound {
+            ping,
+            arrival: Arrival::Local,
+            reply: Reply::none(),
+        });
+    }
 }
 
 impl std::fmt::Debug for Star {
@@ -165,6 +191,7 @@ impl Actor for Star {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        self.outbound = Arc::new(StarOutbound(ctx.address()));
         ctx.run_interval(TICK, |star, _| star.tick());
     }
 }
@@ -193,6 +220,7 @@ impl Star {
             running: 0,
             wave_counters: HashMap::new(),
             reported: CacheStats::default(),
+            outbound: Arc::new(NoOutbound),
         }
     }
 
@@ -378,12 +406,14 @@ impl Star {
     ) {
         let star = self.key.clone();
         let registry = self.machine.registry.clone();
+        let outbound = self.outbound.clone();
         if reply.is_none() {
             let signal = into_signal(ping);
             actix::spawn(async move {
                 let ctx = DriverCtx {
                     star: &star,
                     registry: registry.as_ref(),
+                    outbound: outbound.as_ref(),
                 };
                 if let Err(e) = driver.signal(ctx, &signal).await {
                     tracing::debug!(to = %signal.to, error = %e, "signal failed");
@@ -399,6 +429,7 @@ impl Star {
             let ctx = DriverCtx {
                 star: &star,
                 registry: registry.as_ref(),
+                outbound: outbound.as_ref(),
             };
             let result = driver.handle(ctx, &asked).await;
             answer(answer_id, &asked, result)
@@ -554,10 +585,12 @@ impl Star {
         self.running += 1;
         let star = self.key.clone();
         let registry = self.machine.registry.clone();
+        let outbound = self.outbound.clone();
         let hosting = async move {
             let ctx = DriverCtx {
                 star: &star,
                 registry: registry.as_ref(),
+                outbound: outbound.as_ref(),
             };
             driver.init(ctx, &record).await?;
             registry.assign_star(record.point(), &star).await?;
