@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use hyperverse_core::registry::client::{ClientConfig, RegistryClient};
 use hyperverse_core::registry::{Registration, RegistryApi};
 use hyperverse_core::{Kind, Point};
-use support::RedisServer;
+use support::{RedisServer, promtool_accepts, sample, scrape};
 
 const SECRET: &str = "correct horse battery staple";
 
@@ -88,54 +88,6 @@ fn write_config(dir: &Path, shards: &[String]) -> std::path::PathBuf {
     )
     .expect("config written");
     path
-}
-
-fn scrape(addr: SocketAddr) -> String {
-    let mut stream = TcpStream::connect(addr).expect("metrics port");
-    write!(stream, "GET /metrics HTTP/1.0\r\nHost: test\r\n\r\n").expect("request");
-    let mut body = String::new();
-    stream.read_to_string(&mut body).expect("response");
-    assert!(
-        body.starts_with("HTTP/1.0 200") || body.starts_with("HTTP/1.1 200"),
-        "{body}"
-    );
-    body
-}
-
-/// The value of the first sample whose line starts with `prefix`.
-fn sample(metrics: &str, prefix: &str) -> f64 {
-    metrics
-        .lines()
-        .find(|l| l.starts_with(prefix))
-        .and_then(|l| l.rsplit(' ').next())
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0.0)
-}
-
-/// `promtool check metrics` (from the `prometheus` package, which scripts/test.sh
-/// installs) must accept the exposition.
-fn promtool_accepts(response: &str) {
-    let body = response.split("\r\n\r\n").nth(1).expect("an HTTP body");
-    let mut promtool = Command::new("promtool")
-        .args(["check", "metrics"])
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("promtool on PATH (apt-get install prometheus; scripts/test.sh does)");
-    promtool
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(body.as_bytes())
-        .expect("feed promtool");
-    let out = promtool.wait_with_output().expect("promtool runs");
-    assert!(
-        out.status.success(),
-        "promtool check metrics failed:\n{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
 }
 
 async fn client(addr: SocketAddr, secret: &str) -> hyperverse_core::Result<RegistryClient> {

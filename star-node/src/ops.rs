@@ -13,6 +13,9 @@
 //! | `grant`, `revoke` | checked by the access algorithm and the registry (a grant counts only while its granter holds what it grants; only a granter or super revokes) |
 //! | `access A P`, `stars` | nothing |
 //!
+//! `stars` answers with the live stars as this machine sees them: the directory it
+//! reads every `directory_refresh_ms`, which is what it places particles by.
+//!
 //! A change to grants, owners or particles is broadcast to every live machine, which
 //! drops its cached access decisions (and releases deleted particles).
 
@@ -72,7 +75,7 @@ pub async fn run(machine: &Rc<Machine>, agent: &Agent, request: ClientRequest) -
             let of = Agent::from_point(of);
             Answer::Access(machine.registry.access(&of, &point).await?)
         }
-        ClientRequest::Stars => Answer::Stars(machine.registry.list_stars().await?),
+        ClientRequest::Stars => Answer::Stars(machine.directory.borrow().entries()),
         ClientRequest::Ping { .. } | ClientRequest::Signal { .. } => {
             return Err(Error::internal("waves are the gate's to route"));
         }

@@ -111,7 +111,7 @@ pub enum ClientRequest {
         /// The particle.
         point: Point,
     },
-    /// The live stars.
+    /// The live stars, as the gate's machine sees them (its last directory listing).
     Stars,
 }
 

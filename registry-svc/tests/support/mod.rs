@@ -1,5 +1,6 @@
-//! Test support: real `redis-server` processes on free loopback ports, and registry-svc's
-//! RPC server run in-process.
+//! Test support: real `redis-server` processes on free loopback ports, registry-svc's
+//! RPC server run in-process, and scraping `/metrics` (checked by `promtool`). Also used
+//! by star-node's process tests (by path).
 //!
 //! Each server runs under a small `sh` guard that kills it when the test process's end
 //! of the guard's stdin closes, so a server never outlives the test binary, even when a
@@ -8,8 +9,8 @@
 
 #![allow(dead_code)]
 
-use std::io::Write;
-use std::net::TcpListener;
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -183,4 +184,53 @@ pub async fn serve_in_process(
     RegistryClient::connect(addr, Some(secret.to_vec()), ClientConfig::default())
         .await
         .expect("connect to the registry")
+}
+
+/// `GET /metrics` at `addr`: the whole HTTP response (status line checked).
+pub fn scrape(addr: SocketAddr) -> String {
+    let mut stream = TcpStream::connect(addr).expect("metrics port");
+    write!(stream, "GET /metrics HTTP/1.0\r\nHost: test\r\n\r\n").expect("request");
+    let mut body = String::new();
+    stream.read_to_string(&mut body).expect("response");
+    assert!(
+        body.starts_with("HTTP/1.0 200") || body.starts_with("HTTP/1.1 200"),
+        "{body}"
+    );
+    body
+}
+
+/// The value of the first sample whose line starts with `prefix`.
+pub fn sample(metrics: &str, prefix: &str) -> f64 {
+    metrics
+        .lines()
+        .find(|l| l.starts_with(prefix))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// `promtool check metrics` (from the `prometheus` package, which scripts/test.sh
+/// installs) must accept the exposition.
+pub fn promtool_accepts(response: &str) {
+    let body = response.split("\r\n\r\n").nth(1).expect("an HTTP body");
+    let mut promtool = Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("promtool on PATH (apt-get install prometheus; scripts/test.sh does)");
+    promtool
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(body.as_bytes())
+        .expect("feed promtool");
+    let out = promtool.wait_with_output().expect("promtool runs");
+    assert!(
+        out.status.success(),
+        "promtool check metrics failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
 }
