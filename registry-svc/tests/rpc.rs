@@ -599,6 +599,7 @@ impl RegistryApi for Slow {
     }
     async fn register(&self, r: &Registration) -> Result<Details> { self.inner.register(r).await }
     async fn assign_star(&self, p: &Point, s: &Point) -> Result<()> { self.inner.assign_star(p, s).await }
+    async fn swap_star(&self, p: &Point, e: Option<&Point>, s: &Point) -> Result<bool> { self.inner.swap_star(p, e, s).await }
     async fn assign_host(&self, p: &Point, h: &Point) -> Result<()> { self.inner.assign_host(p, h).await }
     async fn set_status(&self, p: &Point, s: Status) -> Result<()> { self.inner.set_status(p, s).await }
     async fn set_properties(&self, p: &Point, c: &SetProperties) -> Result<()> { self.inner.set_properties(p, c).await }

@@ -558,6 +558,12 @@ impl Star {
                         star.dispatch(p.ping, p.arrival, p.reply, ctx);
                     }
                 }
+                // Another star won the race: the waves look it up afresh.
+                Err(Error::AlreadyExists(_)) => {
+                    for p in parked {
+                        star.dispatch(p.ping, p.arrival, p.reply, ctx);
+                    }
+                }
                 Err(e) => {
                     for p in parked {
                         p.reply.fail(star.machine.next_id(), &p.ping, e.clone());
@@ -593,8 +599,17 @@ impl Star {
                 outbound: outbound.as_ref(),
             };
             driver.init(ctx, &record).await?;
-            registry.assign_star(record.point(), &star).await?;
-            registry.set_status(record.point(), Status::Ready).await
+            // Only from where the record we acted on placed it: of two stars
+            // activating one particle, exactly one wins.
+            let point = record.point();
+            let expected = record.location.star.as_ref();
+            if !registry.swap_star(point, expected, &star).await? {
+                driver.release(point).await;
+                return Err(Error::AlreadyExists(format!(
+                    "{point} was activated on another star meanwhile"
+                )));
+            }
+            registry.set_status(point, Status::Ready).await
         };
         ctx.spawn(hosting.into_actor(self).map(move |hosted, star, ctx| {
             star.running -= 1;
@@ -626,7 +641,10 @@ impl Star {
                 let parked = self.parked.remove(&point).unwrap_or_default();
                 for p in parked {
                     match &hosted {
-                        Ok(()) => self.dispatch(p.ping, p.arrival, p.reply, ctx),
+                        // Hosted here, or won by another star: route again either way.
+                        Ok(()) | Err(Error::AlreadyExists(_)) => {
+                            self.dispatch(p.ping, p.arrival, p.reply, ctx)
+                        }
                         Err(e) => p.reply.fail(self.machine.next_id(), &p.ping, e.clone()),
                     }
                 }

@@ -323,3 +323,172 @@ fn a_custom_hyperverse_composes_its_own_driver() {
         a.stop().await;
     });
 }
+
+/// A driver that never answers.
+struct Mute;
+
+#[async_trait]
+impl Driver for Mute {
+    fn kind(&self) -> BaseKind {
+        BaseKind::App
+    }
+
+    async fn handle(&self, _: DriverCtx<'_>, _: &Ping) -> Result<Substance> {
+        std::future::pending().await
+    }
+}
+
+/// The standard drivers, with `App` served by [`Mute`].
+struct Muted {
+    registry: Arc<dyn RegistryApi>,
+}
+
+impl Hyperverse for Muted {
+    fn drivers(&self, star: StarSub) -> Vec<Arc<dyn Driver>> {
+        let mut drivers = drivers::builtin(star);
+        drivers.retain(|d| d.kind() != BaseKind::App);
+        drivers.push(Arc::new(Mute));
+        drivers
+    }
+
+    fn registry(&self) -> Arc<dyn RegistryApi> {
+        self.registry.clone()
+    }
+
+    fn secret(&self) -> &[u8] {
+        SECRET.as_bytes()
+    }
+}
+
+#[test]
+fn a_driver_that_never_answers_gets_a_408_and_hurts_no_one() {
+    actix_rt::System::new().block_on(async {
+        let registry = registry();
+        let muted = Arc::new(Muted {
+            registry: registry.clone(),
+        });
+        let a = Node::start(settings("a"), muted.clone()).await.unwrap();
+        let b = Node::start(settings("b"), muted).await.unwrap();
+        until_it_sees(&a, 8).await;
+        let hv = client(&a, Some(SECRET)).await;
+        hv.create("localhost", Kind::Space, Vec::new(), Strategy::Commit)
+            .await
+            .unwrap();
+        for i in 0..8 {
+            hv.create(
+                format!("localhost:mute{i}"),
+                Kind::App,
+                Vec::new(),
+                Strategy::Commit,
+            )
+            .await
+            .unwrap();
+        }
+        hv.create("localhost:base", Kind::Base, Vec::new(), Strategy::Commit)
+            .await
+            .unwrap();
+        let timeout = Duration::from_millis(300);
+        let mutes = (0..8).map(|i| {
+            hv.ping(
+                p(&format!("localhost:mute{i}")),
+                bounce(),
+                Substance::Empty,
+                timeout,
+            )
+        });
+        let base = hv.ping(p("localhost:base"), bounce(), text("alive"), WAIT);
+        let (mutes, base) = futures::join!(futures::future::join_all(mutes), base);
+        assert_eq!(
+            base.unwrap(),
+            text("alive"),
+            "a mute neighbour hurts no one"
+        );
+        for answer in mutes {
+            let err = answer.unwrap_err();
+            assert!(matches!(err, Error::Timeout(_)), "{err}");
+        }
+        a.stop().await;
+        b.stop().await;
+    });
+}
+
+#[test]
+fn ripples_gather_one_echo_per_recipient() {
+    use hyperverse_core::Agent;
+    use hyperverse_core::wave::{Handling, Ripple};
+    use star_node::star::RippleOut;
+
+    actix_rt::System::new().block_on(async {
+        let standard = Arc::new(Standard::new(registry(), SECRET.into()));
+        let a = Node::start(settings("a"), standard.clone()).await.unwrap();
+        let b = Node::start(settings("b"), standard).await.unwrap();
+        until_it_sees(&a, 8).await;
+        let hv = client(&a, Some(SECRET)).await;
+        hv.create("localhost", Kind::Space, Vec::new(), Strategy::Commit)
+            .await
+            .unwrap();
+        let mut to = Vec::new();
+        for i in 0..10 {
+            let record = hv
+                .create(
+                    format!("localhost:r{i}"),
+                    Kind::Base,
+                    Vec::new(),
+                    Strategy::Commit,
+                )
+                .await
+                .unwrap();
+            to.push(record.point().clone());
+        }
+        to.push(p("localhost:missing"));
+        let ripple = Ripple {
+            id: a.machine.next_id(),
+            from: p("localhost"),
+            to: to.clone(),
+            agent: Agent::HyperUser,
+            method: bounce(),
+            headers: Default::default(),
+            body: text("echo"),
+            hops: 0,
+            handling: Handling { timeout_ms: 5000 },
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let reply = Box::new(move |echoes, missing| {
+            let _ = tx.send((echoes, missing));
+        });
+        a.machine
+            .entry()
+            .unwrap()
+            .do_send(RippleOut { ripple, reply });
+        let (echoes, missing): (Vec<hyperverse_core::wave::Echo>, usize) = rx.await.unwrap();
+        assert_eq!(missing, 0);
+        assert_eq!(echoes.len(), to.len(), "one echo per recipient");
+        let ok = echoes.iter().filter(|e| e.status.is_ok()).count();
+        assert_eq!(ok, 10);
+        assert!(
+            echoes.iter().any(|e| e.status.0 == 404),
+            "the missing one says so"
+        );
+        a.stop().await;
+        b.stop().await;
+    });
+}
+
+#[test]
+fn a_stopped_node_leaves_the_directory() {
+    actix_rt::System::new().block_on(async {
+        let registry = registry();
+        let standard = Arc::new(Standard::new(registry.clone(), SECRET.into()));
+        let a = Node::start(settings("a"), standard).await.unwrap();
+        assert_eq!(registry.list_stars().await.unwrap().len(), 4);
+        assert_eq!(a.stop().await, 0, "nothing was in flight");
+        assert!(registry.list_stars().await.unwrap().is_empty());
+        let refused = GateClient::connect(
+            &a.gate.to_string(),
+            Some(SECRET),
+            GateClientConfig::default(),
+        )
+        .await;
+        assert!(refused.is_err(), "the gate no longer accepts");
+    });
+}

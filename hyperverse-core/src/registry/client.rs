@@ -454,6 +454,20 @@ impl RegistryApi for RegistryClient {
         .await
     }
 
+    async fn swap_star(
+        &self,
+        point: &Point,
+        expected: Option<&Point>,
+        star: &Point,
+    ) -> Result<bool> {
+        self.call(rpc::SwapStar {
+            point: point.clone(),
+            expected: expected.cloned(),
+            star: star.clone(),
+        })
+        .await
+    }
+
     async fn assign_host(&self, point: &Point, host: &Point) -> Result<()> {
         self.call(rpc::AssignHost {
             point: point.clone(),

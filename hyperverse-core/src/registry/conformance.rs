@@ -47,7 +47,7 @@ macro_rules! registry_conformance_tests {
     ($fresh:path) => {
         $crate::registry_conformance_tests!(@cases $fresh;
             register_and_record, root_always_exists, register_needs_parent,
-            register_strategies, register_checks_property_rules, assign_star_and_host,
+            register_strategies, register_checks_property_rules, assign_star_and_host, swap_star,
             status_and_properties, sequences_count_up, select_by_pattern, children_lists_direct,
             delete_is_recursive, access_owner_and_hyperuser, access_grants_apply,
             chown_only_by_super, list_and_remove_access, star_directory,
@@ -344,6 +344,44 @@ pub async fn assign_star_and_host(registry: Registry) {
     assert_eq!(record.location.host, Some(p("localhost:app")));
     let err = registry
         .assign_star(&p("localhost:nope"), &star)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NotFound(_)), "{err}");
+}
+
+/// `swap_star` moves a particle only from the star the caller expects, so of two
+/// stars racing to re-activate it exactly one wins.
+pub async fn swap_star(registry: Registry) {
+    tree(&registry).await;
+    let (db, dead, a, b) = (
+        p("localhost:app:db"),
+        p("LOCAL::dead"),
+        p("LOCAL::a"),
+        p("LOCAL::b"),
+    );
+    assert!(
+        !registry
+            .swap_star(&db, Some(&dead), &a)
+            .await
+            .expect("swap")
+    );
+    assert!(
+        registry
+            .swap_star(&db, None, &dead)
+            .await
+            .expect("first placement")
+    );
+    let (won_a, won_b) = futures::join!(
+        registry.swap_star(&db, Some(&dead), &a),
+        registry.swap_star(&db, Some(&dead), &b)
+    );
+    let (won_a, won_b) = (won_a.expect("swap a"), won_b.expect("swap b"));
+    assert!(won_a ^ won_b, "exactly one wins: a {won_a}, b {won_b}");
+    let winner = if won_a { a } else { b };
+    let record = registry.record(&db).await.expect("record");
+    assert_eq!(record.location.star, Some(winner));
+    let err = registry
+        .swap_star(&p("localhost:nope"), None, &dead)
         .await
         .unwrap_err();
     assert!(matches!(err, Error::NotFound(_)), "{err}");

@@ -171,6 +171,16 @@ pub trait RegistryApi: Send + Sync {
     /// Records the star that hosts `point`.
     async fn assign_star(&self, point: &Point, star: &Point) -> Result<()>;
 
+    /// Records `star` as the star of `point` only if its star is still `expected`
+    /// (`None`: no star yet); whether it did. Two stars re-activating one particle
+    /// both call this with the dead star as `expected`, and exactly one wins.
+    async fn swap_star(
+        &self,
+        point: &Point,
+        expected: Option<&Point>,
+        star: &Point,
+    ) -> Result<bool>;
+
     /// Records the host particle of `point` within its star.
     async fn assign_host(&self, point: &Point, host: &Point) -> Result<()>;
 

@@ -152,6 +152,9 @@ registry_rpc! {
     /// [`RegistryApi::assign_star`].
     AssignStar = "assign_star" { point: Point, star: Point } -> ()
         => |api, r| api.assign_star(&r.point, &r.star).await;
+    /// [`RegistryApi::swap_star`].
+    SwapStar = "swap_star" { point: Point, expected: Option<Point>, star: Point } -> bool
+        => |api, r| api.swap_star(&r.point, r.expected.as_ref(), &r.star).await;
     /// [`RegistryApi::assign_host`].
     AssignHost = "assign_host" { point: Point, host: Point } -> ()
         => |api, r| api.assign_host(&r.point, &r.host).await;

@@ -274,6 +274,22 @@ impl RegistryApi for MemoryRegistry {
         Ok(())
     }
 
+    async fn swap_star(
+        &self,
+        point: &Point,
+        expected: Option<&Point>,
+        star: &Point,
+    ) -> Result<bool> {
+        refuse_root(point, "star")?;
+        let mut state = self.lock();
+        let location = &mut state.get_mut(point)?.record.location.star;
+        if location.as_ref() != expected {
+            return Ok(false);
+        }
+        *location = Some(star.clone());
+        Ok(true)
+    }
+
     async fn assign_host(&self, point: &Point, host: &Point) -> Result<()> {
         refuse_root(point, "host")?;
         self.lock().get_mut(point)?.record.location.host = Some(host.clone());

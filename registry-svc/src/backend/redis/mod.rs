@@ -262,6 +262,28 @@ impl RegistryApi for RedisRegistry {
         self.inner.set_field(point, "st", star.to_string()).await
     }
 
+    async fn swap_star(
+        &self,
+        point: &Point,
+        expected: Option<&Point>,
+        star: &Point,
+    ) -> Result<bool> {
+        refuse_root(point, "star")?;
+        let key = self.inner.keys.rec(point);
+        let expected = expected.map(Point::to_string).unwrap_or_default();
+        let done: i64 = self
+            .inner
+            .shard(point)
+            .eval(&scripts::SWAP_STAR, &[&key], |c| {
+                c.arg(&expected).arg(star.to_string());
+            })
+            .await?;
+        match done {
+            -1 => Err(Error::not_found(format!("particle {point}"))),
+            done => Ok(done == 1),
+        }
+    }
+
     async fn assign_host(&self, point: &Point, host: &Point) -> Result<()> {
         refuse_root(point, "host")?;
         self.inner.set_field(point, "h", host.to_string()).await

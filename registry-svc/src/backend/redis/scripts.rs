@@ -52,6 +52,20 @@ return 1
     )
 });
 
+/// KEYS: rec. ARGV: expected star ('' for none), new star. Compare-and-set of `st`:
+/// -1 missing record, 0 another star is there, 1 done.
+pub static SWAP_STAR: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+local current = redis.call('HGET', KEYS[1], 'st') or ''
+if current ~= ARGV[1] then return 0 end
+redis.call('HSET', KEYS[1], 'st', ARGV[2])
+return 1
+",
+    )
+});
+
 /// KEYS: rec. ARGV: expected kind, expected properties, new properties. Compare-and-set
 /// of `p`, valid only while the kind is the one the change was checked against:
 /// -1 missing record, 0 changed meanwhile (retry), 1 done.
