@@ -290,6 +290,22 @@ async fn client_session(
                     Err(e) => respond(Err(e)),
                 }
             }
+            ClientRequest::Signal { to, method, body } => {
+                let headers = Default::default();
+                match client_ping(&machine, &agent, to, method, headers, body, 0) {
+                    Ok(signal) => {
+                        if let Some(entry) = machine.entry() {
+                            entry.do_send(Inbound {
+                                ping: signal,
+                                arrival: Arrival::Local,
+                                reply: Reply::none(),
+                            });
+                        }
+                        respond(Ok(Answer::Done));
+                    }
+                    Err(e) => respond(Err(e)),
+                }
+            }
             request => {
                 let machine = machine.clone();
                 let agent = agent.clone();

@@ -117,9 +117,34 @@ fn two_machines_create_spread_and_ping_each_other() {
             metrics.contains("hv_lane_frames_total{direction=\"out\""),
             "{metrics}"
         );
+        // A signal is delivered too, with no answer but the gate's "done".
+        let waves = || total(&a, "hv_star_waves_total") + total(&b, "hv_star_waves_total");
+        let before = waves();
+        for i in 0..40 {
+            let to = p(&format!("localhost:base{i}"));
+            hv.signal(to, bounce(), text("fire and forget"))
+                .await
+                .unwrap();
+        }
+        let deadline = std::time::Instant::now() + WAIT;
+        while waves() < before + 40.0 {
+            assert!(std::time::Instant::now() < deadline, "signals were lost");
+            actix_rt::time::sleep(Duration::from_millis(20)).await;
+        }
         a.stop().await;
         b.stop().await;
     });
+}
+
+/// The sum of every sample of metric `name` on `node`.
+fn total(node: &Node, name: &str) -> f64 {
+    node.machine
+        .metrics
+        .render()
+        .lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
 }
 
 #[test]
