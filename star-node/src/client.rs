@@ -340,6 +340,17 @@ impl GateClient {
         }
     }
 
+    /// Stores `bytes` as the `Artifact` at `point`; returns its record.
+    pub async fn publish(&self, point: Point, bytes: Vec<u8>) -> Result<ParticleRecord> {
+        match self
+            .request(ClientRequest::Publish { point, bytes })
+            .await?
+        {
+            Answer::Record(record) => Ok(record),
+            other => Err(self.unexpected("publish", &other)),
+        }
+    }
+
     /// A particle's record.
     pub async fn get(&self, point: Point) -> Result<ParticleRecord> {
         match self.request(ClientRequest::Get { point }).await? {

@@ -7,6 +7,7 @@
 //! | request | needs |
 //! |---|---|
 //! | `create P` | `c` on P's parent |
+//! | `publish P` | `c` on P's parent |
 //! | `get P` | `r` on P |
 //! | `select S` | `s` on S's root point |
 //! | `delete P` | owner or super on P, or `d` on its parent |
@@ -21,7 +22,7 @@
 
 use std::rc::Rc;
 
-use hyperverse_core::particle::{ParticleRecord, SetProperties, Status};
+use hyperverse_core::particle::{ParticleRecord, PropertyMod, SetProperties, Status};
 use hyperverse_core::registry::{Registration, Strategy};
 use hyperverse_core::security::{Access, AccessGrant, Permissions};
 use hyperverse_core::{Agent, Error, Kind, Point, Result};
@@ -40,6 +41,9 @@ pub async fn run(machine: &Rc<Machine>, agent: &Agent, request: ClientRequest) -
         } => {
             let record = create(machine, agent, &point, kind, properties, strategy).await?;
             Answer::Record(record)
+        }
+        ClientRequest::Publish { point, bytes } => {
+            Answer::Record(publish(machine, agent, &point, bytes).await?)
         }
         ClientRequest::Get { point } => {
             require(machine, agent, &point, read()).await?;
@@ -125,6 +129,49 @@ async fn create(
     }
     machine.place_and_assign(&record).await?;
     machine.registry.record(&point).await
+}
+
+/// Registers an `Artifact` (`Ready`, on no star: artifacts are data, read through the
+/// registry) with its hash and size, then stores its bytes. If the bytes are refused
+/// (too large), a record this call registered is removed again.
+async fn publish(
+    machine: &Rc<Machine>,
+    agent: &Agent,
+    point: &Point,
+    bytes: Vec<u8>,
+) -> Result<ParticleRecord> {
+    let parent = point
+        .parent()
+        .ok_or_else(|| Error::bad_request(format!("{point} is a root: roots always exist")))?;
+    require(machine, agent, &parent, create_child()).await?;
+    let hash = hyperverse_core::registry::content_hash(&bytes);
+    let size = bytes.len().to_string();
+    let registration = Registration {
+        point: point.clone(),
+        kind: Kind::Artifact,
+        properties: vec![
+            PropertyMod::set("hash", hash.clone()),
+            PropertyMod::set("size", size),
+        ],
+        owner: agent.point(),
+        strategy: Strategy::Ensure,
+        status: Status::Ready,
+    };
+    let details = machine.registry.register(&registration).await?;
+    let existing = details.properties.get("hash").map(|p| p.value.as_str());
+    if existing != Some(hash.as_str()) {
+        return Err(Error::AlreadyExists(format!(
+            "artifact {point} holds other bytes; artifacts are immutable"
+        )));
+    }
+    if let Err(e) = machine.registry.put_artifact(point, bytes.into()).await {
+        let had_bytes = machine.registry.get_artifact(point).await.is_ok();
+        if !had_bytes {
+            let _ = machine.registry.delete(point).await;
+        }
+        return Err(e);
+    }
+    machine.registry.record(point).await
 }
 
 /// `Forbidden` unless `agent` has `needed` on `point`.

@@ -75,6 +75,15 @@ pub enum ClientRequest {
         /// What to do if it exists (`Commit` fails, `Ensure` returns what is there).
         strategy: Strategy,
     },
+    /// Store bytes (a wasm module) as an immutable `Artifact` particle; answered with
+    /// its record (`hash`, `size`). Publishing the same bytes again succeeds.
+    Publish {
+        /// Where.
+        point: Point,
+        /// The content.
+        #[serde(with = "serde_bytes")]
+        bytes: Vec<u8>,
+    },
     /// A particle's record.
     Get {
         /// Which.
@@ -122,6 +131,7 @@ impl ClientRequest {
             ClientRequest::Ping { .. } => "ping",
             ClientRequest::Signal { .. } => "signal",
             ClientRequest::Create { .. } => "create",
+            ClientRequest::Publish { .. } => "publish",
             ClientRequest::Get { .. } => "get",
             ClientRequest::Select { .. } => "select",
             ClientRequest::Delete { .. } => "delete",
@@ -147,7 +157,7 @@ pub struct GateFrame {
 pub enum Answer {
     /// `Ping`: the pong's body.
     Body(Substance),
-    /// `Create`, `Get`: the particle's record.
+    /// `Create`, `Publish`, `Get`: the particle's record.
     Record(ParticleRecord),
     /// `Select`: the matching particles, ordered by point.
     Stubs(Vec<Stub>),

@@ -517,3 +517,51 @@ fn a_stopped_node_leaves_the_directory() {
         assert!(refused.is_err(), "the gate no longer accepts");
     });
 }
+
+#[test]
+fn artifacts_are_published_once_and_refused_when_too_large() {
+    actix_rt::System::new().block_on(async {
+        let registry: Arc<dyn RegistryApi> = Arc::new(MemoryRegistry::new(RegistryLimits {
+            max_artifact: 1024,
+            ..RegistryLimits::default()
+        }));
+        let standard = Arc::new(Standard::new(registry.clone(), SECRET.into()));
+        let a = Node::start(settings("a"), standard).await.unwrap();
+        let hv = client(&a, Some(SECRET)).await;
+        hv.create("localhost", Kind::Space, Vec::new(), Strategy::Commit)
+            .await
+            .unwrap();
+        let module = b"\0asm\x01\0\0\0".to_vec();
+        let record = hv
+            .publish(p("localhost:echo"), module.clone())
+            .await
+            .unwrap();
+        assert_eq!(record.kind(), Kind::Artifact);
+        let hash = hyperverse_core::registry::content_hash(&module);
+        assert_eq!(record.details.properties["hash"].value, hash);
+        assert_eq!(record.details.properties["size"].value, "8");
+        hv.publish(p("localhost:echo"), module.clone())
+            .await
+            .expect("the same bytes again");
+        let other = hv
+            .publish(p("localhost:echo"), b"other".to_vec())
+            .await
+            .unwrap_err();
+        assert!(matches!(other, Error::AlreadyExists(_)), "{other}");
+        assert_eq!(
+            registry.get_artifact(&p("localhost:echo")).await.unwrap(),
+            module
+        );
+        let big = hv
+            .publish(p("localhost:big"), vec![7; 4096])
+            .await
+            .unwrap_err();
+        assert!(matches!(big, Error::TooLarge { .. }), "{big}");
+        let gone = registry.record(&p("localhost:big")).await.unwrap_err();
+        assert!(
+            matches!(gone, Error::NotFound(_)),
+            "no half-published artifact: {gone}"
+        );
+        a.stop().await;
+    });
+}

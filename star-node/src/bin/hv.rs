@@ -132,6 +132,13 @@ enum Command {
     },
     /// List the live stars: key, machine, kind, load.
     Stars,
+    /// Store a wasm module (`.wasm`, or `.wat` text compiled here) as an Artifact.
+    Publish {
+        /// The module file.
+        file: std::path::PathBuf,
+        /// The Artifact's point.
+        point: String,
+    },
 }
 
 fn main() -> ExitCode {
@@ -209,6 +216,9 @@ async fn perform(client: &GateClient, request: ClientRequest) -> Result<Answer> 
             Answer::Access(client.access(agent, point).await?)
         }
         ClientRequest::Stars => Answer::Stars(client.stars().await?),
+        ClientRequest::Publish { point, bytes } => {
+            Answer::Record(client.publish(point, bytes).await?)
+        }
     })
 }
 
@@ -273,7 +283,24 @@ fn request(command: Command) -> Result<ClientRequest> {
             point: point.parse::<Point>()?,
         },
         Command::Stars => ClientRequest::Stars,
+        Command::Publish { file, point } => ClientRequest::Publish {
+            point: point.parse()?,
+            bytes: module_bytes(&file)?,
+        },
     })
+}
+
+/// The bytes of a module file; a `.wat` file is compiled to wasm first.
+fn module_bytes(file: &std::path::Path) -> Result<Vec<u8>> {
+    let shown = file.display();
+    let bytes =
+        std::fs::read(file).map_err(|e| Error::bad_request(format!("cannot read {shown}: {e}")))?;
+    if file.extension().is_some_and(|e| e == "wat") {
+        return wat::parse_bytes(&bytes)
+            .map(|wasm| wasm.into_owned())
+            .map_err(|e| Error::bad_request(format!("{shown} is not valid WAT: {e}")));
+    }
+    Ok(bytes)
 }
 
 /// `--set KEY=VALUE` arguments as property changes. `token=SECRET` becomes
