@@ -600,6 +600,8 @@ impl RegistryApi for Slow {
     async fn register(&self, r: &Registration) -> Result<Details> { self.inner.register(r).await }
     async fn assign_star(&self, p: &Point, s: &Point) -> Result<()> { self.inner.assign_star(p, s).await }
     async fn swap_star(&self, p: &Point, e: Option<&Point>, s: &Point) -> Result<bool> { self.inner.swap_star(p, e, s).await }
+    async fn put_state(&self, p: &Point, s: Bytes) -> Result<()> { self.inner.put_state(p, s).await }
+    async fn get_state(&self, p: &Point) -> Result<Option<Bytes>> { self.inner.get_state(p).await }
     async fn assign_host(&self, p: &Point, h: &Point) -> Result<()> { self.inner.assign_host(p, h).await }
     async fn set_status(&self, p: &Point, s: Status) -> Result<()> { self.inner.set_status(p, s).await }
     async fn set_properties(&self, p: &Point, c: &SetProperties) -> Result<()> { self.inner.set_properties(p, c).await }

@@ -454,6 +454,23 @@ impl RegistryApi for RegistryClient {
         .await
     }
 
+    async fn put_state(&self, point: &Point, state: Bytes) -> Result<()> {
+        self.call(rpc::PutState {
+            point: point.clone(),
+            state: ByteBuf::from(state.to_vec()),
+        })
+        .await
+    }
+
+    async fn get_state(&self, point: &Point) -> Result<Option<Bytes>> {
+        let state = self
+            .call(rpc::GetState {
+                point: point.clone(),
+            })
+            .await?;
+        Ok(state.map(|s| Bytes::from(s.into_vec())))
+    }
+
     async fn swap_star(
         &self,
         point: &Point,

@@ -51,7 +51,7 @@ macro_rules! registry_conformance_tests {
             status_and_properties, sequences_count_up, select_by_pattern, children_lists_direct,
             delete_is_recursive, access_owner_and_hyperuser, access_grants_apply,
             chown_only_by_super, list_and_remove_access, star_directory,
-            star_directory_expires, artifacts, concurrent_registrations
+            star_directory_expires, artifacts, saved_state, concurrent_registrations
         );
     };
     (@cases $fresh:path; $($case:ident),+ $(,)?) => {
@@ -385,6 +385,52 @@ pub async fn swap_star(registry: Registry) {
         .await
         .unwrap_err();
     assert!(matches!(err, Error::NotFound(_)), "{err}");
+}
+
+/// A particle's saved state is replaced by the next, limited like an artifact, and
+/// gone with the particle (or an `Override`).
+pub async fn saved_state(registry: Registry) {
+    tree(&registry).await;
+    let db = p("localhost:app:db");
+    assert_eq!(registry.get_state(&db).await.expect("none yet"), None);
+    registry
+        .put_state(&db, Bytes::from_static(b"one"))
+        .await
+        .expect("save");
+    registry
+        .put_state(&db, Bytes::from_static(b"two"))
+        .await
+        .expect("save again");
+    let state = registry.get_state(&db).await.expect("read");
+    assert_eq!(state.as_deref(), Some(&b"two"[..]));
+    let big = registry
+        .put_state(&db, Bytes::from(vec![0u8; MAX_ARTIFACT + 1]))
+        .await
+        .unwrap_err();
+    assert!(matches!(big, Error::TooLarge { .. }), "{big}");
+    let missing = registry
+        .put_state(&p("localhost:nope"), Bytes::from_static(b"x"))
+        .await
+        .unwrap_err();
+    assert!(matches!(missing, Error::NotFound(_)), "{missing}");
+    let mut again = Registration::new(db.clone(), Kind::Base, Point::hyperuser());
+    again.strategy = Strategy::Override;
+    registry.register(&again).await.expect("override");
+    assert_eq!(
+        registry.get_state(&db).await.expect("read"),
+        None,
+        "cleared"
+    );
+    registry
+        .put_state(&db, Bytes::from_static(b"three"))
+        .await
+        .expect("save");
+    registry.delete(&db).await.expect("delete");
+    assert_eq!(
+        registry.get_state(&db).await.expect("read"),
+        None,
+        "deleted"
+    );
 }
 
 /// Status and properties change; locked properties do not.

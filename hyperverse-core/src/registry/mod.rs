@@ -118,6 +118,18 @@ impl Default for RegistryLimits {
 }
 
 impl RegistryLimits {
+    /// `TooLarge` when a saved state is over the artifact limit.
+    pub fn check_state(&self, point: &Point, state: &[u8]) -> Result<()> {
+        if state.len() > self.max_artifact {
+            return Err(crate::Error::TooLarge {
+                what: format!("state of {point}"),
+                size: state.len() as u64,
+                limit: self.max_artifact as u64,
+            });
+        }
+        Ok(())
+    }
+
     /// The metadata of an artifact's bytes, or `TooLarge` when they are over the limit.
     pub fn check_artifact(&self, point: &Point, bytes: &[u8]) -> Result<ArtifactMeta> {
         if bytes.len() > self.max_artifact {
@@ -253,4 +265,12 @@ pub trait RegistryApi: Send + Sync {
 
     /// The bytes of the artifact at `point`.
     async fn get_artifact(&self, point: &Point) -> Result<Bytes>;
+
+    /// Saves the state of the particle at `point` (a mechtron's snapshot), replacing the
+    /// last one; limited like an artifact. Deleted with the point, cleared by an
+    /// `Override` registration.
+    async fn put_state(&self, point: &Point, state: Bytes) -> Result<()>;
+
+    /// The last state saved for `point`; `None` when none was saved.
+    async fn get_state(&self, point: &Point) -> Result<Option<Bytes>>;
 }

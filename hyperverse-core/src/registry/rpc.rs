@@ -152,6 +152,12 @@ registry_rpc! {
     /// [`RegistryApi::assign_star`].
     AssignStar = "assign_star" { point: Point, star: Point } -> ()
         => |api, r| api.assign_star(&r.point, &r.star).await;
+    /// [`RegistryApi::put_state`].
+    PutState = "put_state" { point: Point, state: ByteBuf } -> ()
+        => |api, r| api.put_state(&r.point, Bytes::from(r.state.into_vec())).await;
+    /// [`RegistryApi::get_state`].
+    GetState = "get_state" { point: Point } -> Option<ByteBuf>
+        => |api, r| api.get_state(&r.point).await.map(|s| s.map(|b| ByteBuf::from(b.to_vec())));
     /// [`RegistryApi::swap_star`].
     SwapStar = "swap_star" { point: Point, expected: Option<Point>, star: Point } -> bool
         => |api, r| api.swap_star(&r.point, r.expected.as_ref(), &r.star).await;

@@ -31,6 +31,7 @@ struct Entry {
     sequence: u64,
     grants: BTreeMap<u64, AccessGrant>,
     artifact: Option<(Bytes, ArtifactMeta)>,
+    state: Option<Bytes>,
 }
 
 impl Entry {
@@ -41,6 +42,7 @@ impl Entry {
             sequence: 0,
             grants: BTreeMap::new(),
             artifact: None,
+            state: None,
         }
     }
 
@@ -258,6 +260,7 @@ impl RegistryApi for MemoryRegistry {
                 Strategy::Override => {
                     existing.record = record;
                     existing.artifact = None;
+                    existing.state = None;
                     return Ok(existing.record.details.clone());
                 }
             }
@@ -486,6 +489,16 @@ impl RegistryApi for MemoryRegistry {
                 Ok(meta)
             }
         }
+    }
+
+    async fn put_state(&self, point: &Point, state: Bytes) -> Result<()> {
+        self.limits.check_state(point, &state)?;
+        self.lock().get_mut(point)?.state = Some(state);
+        Ok(())
+    }
+
+    async fn get_state(&self, point: &Point) -> Result<Option<Bytes>> {
+        Ok(self.lock().get(point).ok().and_then(|e| e.state.clone()))
     }
 
     async fn get_artifact(&self, point: &Point) -> Result<Bytes> {

@@ -10,7 +10,7 @@
 //! | `hv:{P}:seq` | string | P's sequence counter |
 //! | `hv:{P}:grants` | hash | grant number → grant (MessagePack), for grants rooted at P |
 //! | `hv:{P}:gseq` | string | the last grant number given out at P (outlives P, so ids are never reused) |
-//! | `hv:{P}:art` | hash | `hash` (SHA-256 hex) and `bytes` of P's artifact |
+//! | `hv:{P}:art` | hash | `hash` (SHA-256 hex) and `bytes` of P's artifact; `state`, P's last saved state |
 //! | `hv:{#stars}:dir` / `:load` / `:seen` | hash / hash / sorted set | the star directory part on this shard (`#` cannot occur in a point, so no point's keys collide) |
 //!
 //! `hv` is the configurable prefix.

@@ -503,6 +503,38 @@ impl RegistryApi for RedisRegistry {
         }
     }
 
+    async fn put_state(&self, point: &Point, state: Bytes) -> Result<()> {
+        let inner = &self.inner;
+        inner.limits.check_state(point, &state)?;
+        let keys = [inner.keys.rec(point), inner.keys.art(point)];
+        // Like artifacts, on a round trip of its own (see put_artifact).
+        let outcome: i64 = inner
+            .shard(point)
+            .run(|mut c| async move {
+                scripts::PUT_STATE
+                    .key(&keys[0])
+                    .key(&keys[1])
+                    .arg(state.as_ref())
+                    .invoke_async(&mut c)
+                    .await
+            })
+            .await?;
+        match outcome {
+            1 => Ok(()),
+            _ => Err(Error::not_found(format!("particle {point}"))),
+        }
+    }
+
+    async fn get_state(&self, point: &Point) -> Result<Option<Bytes>> {
+        let key = self.inner.keys.art(point);
+        let state: Option<Vec<u8>> = self
+            .inner
+            .shard(point)
+            .run(|mut c| async move { redis::AsyncCommands::hget(&mut c, key, "state").await })
+            .await?;
+        Ok(state.map(Bytes::from))
+    }
+
     async fn get_artifact(&self, point: &Point) -> Result<Bytes> {
         let key = self.inner.keys.art(point);
         let bytes: Option<Vec<u8>> = self

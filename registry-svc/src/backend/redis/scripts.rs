@@ -52,6 +52,18 @@ return 1
     )
 });
 
+/// KEYS: rec, art. ARGV: state. Saves an existing particle's state: 1, or -1 when the
+/// particle does not exist.
+pub static PUT_STATE: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+redis.call('HSET', KEYS[2], 'state', ARGV[1])
+return 1
+",
+    )
+});
+
 /// KEYS: rec. ARGV: expected star ('' for none), new star. Compare-and-set of `st`:
 /// -1 missing record, 0 another star is there, 1 done.
 pub static SWAP_STAR: LazyLock<Script> = LazyLock::new(|| {
