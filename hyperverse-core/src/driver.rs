@@ -90,6 +90,30 @@ pub trait Driver: Send + Sync + 'static {
 
     /// The particle leaves this star (deleted, or moved elsewhere).
     async fn release(&self, _point: &Point) {}
+
+    /// Whether particles of this kind hold state worth saving: their star then saves a
+    /// [`snapshot`](Driver::snapshot) in the registry now and then, when it stops and
+    /// before moving one, and brings them back with [`restore`](Driver::restore).
+    fn stateful(&self) -> bool {
+        false
+    }
+
+    /// The particle's state as of every wave it has answered so far (taken after the
+    /// calls already given to the driver); `None` for a particle without state.
+    async fn snapshot(&self, _point: &Point) -> Result<Option<Vec<u8>>> {
+        Ok(None)
+    }
+
+    /// Makes the particle of `record` live on this star from its saved `state`, instead
+    /// of from scratch as [`init`](Driver::init) does.
+    async fn restore(
+        &self,
+        ctx: DriverCtx<'_>,
+        record: &ParticleRecord,
+        _state: &[u8],
+    ) -> Result<()> {
+        self.init(ctx, record).await
+    }
 }
 
 /// A platform: what its machines are made of.

@@ -351,6 +351,14 @@ impl GateClient {
         }
     }
 
+    /// Moves `point`, with its state, to star `star`; returns its record.
+    pub async fn migrate(&self, point: Point, star: Point) -> Result<ParticleRecord> {
+        match self.request(ClientRequest::Migrate { point, star }).await? {
+            Answer::Record(record) => Ok(record),
+            other => Err(self.unexpected("migrate", &other)),
+        }
+    }
+
     /// A particle's record.
     pub async fn get(&self, point: Point) -> Result<ParticleRecord> {
         match self.request(ClientRequest::Get { point }).await? {

@@ -21,6 +21,7 @@
 //! | `lane_backlog` (frames queued per lane) | `HV_STAR_LANE_BACKLOG` | 65536 |
 //! | `max_frame_bytes` | `HV_STAR_MAX_FRAME_BYTES` | 16 MiB |
 //! | `max_in_flight` (client requests per connection) | `HV_STAR_MAX_IN_FLIGHT` | 4096 |
+//! | `snapshot_every` (waves between saves of a stateful particle; 0 = never) | `HV_STAR_SNAPSHOT_EVERY` | 100 |
 
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
@@ -70,6 +71,8 @@ pub struct Settings {
     pub max_frame_bytes: usize,
     /// Client requests in flight per connection.
     pub max_in_flight: usize,
+    /// Waves between saves of a stateful particle's state (0: only at moves and stops).
+    pub snapshot_every: u64,
 }
 
 impl std::fmt::Debug for Settings {
@@ -107,6 +110,7 @@ impl Default for Settings {
             lane_backlog: 65_536,
             max_frame_bytes: hyperverse_core::wire::DEFAULT_MAX_FRAME,
             max_in_flight: 4096,
+            snapshot_every: 100,
         }
     }
 }

@@ -30,7 +30,7 @@ use crate::placement;
 use crate::protocol::LaneFrame;
 use crate::reply::Reply;
 use crate::router::{Arrival, Live};
-use crate::star::{Forget, GetActivity, Inbound, Star};
+use crate::star::{Forget, GetActivity, Inbound, SaveAll, Star};
 
 /// The key of the star of role `role` on machine `machine`: `<<machine>>::role`.
 pub fn star_key(machine: &str, role: StarSub) -> Result<Point> {
@@ -325,6 +325,21 @@ impl Machine {
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
+    }
+
+    /// Saves the state of every stateful particle on this machine; how many.
+    pub async fn save_all(&self) -> usize {
+        let addrs: Vec<Addr<Star>> = self
+            .stars
+            .borrow()
+            .iter()
+            .map(|(_, _, a)| a.clone())
+            .collect();
+        let mut saved = 0;
+        for addr in addrs {
+            saved += addr.send(SaveAll).await.unwrap_or(0);
+        }
+        saved
     }
 
     /// Removes this machine's stars from the directory.

@@ -62,12 +62,17 @@ impl Node {
     }
 
     /// Stops cleanly: the gate stops accepting and sessions stop reading, waves in
-    /// flight are drained (up to `drain_timeout_ms`), then the stars leave the
-    /// directory. Returns how many waves were still in flight when draining gave up.
+    /// flight are drained (up to `drain_timeout_ms`), stateful particles save their
+    /// state, then the stars leave the directory. Returns how many waves were still in
+    /// flight when draining gave up.
     pub async fn stop(&self) -> usize {
         self.machine.shutdown.cancel();
         let limit = Settings::ms(self.machine.settings.drain_timeout_ms);
         let left = self.machine.drain(limit).await;
+        let saved = self.machine.save_all().await;
+        if saved > 0 {
+            tracing::info!(saved, "saved the state of stateful particles");
+        }
         self.machine.deregister().await;
         left
     }

@@ -8,6 +8,7 @@
 //! |---|---|
 //! | `create P` | `c` on P's parent |
 //! | `publish P` | `c` on P's parent |
+//! | `migrate P S` | owner or super on P |
 //! | `get P` | `r` on P |
 //! | `select S` | `s` on S's root point |
 //! | `delete P` | owner or super on P, or `d` on its parent |
@@ -25,6 +26,7 @@ use std::rc::Rc;
 use hyperverse_core::particle::{ParticleRecord, PropertyMod, SetProperties, Status};
 use hyperverse_core::registry::{Registration, Strategy};
 use hyperverse_core::security::{Access, AccessGrant, Permissions};
+use hyperverse_core::wave::{HypMethod, Method, Ping, Substance};
 use hyperverse_core::{Agent, Error, Kind, Point, Result};
 
 use crate::machine::Machine;
@@ -44,6 +46,9 @@ pub async fn run(machine: &Rc<Machine>, agent: &Agent, request: ClientRequest) -
         }
         ClientRequest::Publish { point, bytes } => {
             Answer::Record(publish(machine, agent, &point, bytes).await?)
+        }
+        ClientRequest::Migrate { point, star } => {
+            Answer::Record(migrate(machine, agent, &point, &star).await?)
         }
         ClientRequest::Get { point } => {
             require(machine, agent, &point, read()).await?;
@@ -171,6 +176,57 @@ async fn publish(
         }
         return Err(e);
     }
+    machine.registry.record(point).await
+}
+
+/// Moves `point` to star `to` (live, hosting its kind) through its current star, which
+/// saves its state and parks its waves while it moves; returns the new record.
+async fn migrate(
+    machine: &Rc<Machine>,
+    agent: &Agent,
+    point: &Point,
+    to: &Point,
+) -> Result<ParticleRecord> {
+    if *agent != Agent::HyperUser {
+        let access = machine.registry.access(agent, point).await?;
+        if !access.is_owner() && !access.is_super() {
+            let why = Error::forbidden("moving a particle takes its owner or super access");
+            return Err(denied(machine, agent, point, why));
+        }
+    }
+    let record = machine.registry.record(point).await?;
+    let kind = record.kind().base();
+    let hosts = machine
+        .directory
+        .borrow()
+        .get(to)
+        .map(|e| e.hosts.contains(&kind));
+    match hosts {
+        None => return Err(Error::bad_request(format!("star {to} is not live"))),
+        Some(false) => {
+            return Err(Error::bad_request(format!(
+                "star {to} does not host {kind}"
+            )));
+        }
+        Some(true) => {}
+    }
+    let from = record
+        .location
+        .star
+        .clone()
+        .ok_or_else(|| Error::bad_request(format!("{point} is on no star yet")))?;
+    if from == *to {
+        return Ok(record);
+    }
+    let mut ping = Ping::new(
+        machine.next_id(),
+        from.clone(),
+        from.clone(),
+        Agent::HyperUser,
+        Method::Hyp(HypMethod::Migrate),
+    );
+    ping.body = Substance::Points(vec![point.clone(), to.clone()]);
+    machine.call(&from, ping).await?;
     machine.registry.record(point).await
 }
 

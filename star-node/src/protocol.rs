@@ -84,6 +84,13 @@ pub enum ClientRequest {
         #[serde(with = "serde_bytes")]
         bytes: Vec<u8>,
     },
+    /// Move a particle, with its state, to another star; answered with its record.
+    Migrate {
+        /// Which.
+        point: Point,
+        /// The star key to move it to (`<<machine>>::role`).
+        star: Point,
+    },
     /// A particle's record.
     Get {
         /// Which.
@@ -132,6 +139,7 @@ impl ClientRequest {
             ClientRequest::Signal { .. } => "signal",
             ClientRequest::Create { .. } => "create",
             ClientRequest::Publish { .. } => "publish",
+            ClientRequest::Migrate { .. } => "migrate",
             ClientRequest::Get { .. } => "get",
             ClientRequest::Select { .. } => "select",
             ClientRequest::Delete { .. } => "delete",
@@ -157,7 +165,7 @@ pub struct GateFrame {
 pub enum Answer {
     /// `Ping`: the pong's body.
     Body(Substance),
-    /// `Create`, `Publish`, `Get`: the particle's record.
+    /// `Create`, `Publish`, `Migrate`, `Get`: the particle's record.
     Record(ParticleRecord),
     /// `Select`: the matching particles, ordered by point.
     Stubs(Vec<Stub>),

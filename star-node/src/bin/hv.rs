@@ -132,6 +132,13 @@ enum Command {
     },
     /// List the live stars: key, machine, kind, load.
     Stars,
+    /// Move a particle, with its state, to another star.
+    Migrate {
+        /// The particle.
+        point: String,
+        /// The star key (`<<machine>>::role`, see `hv stars`).
+        star: String,
+    },
     /// Store a wasm module (`.wasm`, or `.wat` text compiled here) as an Artifact.
     Publish {
         /// The module file.
@@ -219,6 +226,9 @@ async fn perform(client: &GateClient, request: ClientRequest) -> Result<Answer> 
         ClientRequest::Publish { point, bytes } => {
             Answer::Record(client.publish(point, bytes).await?)
         }
+        ClientRequest::Migrate { point, star } => {
+            Answer::Record(client.migrate(point, star).await?)
+        }
     })
 }
 
@@ -283,6 +293,10 @@ fn request(command: Command) -> Result<ClientRequest> {
             point: point.parse::<Point>()?,
         },
         Command::Stars => ClientRequest::Stars,
+        Command::Migrate { point, star } => ClientRequest::Migrate {
+            point: point.parse()?,
+            star: star.parse()?,
+        },
         Command::Publish { file, point } => ClientRequest::Publish {
             point: point.parse()?,
             bytes: module_bytes(&file)?,

@@ -20,8 +20,9 @@
 //!                   └─ Reject   ─▶ reply error
 //! ```
 //!
-//! A ping addressed to the star itself is a star request (`Hyp<Assign>`: host a
-//! particle from its record). Every ping gets exactly one answer: its driver's, an
+//! A ping addressed to the star itself is a star request: `Hyp<Assign>` hosts a
+//! particle from its record (and saved state), `Hyp<Migrate>` moves one of its
+//! particles to another star ([`state`] owns saving and moving state). Every ping gets exactly one answer: its driver's, an
 //! error's, or the 408 the exchanger gives at its deadline.
 
 use std::collections::HashMap;
@@ -47,6 +48,9 @@ use crate::location::{CacheStats, LocationCache};
 use crate::machine::Machine;
 use crate::reply::{Answered, Reply};
 use crate::router::{Arrival, Inbound as RouteInput, Route, Router};
+
+mod state;
+pub use state::SaveAll;
 
 /// How often a star answers expired requests with 408 and reports its counters.
 const TICK: Duration = Duration::from_millis(50);
@@ -151,6 +155,10 @@ pub struct Star {
     reported: CacheStats,
     /// Where this star's drivers send their own waves (set once started).
     outbound: Arc<dyn Outbound>,
+    /// Waves delivered per stateful particle, to save its state every so many.
+    deliveries: HashMap<Point, u64>,
+    /// Stateful particles whose state is being saved right now.
+    saving: std::collections::HashSet<Point>,
 }
 
 /// A driver's waves enter its star like a client's.
@@ -221,6 +229,8 @@ impl Star {
             wave_counters: HashMap::new(),
             reported: CacheStats::default(),
             outbound: Arc::new(NoOutbound),
+            deliveries: HashMap::new(),
+            saving: Default::default(),
         }
     }
 
@@ -333,6 +343,9 @@ impl Star {
             return reply.fail(self.machine.next_id(), &ping, error);
         };
         self.count_wave(kind.base());
+        if driver.stateful() {
+            self.count_for_save(&ping.to, &driver, ctx);
+        }
         let required = required_permissions(&ping.method);
         if ping.agent == Agent::HyperUser {
             return self.call_driver(driver, ping, reply, ctx);
@@ -598,7 +611,15 @@ impl Star {
                 registry: registry.as_ref(),
                 outbound: outbound.as_ref(),
             };
-            driver.init(ctx, &record).await?;
+            let saved = if driver.stateful() {
+                registry.get_state(record.point()).await?
+            } else {
+                None
+            };
+            match saved {
+                Some(state) => driver.restore(ctx, &record, &state).await?,
+                None => driver.init(ctx, &record).await?,
+            }
             // Only from where the record we acted on placed it: of two stars
             // activating one particle, exactly one wins.
             let point = record.point();
@@ -665,6 +686,10 @@ impl Star {
             (Method::Hyp(HypMethod::Assign), Substance::Record(record)) => {
                 let record = record.clone();
                 self.host(record, Some((ping, reply)), ctx);
+            }
+            (Method::Hyp(HypMethod::Migrate), Substance::Points(points)) if points.len() == 2 => {
+                let (point, to) = (points[0].clone(), points[1].clone());
+                self.migrate(point, to, ping, reply, ctx);
             }
             (Method::Cmd(CmdMethod::Bounce), body) => {
                 let pong = ping.ok(self.machine.next_id(), body.clone());
@@ -763,12 +788,18 @@ impl Star {
     fn forget(&mut self, points: &[Point]) {
         for point in points {
             self.router.cache_mut().invalidate(point);
-            if let Some(kind) = self.hosted.remove(point) {
-                self.particles_gauge(kind).dec();
-                if let Some(driver) = self.drivers.get(&kind.base()).cloned() {
-                    let point = point.clone();
-                    actix::spawn(async move { driver.release(&point).await });
-                }
+            self.unhost(point);
+        }
+    }
+
+    /// Stops hosting `point` (its driver releases it).
+    fn unhost(&mut self, point: &Point) {
+        self.deliveries.remove(point);
+        if let Some(kind) = self.hosted.remove(point) {
+            self.particles_gauge(kind).dec();
+            if let Some(driver) = self.drivers.get(&kind.base()).cloned() {
+                let point = point.clone();
+                actix::spawn(async move { driver.release(&point).await });
             }
         }
     }
