@@ -21,6 +21,7 @@
 //! | `lane_backlog` (frames queued per lane) | `HV_STAR_LANE_BACKLOG` | 65536 |
 //! | `max_frame_bytes` | `HV_STAR_MAX_FRAME_BYTES` | 16 MiB |
 //! | `max_in_flight` (client requests per connection) | `HV_STAR_MAX_IN_FLIGHT` | 4096 |
+//! | `max_connections` (gate connections at once) | `HV_STAR_MAX_CONNECTIONS` | 1024 |
 //! | `snapshot_every` (waves between saves of a stateful particle; 0 = never) | `HV_STAR_SNAPSHOT_EVERY` | 100 |
 
 use std::net::SocketAddr;
@@ -71,6 +72,8 @@ pub struct Settings {
     pub max_frame_bytes: usize,
     /// Client requests in flight per connection.
     pub max_in_flight: usize,
+    /// Gate connections served at once.
+    pub max_connections: usize,
     /// Waves between saves of a stateful particle's state (0: only at moves and stops).
     pub snapshot_every: u64,
 }
@@ -110,6 +113,7 @@ impl Default for Settings {
             lane_backlog: 65_536,
             max_frame_bytes: hyperverse_core::wire::DEFAULT_MAX_FRAME,
             max_in_flight: 4096,
+            max_connections: 1024,
             snapshot_every: 100,
         }
     }
@@ -228,10 +232,13 @@ impl Settings {
             self.registry_timeout_ms,
             self.lane_backlog as u64,
             self.max_in_flight as u64,
+            self.max_connections as u64,
         ];
         if positive.contains(&0) {
             return Err(ConfigError(
-                "caches, periods, timeouts, lane_backlog and max_in_flight must be positive".into(),
+                "caches, periods, timeouts, lane_backlog, max_in_flight and max_connections \
+                 must be positive"
+                    .into(),
             ));
         }
         Ok(())

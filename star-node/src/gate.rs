@@ -39,21 +39,37 @@ use crate::ops;
 use crate::protocol::{
     Answer, ClientFrame, ClientRequest, GateFrame, HANDSHAKE_MAX_FRAME, LaneFrame,
 };
-use crate::reply::{Answered, Reply};
+use crate::reply::{Answered, Reply, undeliverable};
 use crate::router::Arrival;
 use crate::star::Inbound;
 
-/// Accepts connections until the machine shuts down.
+/// Accepts connections until the machine shuts down; beyond `max_connections` at once,
+/// a new connection is closed at once (and counted).
 pub async fn serve(listener: TcpListener, machine: Rc<Machine>) {
+    let slots = Arc::new(Semaphore::new(machine.settings.max_connections));
     loop {
         let accepted = tokio::select! {
             _ = machine.shutdown.cancelled() => return,
             accepted = listener.accept() => accepted,
         };
         match accepted {
-            Ok((stream, peer)) => {
-                actix::spawn(connection(machine.clone(), stream, peer));
-            }
+            Ok((stream, peer)) => match slots.clone().try_acquire_owned() {
+                Ok(slot) => {
+                    let machine = machine.clone();
+                    actix::spawn(async move {
+                        connection(machine, stream, peer).await;
+                        drop(slot);
+                    });
+                }
+                Err(_) => {
+                    tracing::warn!(%peer, "gate full: connection closed");
+                    machine
+                        .metrics
+                        .handshake_failures
+                        .with_label_values(&["too_many_connections"])
+                        .inc();
+                }
+            },
             Err(e) => {
                 tracing::warn!(error = %e, "gate accept failed");
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -199,7 +215,14 @@ async fn authenticate(machine: &Machine, token: Option<&str>) -> Result<Agent, R
     let refuse = || Rejection::refuse("bad_token", "the token is not valid here");
     let (user, secret) = token.split_once('#').ok_or_else(refuse)?;
     let user: Point = user.parse().map_err(|_| refuse())?;
-    let record = machine.registry.record(&user).await.map_err(|_| refuse())?;
+    let record = match machine.registry.record(&user).await {
+        Ok(record) => record,
+        Err(Error::NotFound(_)) => return Err(refuse()),
+        Err(e) => {
+            let reason = format!("the token cannot be checked now: {e}");
+            return Err(Rejection::refuse("registry_unavailable", reason));
+        }
+    };
     if record.kind().base() != BaseKind::User || !drivers::user::verify_token(&record, secret) {
         return Err(refuse());
     }
@@ -491,7 +514,26 @@ async fn write_lane(
         let mut next = Some(first);
         let mut yielded = false;
         while let Some(frame) = next {
-            if let Err(e) = writer.feed(frame).await {
+            let answering = match &frame {
+                LaneFrame::Pong(pong) => Some((pong.id, pong.reply_to)),
+                LaneFrame::Moved { ping, .. } => Some((ping.id, ping.id)),
+                _ => None,
+            };
+            let fed = match writer.feed(frame).await {
+                // An answer too large for a frame becomes its error (413), not a
+                // broken lane.
+                Err(e @ (WireError::FrameTooLarge { .. } | WireError::Encode(_))) => {
+                    match answering {
+                        Some((id, reply_to)) => {
+                            let pong = undeliverable(id, reply_to, Error::from(e));
+                            writer.feed(LaneFrame::Pong(pong)).await
+                        }
+                        None => Ok(()),
+                    }
+                }
+                fed => fed,
+            };
+            if let Err(e) = fed {
                 tracing::debug!(error = %e, "lane answer write failed");
                 return;
             }

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 use futures::{SinkExt, StreamExt};
 use hyperverse_core::wave::Ping;
 use hyperverse_core::wire::handshake::PeerKind;
-use hyperverse_core::wire::{Credentials, FrameCodec, dial, next_queued};
+use hyperverse_core::wire::{Credentials, FrameCodec, WireError, dial, next_queued};
 use hyperverse_core::{Error, Point, WaveId};
 use tokio::sync::mpsc;
 use tokio_util::codec::{FramedRead, FramedWrite};
@@ -37,7 +37,7 @@ use crate::config::Settings;
 use crate::counted::Counted;
 use crate::machine::Machine;
 use crate::protocol::{HANDSHAKE_MAX_FRAME, LaneFrame};
-use crate::reply::{Answered, Reply};
+use crate::reply::{Answered, Reply, undeliverable};
 
 /// The first pause before dialing a peer again.
 const BACKOFF_MIN: Duration = Duration::from_millis(100);
@@ -271,7 +271,7 @@ impl Lane {
         }
         tracing::info!(peer = %self.peer, "lane up");
         let closed = CancellationToken::new();
-        actix::spawn(write_frames(writer, queued, closed.clone()));
+        actix::spawn(self.clone().write_frames(writer, queued, closed.clone()));
         actix::spawn(self.clone().read_answers(reader, closed, generation));
     }
 
@@ -331,7 +331,11 @@ impl Lane {
         };
         for (ping_id, (reply, _)) in pending {
             let error = Error::Unavailable(format!("lane to {} lost: {why}", self.peer));
-            reply.send(Answered::Pong(lost_pong(machine.next_id(), ping_id, error)));
+            reply.send(Answered::Pong(undeliverable(
+                machine.next_id(),
+                ping_id,
+                error,
+            )));
         }
     }
 
@@ -353,31 +357,57 @@ type LaneCodec = Counted<FrameCodec<LaneFrame, LaneFrame>>;
 type LaneReader = FramedRead<tokio::net::tcp::OwnedReadHalf, LaneCodec>;
 type LaneWriter = FramedWrite<tokio::net::tcp::OwnedWriteHalf, LaneCodec>;
 
-/// Writes queued frames, one flush per batch, until the queue closes or writing fails.
-async fn write_frames(
-    mut writer: LaneWriter,
-    mut queue: mpsc::Receiver<LaneFrame>,
-    closed: CancellationToken,
-) {
-    loop {
-        let first = tokio::select! {
-            _ = closed.cancelled() => return,
-            first = queue.recv() => first,
-        };
-        let Some(first) = first else { return };
-        let mut next = Some(first);
-        let mut yielded = false;
-        while let Some(frame) = next {
-            if let Err(e) = writer.feed(frame).await {
-                tracing::debug!(error = %e, "lane write failed");
+impl Lane {
+    /// Writes queued frames, one flush per batch, until the queue closes or writing
+    /// fails. A frame that cannot be encoded (over the frame limit) fails only its own
+    /// ping (413), not the lane.
+    async fn write_frames(
+        self: Rc<Self>,
+        mut writer: LaneWriter,
+        mut queue: mpsc::Receiver<LaneFrame>,
+        closed: CancellationToken,
+    ) {
+        loop {
+            let first = tokio::select! {
+                _ = closed.cancelled() => return,
+                first = queue.recv() => first,
+            };
+            let Some(first) = first else { return };
+            let mut next = Some(first);
+            let mut yielded = false;
+            while let Some(frame) = next {
+                let ping_id = match &frame {
+                    LaneFrame::Ping { ping, .. } => Some(ping.id),
+                    _ => None,
+                };
+                match writer.feed(frame).await {
+                    Ok(()) => {}
+                    Err(e @ (WireError::FrameTooLarge { .. } | WireError::Encode(_))) => {
+                        tracing::warn!(peer = %self.peer, error = %e, "a frame was not sent");
+                        if let Some(id) = ping_id {
+                            self.fail_pending(id, Error::from(e));
+                        }
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "lane write failed");
+                        closed.cancel();
+                        return;
+                    }
+                }
+                next = next_queued(&mut queue, &mut yielded).await;
+            }
+            if writer.flush().await.is_err() {
                 closed.cancel();
                 return;
             }
-            next = next_queued(&mut queue, &mut yielded).await;
         }
-        if writer.flush().await.is_err() {
-            closed.cancel();
-            return;
+    }
+
+    /// Answers the pending ping `id` with `error`.
+    fn fail_pending(&self, id: WaveId, error: Error) {
+        let reply = self.pending.borrow_mut().remove(&id);
+        if let (Some((reply, _)), Some(machine)) = (reply, self.machine.upgrade()) {
+            reply.send(Answered::Pong(undeliverable(machine.next_id(), id, error)));
         }
     }
 }
@@ -390,21 +420,5 @@ pub fn frame_name(frame: &LaneFrame) -> &'static str {
         LaneFrame::Pong(_) => "Pong",
         LaneFrame::Moved { .. } => "Moved",
         LaneFrame::Invalidate { .. } => "Invalidate",
-    }
-}
-
-/// A 503 for ping `reply_to` whose lane was lost. The ping itself is gone (it was
-/// written), so `from` and `to` are unknown here and left at the root: replies are
-/// matched by their waiter, never by these fields.
-fn lost_pong(id: WaveId, reply_to: WaveId, error: Error) -> hyperverse_core::wave::Pong {
-    hyperverse_core::wave::Pong {
-        id,
-        reply_to,
-        from: Point::root(),
-        to: Point::root(),
-        status: error.status(),
-        headers: Default::default(),
-        body: hyperverse_core::wave::Substance::Error(error),
-        hops: 0,
     }
 }

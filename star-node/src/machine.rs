@@ -38,6 +38,15 @@ pub fn star_key(machine: &str, role: StarSub) -> Result<Point> {
     Ok(key.parse()?)
 }
 
+/// Whether a star is in the registry's directory.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Liveness {
+    /// Listed: heard from within the TTL.
+    Live,
+    /// Not listed.
+    Dead,
+}
+
 /// The live stars, as last listed by the registry's directory.
 #[derive(Debug, Default)]
 pub struct Directory {
@@ -96,6 +105,8 @@ pub struct Machine {
     pub access: RefCell<AccessCache>,
     /// Cancelled when the machine shuts down: the gate stops taking work.
     pub shutdown: CancellationToken,
+    /// Counts the times the access cache was dropped.
+    access_epoch: std::cell::Cell<u64>,
     ids: WaveIdGen,
     stars: RefCell<Vec<(Point, StarSub, Addr<Star>)>>,
     lanes: RefCell<HashMap<String, Rc<Lane>>>,
@@ -135,6 +146,7 @@ impl Machine {
             directory: RefCell::default(),
             access: RefCell::new(access),
             shutdown: CancellationToken::new(),
+            access_epoch: Default::default(),
             ids: WaveIdGen::random(),
             stars: RefCell::default(),
             lanes: RefCell::default(),
@@ -267,7 +279,7 @@ impl Machine {
     /// `deleted` particles changed: cached access decisions go, deleted particles are
     /// released.
     pub fn invalidate(self: &Rc<Self>, deleted: Vec<Point>) {
-        self.access.borrow_mut().clear();
+        self.clear_access();
         let deleted: Arc<[Point]> = deleted.into();
         for (_, _, addr) in self.stars.borrow().iter() {
             addr.do_send(Forget(deleted.clone()));
@@ -291,11 +303,34 @@ impl Machine {
 
     /// Applies an `Invalidate` that came from another machine.
     pub fn invalidated(&self, deleted: Vec<Point>) {
-        self.access.borrow_mut().clear();
+        self.clear_access();
         let deleted: Arc<[Point]> = deleted.into();
         for (_, _, addr) in self.stars.borrow().iter() {
             addr.do_send(Forget(deleted.clone()));
         }
+    }
+
+    /// Drops every cached access decision.
+    fn clear_access(&self) {
+        self.access.borrow_mut().clear();
+        self.access_epoch.set(self.access_epoch.get() + 1);
+    }
+
+    /// How many times the access cache was dropped: a decision asked for in one epoch
+    /// is stale in the next.
+    pub fn access_epoch(&self) -> u64 {
+        self.access_epoch.get()
+    }
+
+    /// Whether `star`, missing from this machine's listing, is really gone: reads the
+    /// registry's listing afresh (and keeps it).
+    pub async fn confirm_dead(&self, star: &Point) -> Result<Liveness> {
+        self.refresh_directory().await?;
+        Ok(if self.directory.borrow().is_live(star) {
+            Liveness::Live
+        } else {
+            Liveness::Dead
+        })
     }
 
     /// Reads the live stars from the registry.
@@ -376,10 +411,15 @@ async fn heartbeat(machine: Rc<Machine>, mut entry: StarEntry) {
             _ = machine.shutdown.cancelled() => return,
             _ = tokio::time::sleep(period) => {}
         }
-        let load = match machine.local_star(&entry.star) {
-            Some(addr) => addr.send(GetActivity).await.map_or(0, |a| a.hosted as u64),
-            None => return,
+        let Some(addr) = machine.local_star(&entry.star) else {
+            return;
         };
+        // A star whose actor stopped no longer heartbeats, so the directory drops it.
+        let Ok(activity) = addr.send(GetActivity).await else {
+            tracing::error!(star = %entry.star, "the star stopped; leaving the directory");
+            return;
+        };
+        let load = activity.hosted as u64;
         match machine.registry.star_heartbeat(&entry.star, load).await {
             Ok(()) => {}
             Err(Error::NotFound(_)) => {

@@ -6,7 +6,7 @@
 //!
 //! | request | needs |
 //! |---|---|
-//! | `create P` | `c` on P's parent |
+//! | `create P` | `c` on P's parent (and, to `Override` an existing P, what `delete P` needs) |
 //! | `publish P` | `c` on P's parent |
 //! | `migrate P S` | owner or super on P |
 //! | `get P` | `r` on P |
@@ -25,7 +25,7 @@ use std::rc::Rc;
 
 use hyperverse_core::particle::{ParticleRecord, PropertyMod, SetProperties, Status};
 use hyperverse_core::registry::{Registration, Strategy};
-use hyperverse_core::security::{Access, AccessGrant, Permissions};
+use hyperverse_core::security::{Access, AccessGrant, AccessGrantKind, MaskKind, Permissions};
 use hyperverse_core::wave::{HypMethod, Method, Ping, Substance};
 use hyperverse_core::{Agent, Error, Kind, Point, Result};
 
@@ -65,6 +65,16 @@ pub async fn run(machine: &Rc<Machine>, agent: &Agent, request: ClientRequest) -
             Answer::Deleted(deleted)
         }
         ClientRequest::Grant { kind, on, to } => {
+            if let AccessGrantKind::PermissionsMask(mask) = &kind
+                && mask.kind == MaskKind::Or
+                && mask.permissions == Permissions::none()
+            {
+                return Err(Error::bad_request(format!(
+                    "granting {} gives nothing: upper-case letters are the rights given \
+                     (CSD-RWX gives all, rwx-style lower case gives those listed)",
+                    mask.permissions
+                )));
+            }
             let grant = AccessGrant {
                 kind,
                 on_point: on,
@@ -118,6 +128,9 @@ async fn create(
             point
         }
     };
+    if strategy == Strategy::Override {
+        may_override(machine, agent, &point).await?;
+    }
     let registration = Registration {
         point: point.clone(),
         kind,
@@ -127,6 +140,10 @@ async fn create(
         status: Status::Pending,
     };
     machine.registry.register(&registration).await?;
+    if strategy == Strategy::Override {
+        // Whoever hosted the old particle lets it go.
+        machine.invalidate(vec![point.clone()]);
+    }
     let record = machine.registry.record(&point).await?;
     let placed = record.location.star.is_some() && record.details.stub.status == Status::Ready;
     if strategy == Strategy::Ensure && placed {
@@ -244,6 +261,16 @@ async fn require(
     access
         .check(&needed)
         .map_err(|e| denied(machine, agent, point, e))
+}
+
+/// Replacing a particle takes what deleting it takes: its owner, super, or `d` on its
+/// parent (a particle that does not exist yet needs only the `c` checked before).
+async fn may_override(machine: &Machine, agent: &Agent, point: &Point) -> Result<()> {
+    match machine.registry.record(point).await {
+        Ok(_) => may_delete(machine, agent, point).await,
+        Err(Error::NotFound(_)) => Ok(()),
+        Err(e) => Err(e),
+    }
 }
 
 async fn may_delete(machine: &Machine, agent: &Agent, point: &Point) -> Result<()> {

@@ -84,6 +84,22 @@ impl Reply {
     }
 }
 
+/// The answer to ping `reply_to` that could not be carried (its lane was lost, or a
+/// frame was too large). The ping itself is gone, so `from` and `to` are unknown and
+/// left at the root: replies are matched by their waiter, never by these fields.
+pub fn undeliverable(id: WaveId, reply_to: WaveId, error: Error) -> Pong {
+    Pong {
+        id,
+        reply_to,
+        from: Point::root(),
+        to: Point::root(),
+        status: error.status(),
+        headers: Default::default(),
+        body: hyperverse_core::wave::Substance::Error(error),
+        hops: 0,
+    }
+}
+
 impl Answered {
     /// The pong, or a `Moved` turned into the 421 a client would see (for callers that
     /// do not route again).

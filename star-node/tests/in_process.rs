@@ -565,3 +565,191 @@ fn artifacts_are_published_once_and_refused_when_too_large() {
         a.stop().await;
     });
 }
+
+/// Answers `Ext<Big>` with 200 kB, panics on `Ext<Boom>`, echoes anything else.
+struct Unruly;
+
+#[async_trait]
+impl Driver for Unruly {
+    fn kind(&self) -> BaseKind {
+        BaseKind::App
+    }
+
+    async fn handle(&self, _: DriverCtx<'_>, ping: &Ping) -> Result<Substance> {
+        match &ping.method {
+            Method::Ext(name) if name == "Big" => Ok(Substance::Bin(vec![7; 200_000])),
+            Method::Ext(name) if name == "Boom" => panic!("boom"),
+            _ => Ok(ping.body.clone()),
+        }
+    }
+}
+
+struct UnrulyApps {
+    registry: Arc<dyn RegistryApi>,
+}
+
+impl Hyperverse for UnrulyApps {
+    fn drivers(&self, star: StarSub) -> Vec<Arc<dyn Driver>> {
+        let mut drivers = drivers::builtin(star);
+        drivers.retain(|d| d.kind() != BaseKind::App);
+        drivers.push(Arc::new(Unruly));
+        drivers
+    }
+
+    fn registry(&self) -> Arc<dyn RegistryApi> {
+        self.registry.clone()
+    }
+
+    fn secret(&self) -> &[u8] {
+        SECRET.as_bytes()
+    }
+}
+
+#[test]
+fn a_panicking_driver_or_an_oversized_answer_fails_one_wave_only() {
+    actix_rt::System::new().block_on(async {
+        let hyperverse = Arc::new(UnrulyApps {
+            registry: registry(),
+        });
+        let small = |machine: &str| Settings {
+            max_frame_bytes: 100_000,
+            ..settings(machine)
+        };
+        let a = Node::start(small("a"), hyperverse.clone()).await.unwrap();
+        let b = Node::start(small("b"), hyperverse).await.unwrap();
+        until_it_sees(&a, 8).await;
+        let hv = client(&a, Some(SECRET)).await;
+        hv.create("localhost", Kind::Space, Vec::new(), Strategy::Commit)
+            .await
+            .unwrap();
+        for i in 0..8 {
+            hv.create(
+                format!("localhost:app{i}"),
+                Kind::App,
+                Vec::new(),
+                Strategy::Commit,
+            )
+            .await
+            .unwrap();
+        }
+        for i in 0..8 {
+            let to = p(&format!("localhost:app{i}"));
+            let boom = hv
+                .ping(
+                    to.clone(),
+                    Method::Ext("Boom".into()),
+                    Substance::Empty,
+                    WAIT,
+                )
+                .await
+                .unwrap_err();
+            assert!(matches!(boom, Error::Internal(_)), "{boom}");
+            let big = hv
+                .ping(
+                    to.clone(),
+                    Method::Ext("Big".into()),
+                    Substance::Empty,
+                    WAIT,
+                )
+                .await
+                .unwrap_err();
+            assert!(matches!(big, Error::TooLarge { .. }), "{big}");
+            let fine = hv
+                .ping(to, bounce(), text("still here"), WAIT)
+                .await
+                .unwrap();
+            assert_eq!(fine, text("still here"));
+        }
+        a.stop().await;
+        b.stop().await;
+    });
+}
+
+#[test]
+fn override_needs_what_delete_needs_and_empty_grants_are_refused() {
+    actix_rt::System::new().block_on(async {
+        let standard = Arc::new(Standard::new(registry(), SECRET.into()));
+        let a = Node::start(settings("a"), standard).await.unwrap();
+        let root = client(&a, Some(SECRET)).await;
+        let none = Vec::new();
+        root.create("localhost", Kind::Space, none.clone(), Strategy::Commit)
+            .await
+            .unwrap();
+        root.create(
+            "localhost:users",
+            Kind::UserBase,
+            none.clone(),
+            Strategy::Commit,
+        )
+        .await
+        .unwrap();
+        let user = |name: &str| {
+            let hash = drivers::user::token_hash(&format!("{name}-token"));
+            vec![PropertyMod::set(drivers::user::TOKEN_HASH, hash)]
+        };
+        for name in ["alice", "bob"] {
+            root.create(
+                format!("localhost:users:{name}"),
+                Kind::User,
+                user(name),
+                Strategy::Commit,
+            )
+            .await
+            .unwrap();
+        }
+        let mut create = Permissions::none();
+        create.child.create = true;
+        let grant = AccessGrantKind::PermissionsMask(PermissionsMask {
+            kind: MaskKind::Or,
+            permissions: create,
+        });
+        root.grant(
+            grant,
+            "localhost:users".parse().unwrap(),
+            "localhost:users:alice".parse().unwrap(),
+        )
+        .await
+        .unwrap();
+        let alice = client(&a, Some("localhost:users:alice#alice-token")).await;
+        alice
+            .create(
+                "localhost:users:carol",
+                Kind::User,
+                user("carol"),
+                Strategy::Commit,
+            )
+            .await
+            .expect("alice may create users");
+        let takeover = alice
+            .create(
+                "localhost:users:bob",
+                Kind::User,
+                user("alice"),
+                Strategy::Override,
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(takeover, Error::Forbidden(_)), "{takeover}");
+        GateClient::connect(
+            &a.gate.to_string(),
+            Some("localhost:users:bob#bob-token"),
+            GateClientConfig::default(),
+        )
+        .await
+        .expect("bob is still bob");
+        let nothing = AccessGrantKind::PermissionsMask(PermissionsMask {
+            kind: MaskKind::Or,
+            permissions: Permissions::none(),
+        });
+        let empty = root
+            .grant(
+                nothing,
+                "localhost:+:**".parse().unwrap(),
+                "localhost:users:alice".parse().unwrap(),
+            )
+            .await
+            .unwrap_err();
+        assert!(matches!(empty, Error::BadRequest(_)), "{empty}");
+        a.stop().await;
+    });
+}

@@ -32,6 +32,9 @@ use std::task::{Context as TaskContext, Poll};
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use std::panic::AssertUnwindSafe;
+
+use futures::FutureExt;
 use futures::task::noop_waker_ref;
 use hyperverse_core::driver::{Driver, DriverCtx, NoOutbound, Outbound};
 use hyperverse_core::particle::{ParticleRecord, Status};
@@ -45,7 +48,7 @@ use prometheus::IntCounter;
 
 use crate::exchanger::{Exchanger, Expired};
 use crate::location::{CacheStats, LocationCache};
-use crate::machine::Machine;
+use crate::machine::{Liveness, Machine};
 use crate::reply::{Answered, Reply};
 use crate::router::{Arrival, Inbound as RouteInput, Route, Router};
 
@@ -342,7 +345,6 @@ impl Star {
             let error = Error::internal(format!("{} hosts a {kind} without its driver", self.key));
             return reply.fail(self.machine.next_id(), &ping, error);
         };
-        self.count_wave(kind.base());
         if driver.stateful() {
             self.count_for_save(&ping.to, &driver, ctx);
         }
@@ -364,13 +366,18 @@ impl Star {
                 let machine = self.machine.clone();
                 let (agent, point) = (ping.agent.clone(), ping.to.clone());
                 let decide = async move {
+                    let asked_at = machine.access_epoch();
                     let access = machine.registry.access(&agent, &point).await?;
-                    machine.access.borrow_mut().insert(
-                        agent,
-                        point,
-                        access.clone(),
-                        Instant::now(),
-                    );
+                    // A decision asked for before a grant or revoke went through is
+                    // used for this wave but not kept.
+                    if machine.access_epoch() == asked_at {
+                        let now = Instant::now();
+                        let decided = access.clone();
+                        machine
+                            .access
+                            .borrow_mut()
+                            .insert(agent, point, decided, now);
+                    }
                     Ok::<Access, Error>(access)
                 };
                 ctx.spawn(decide.into_actor(self).map(move |decided, star, ctx| {
@@ -417,6 +424,7 @@ impl Star {
         reply: Reply,
         ctx: &mut Context<Self>,
     ) {
+        self.count_wave(driver.kind());
         let star = self.key.clone();
         let registry = self.machine.registry.clone();
         let outbound = self.outbound.clone();
@@ -428,8 +436,11 @@ impl Star {
                     registry: registry.as_ref(),
                     outbound: outbound.as_ref(),
                 };
-                if let Err(e) = driver.signal(ctx, &signal).await {
-                    tracing::debug!(to = %signal.to, error = %e, "signal failed");
+                let handled = AssertUnwindSafe(driver.signal(ctx, &signal)).catch_unwind();
+                match handled.await {
+                    Ok(Ok(())) => {}
+                    Ok(Err(e)) => tracing::debug!(to = %signal.to, error = %e, "signal failed"),
+                    Err(_) => tracing::error!(to = %signal.to, "the driver panicked"),
                 }
             });
             return;
@@ -444,7 +455,18 @@ impl Star {
                 registry: registry.as_ref(),
                 outbound: outbound.as_ref(),
             };
-            let result = driver.handle(ctx, &asked).await;
+            // A panicking driver fails its wave, not the star.
+            let result = AssertUnwindSafe(driver.handle(ctx, &asked))
+                .catch_unwind()
+                .await
+                .unwrap_or_else(|_| {
+                    tracing::error!(to = %asked.to, method = %asked.method, "the driver panicked");
+                    Err(Error::internal(format!(
+                        "the {} driver panicked on {}",
+                        driver.kind(),
+                        asked.method
+                    )))
+                });
             answer(answer_id, &asked, result)
         });
         let mut no_wake = TaskContext::from_waker(noop_waker_ref());
@@ -493,8 +515,13 @@ impl Star {
         self.machine.send(&star, ping, back);
     }
 
-    /// Parks the wave and asks the registry where its target lives.
+    /// Parks the wave and asks the registry where its target lives; a wave whose target
+    /// is being looked up, activated or moved already joins those waiting.
     fn lookup(&mut self, parked: Parked, ctx: &mut Context<Self>) {
+        if let Some(waiting) = self.parked.get_mut(&parked.ping.to) {
+            waiting.push(parked);
+            return;
+        }
         let point = parked.ping.to.clone();
         self.parked.insert(point.clone(), vec![parked]);
         let registry = self.machine.registry.clone();
@@ -559,7 +586,20 @@ impl Star {
             return self.host(record, None, ctx);
         }
         let machine = self.machine.clone();
-        let placing = async move { machine.place_and_assign(&record).await };
+        let dead = match route {
+            Route::Reactivate { dead_star } => Some(dead_star),
+            _ => None,
+        };
+        let placing = async move {
+            // A star missing from this machine's listing may have joined since it was
+            // read: ask the registry before taking its particle away.
+            if let Some(dead) = dead
+                && machine.confirm_dead(&dead).await? == Liveness::Live
+            {
+                return Ok(dead);
+            }
+            machine.place_and_assign(&record).await
+        };
         ctx.spawn(placing.into_actor(self).map(move |placed, star, ctx| {
             let parked = star.parked.remove(&point).unwrap_or_default();
             match placed {
@@ -632,6 +672,9 @@ impl Star {
             }
             registry.set_status(point, Status::Ready).await
         };
+        let hosting = AssertUnwindSafe(hosting).catch_unwind().map(|hosted| {
+            hosted.unwrap_or_else(|_| Err(Error::internal("the driver panicked while hosting")))
+        });
         ctx.spawn(hosting.into_actor(self).map(move |hosted, star, ctx| {
             star.running -= 1;
             star.hosted_or_not(point, kind, hosted, assign, ctx);
@@ -769,12 +812,15 @@ impl Star {
             };
             let me = ctx.address();
             let (ripple_id, echo_id) = (ripple.id, self.machine.next_id());
+            // The echo is from the recipient asked, whatever answered for it (a lost
+            // lane's 503 does not know who it stands for).
+            let recipient = to.clone();
             let back = Reply::new(move |answer| {
                 let pong = answer.into_pong();
                 me.do_send(EchoBack(Echo {
                     id: echo_id,
                     reply_to: ripple_id,
-                    from: pong.from,
+                    from: recipient,
                     to: pong.to,
                     status: pong.status,
                     body: pong.body,
