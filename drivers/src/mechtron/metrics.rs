@@ -1,0 +1,163 @@
+//! [`WasmMetrics`]: what the mechtron driver counts. It owns the metric handles; who
+//! serves them is star-node's business ([`WasmMetrics::register`]).
+//!
+//! | metric | type | labels |
+//! |---|---|---|
+//! | `hv_wasm_invocations_total` | counter | guest calls (`hv_init`, `hv_handle`), failed ones too |
+//! | `hv_wasm_fuel_consumed_total` | counter | fuel the guests burnt, replays after a rollback included |
+//! | `hv_wasm_traps_total` | counter | `reason`: `fuel`, `memory` or `trap` |
+//! | `hv_wasm_instances` | gauge | mechtrons live on the driver |
+//!
+//! The handles are shared: clone one `WasmMetrics` into every star's driver of a machine
+//! and register it once.
+
+use prometheus::core::Collector;
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+
+/// Why a guest call was stopped, as the `reason` label of `hv_wasm_traps_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrapReason {
+    /// It used all the fuel of one call.
+    Fuel,
+    /// It asked for memory beyond the limit.
+    Memory,
+    /// Any other trap (`unreachable`, out of bounds, a host call refused, …).
+    Trap,
+}
+
+impl TrapReason {
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Fuel => "fuel",
+            Self::Memory => "memory",
+            Self::Trap => "trap",
+        }
+    }
+}
+
+/// The mechtron driver's metrics.
+#[derive(Debug, Clone)]
+pub struct WasmMetrics {
+    invocations: IntCounter,
+    fuel: IntCounter,
+    traps: IntCounterVec,
+    instances: IntGauge,
+}
+
+impl Default for WasmMetrics {
+    fn default() -> Self {
+        let traps = IntCounterVec::new(
+            Opts::new(
+                "hv_wasm_traps_total",
+                "Guest calls stopped by the host, by reason (fuel, memory, trap).",
+            ),
+            &["reason"],
+        )
+        .expect("valid metric");
+        for reason in [TrapReason::Fuel, TrapReason::Memory, TrapReason::Trap] {
+            traps.with_label_values(&[reason.label()]);
+        }
+        Self {
+            invocations: IntCounter::new(
+                "hv_wasm_invocations_total",
+                "Guest calls (hv_init and hv_handle), failed ones included.",
+            )
+            .expect("valid metric"),
+            fuel: IntCounter::new(
+                "hv_wasm_fuel_consumed_total",
+                "Fuel burnt by guests, replays after a rollback included.",
+            )
+            .expect("valid metric"),
+            traps,
+            instances: IntGauge::new("hv_wasm_instances", "Mechtrons live on this driver.")
+                .expect("valid metric"),
+        }
+    }
+}
+
+impl WasmMetrics {
+    /// Fresh metrics, registered nowhere.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Adds the metrics to `registry`; fails if it holds metrics of the same names.
+    pub fn register(&self, registry: &Registry) -> prometheus::Result<()> {
+        let collectors: [Box<dyn Collector>; 4] = [
+            Box::new(self.invocations.clone()),
+            Box::new(self.fuel.clone()),
+            Box::new(self.traps.clone()),
+            Box::new(self.instances.clone()),
+        ];
+        for collector in collectors {
+            registry.register(collector)?;
+        }
+        Ok(())
+    }
+
+    pub(crate) fn invoked(&self) {
+        self.invocations.inc();
+    }
+
+    pub(crate) fn burnt(&self, fuel: u64) {
+        self.fuel.inc_by(fuel);
+    }
+
+    pub(crate) fn trapped(&self, reason: TrapReason) {
+        self.traps.with_label_values(&[reason.label()]).inc();
+    }
+
+    pub(crate) fn set_instances(&self, count: usize) {
+        self.instances.set(i64::try_from(count).unwrap_or(i64::MAX));
+    }
+
+    /// Guest calls so far.
+    pub fn invocations(&self) -> u64 {
+        self.invocations.get()
+    }
+
+    /// Fuel burnt so far.
+    pub fn fuel_consumed(&self) -> u64 {
+        self.fuel.get()
+    }
+
+    /// Calls stopped for `reason` so far.
+    pub fn traps(&self, reason: TrapReason) -> u64 {
+        self.traps.with_label_values(&[reason.label()]).get()
+    }
+
+    /// Mechtrons live now.
+    pub fn instances(&self) -> i64 {
+        self.instances.get()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn registers_once_per_registry() {
+        let metrics = WasmMetrics::new();
+        let registry = Registry::new();
+        metrics.register(&registry).unwrap();
+        assert!(metrics.register(&registry).is_err(), "names are taken");
+        metrics.trapped(TrapReason::Fuel);
+        let names: Vec<String> = registry
+            .gather()
+            .iter()
+            .map(|f| f.name().to_string())
+            .collect();
+        for name in [
+            "hv_wasm_invocations_total",
+            "hv_wasm_fuel_consumed_total",
+            "hv_wasm_traps_total",
+            "hv_wasm_instances",
+        ] {
+            assert!(names.iter().any(|n| n == name), "{name} in {names:?}");
+        }
+        assert_eq!(metrics.traps(TrapReason::Fuel), 1);
+        assert_eq!(metrics.traps(TrapReason::Memory), 0);
+    }
+}

@@ -1,0 +1,48 @@
+//! Mechtrons: particles whose behaviour is a wasm module, run by the wasmi interpreter
+//! so that it is deterministic. The guest ABI is in `docs/wasm-abi.md`.
+//!
+//! ```text
+//! MechtronDriver (one per star)         driver.rs   per-mechtron queues, the Driver impl
+//! ├── Runtime: Engine, Linker, cache    runtime.rs  compiled modules by content hash
+//! ├── Pool: hv-wasm-N threads           pool.rs     where guest code runs
+//! └── Mechtron (one per particle)       mechtron.rs outcome → state, rollback
+//!     ├── Live: Store + instance        live.rs     one call into the guest
+//!     │   └── Host: hv_* functions      host.rs     reply, log, buffered signals
+//!     └── Journal                       journal.rs  base + calls since, for rollback
+//! ```
+//!
+//! Pure pieces: `abi.rs` (the ABI's checks, statuses, bodies), `scan.rs` (mutable
+//! globals from the binary), `snapshot.rs` (the state's byte format), `config.rs`,
+//! `metrics.rs`, and `guests.rs` (the example guests).
+//!
+//! What a caller sees:
+//! - A call's reply is the guest's `hv_reply` bytes (text when UTF-8) for a 2xx status;
+//!   another status becomes the error of that meaning (see `abi.rs`'s table).
+//! - Out of fuel: `Internal`, "fuel exhausted: …". Over the memory limit: `TooLarge`,
+//!   "memory of mechtron … (over its memory limit …)". Any other trap: `Internal`,
+//!   "mechtron … trapped: …". Fuel exhaustion is deterministic, so it is not reported as
+//!   a retryable `Timeout`.
+//! - Every failed call is rolled back (state, signals, call count); see `journal.rs`.
+//! - `Cmd<Read>` is answered by the host: a map with `digest`, `calls`, `module`,
+//!   `memory`. Every other method goes to the guest.
+
+mod abi;
+mod config;
+mod driver;
+pub mod guests;
+mod host;
+mod journal;
+mod live;
+#[allow(clippy::module_inception)]
+mod mechtron;
+mod metrics;
+mod pool;
+mod runtime;
+mod scan;
+mod snapshot;
+
+pub use abi::{ALLOC, HANDLE, HOST_MODULE, INIT, LOG, MEMORY, REPLY, SIGNAL};
+pub use config::{MechtronConfig, PAGE};
+pub use driver::{CONFIG, HASH, MechtronDriver, WASM};
+pub use metrics::{TrapReason, WasmMetrics};
+pub use snapshot::{GlobalValue, Snapshot};
