@@ -23,12 +23,16 @@
 //! | `max_in_flight` (client requests per connection) | `HV_STAR_MAX_IN_FLIGHT` | 4096 |
 //! | `max_connections` (gate connections at once) | `HV_STAR_MAX_CONNECTIONS` | 1024 |
 //! | `snapshot_every` (waves between saves of a stateful particle; 0 = never) | `HV_STAR_SNAPSHOT_EVERY` | 100 |
+//! | `wasm_fuel_per_call` (the same on every machine, or replays diverge) | `HV_STAR_WASM_FUEL_PER_CALL` | 50000000 |
+//! | `wasm_max_memory_bytes` (per mechtron) | `HV_STAR_WASM_MAX_MEMORY_BYTES` | 16 MiB |
+//! | `wasm_threads` (guest threads per star) | `HV_STAR_WASM_THREADS` | 1 |
 
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
 use std::path::Path;
 use std::time::Duration;
 
+use drivers::mechtron::MechtronConfig;
 use hyperverse_core::StarSub;
 use serde::Deserialize;
 
@@ -76,6 +80,12 @@ pub struct Settings {
     pub max_connections: usize,
     /// Waves between saves of a stateful particle's state (0: only at moves and stops).
     pub snapshot_every: u64,
+    /// Fuel for one mechtron call.
+    pub wasm_fuel_per_call: u64,
+    /// The most linear memory one mechtron may have.
+    pub wasm_max_memory_bytes: u64,
+    /// Threads running guest code, per star.
+    pub wasm_threads: usize,
 }
 
 impl std::fmt::Debug for Settings {
@@ -115,6 +125,9 @@ impl Default for Settings {
             max_in_flight: 4096,
             max_connections: 1024,
             snapshot_every: 100,
+            wasm_fuel_per_call: MechtronConfig::default().fuel_per_call,
+            wasm_max_memory_bytes: MechtronConfig::default().max_memory_bytes,
+            wasm_threads: MechtronConfig::default().threads,
         }
     }
 }
@@ -188,6 +201,15 @@ impl Settings {
         parse_addr("metrics", &self.metrics)
     }
 
+    /// The limits mechtrons run under.
+    pub fn mechtrons(&self) -> MechtronConfig {
+        MechtronConfig {
+            fuel_per_call: self.wasm_fuel_per_call,
+            max_memory_bytes: self.wasm_max_memory_bytes,
+            threads: self.wasm_threads,
+        }
+    }
+
     /// The shared secret as bytes (empty when none is set: loopback only).
     pub fn secret_bytes(&self) -> Vec<u8> {
         self.secret.clone().unwrap_or_default().into_bytes()
@@ -207,6 +229,9 @@ impl Settings {
         let gate = self.gate_addr()?;
         self.metrics_addr()?;
         self.star_roles()?;
+        self.mechtrons()
+            .check()
+            .map_err(|e| ConfigError(e.to_string()))?;
         if self.machine.is_empty()
             || !self
                 .machine

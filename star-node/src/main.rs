@@ -13,9 +13,11 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use clap::Parser;
+use drivers::mechtron::WasmMetrics;
 use hyperverse_core::registry::client::{ClientConfig, RegistryClient};
 use star_node::config::Settings;
 use star_node::hyperverse::Standard;
+use star_node::metrics::Metrics;
 use star_node::node::Node;
 
 /// mimalloc: faster than the system allocator under many small, short-lived
@@ -61,9 +63,19 @@ fn main() -> ExitCode {
 
 async fn run(settings: Settings) -> Result<(), String> {
     let registry = connect_registry(&settings).await?;
-    let hyperverse = Arc::new(Standard::new(Arc::new(registry), settings.secret_bytes()));
+    let metrics = Arc::new(Metrics::new());
+    let wasm = WasmMetrics::new();
+    wasm.register(metrics.registry())
+        .map_err(|e| format!("wasm metrics: {e}"))?;
+    let hyperverse = Standard::with_mechtrons(
+        Arc::new(registry),
+        settings.secret_bytes(),
+        settings.mechtrons(),
+        wasm,
+    )
+    .map_err(|e| e.to_string())?;
     let machine_name = settings.machine.clone();
-    let node = Node::start(settings, hyperverse)
+    let node = Node::start_with_metrics(settings, Arc::new(hyperverse), metrics)
         .await
         .map_err(|e| e.to_string())?;
     println!(

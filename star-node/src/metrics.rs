@@ -155,6 +155,12 @@ impl Metrics {
         metrics
     }
 
+    /// The registry the metrics are in, for collectors of other crates (the wasm
+    /// driver's `hv_wasm_*`).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// Everything, in the Prometheus text format.
     pub fn render(&self) -> String {
         hyperverse_core::metrics_http::render(&self.registry)

@@ -29,6 +29,16 @@ impl Node {
     /// Binds the gate and metrics addresses of `settings` (port 0 picks a free port),
     /// starts the machine with `hyperverse` and serves. Must run inside an actix system.
     pub async fn start(settings: Settings, hyperverse: Arc<dyn Hyperverse>) -> Result<Node> {
+        Self::start_with_metrics(settings, hyperverse, Arc::new(Metrics::new())).await
+    }
+
+    /// Like [`Node::start`], serving `metrics` (in which the hyperverse's drivers may
+    /// have registered collectors of their own).
+    pub async fn start_with_metrics(
+        settings: Settings,
+        hyperverse: Arc<dyn Hyperverse>,
+        metrics: Arc<Metrics>,
+    ) -> Result<Node> {
         let bind = |what: &str, addr: &str, e: std::io::Error| {
             Error::Unavailable(format!("cannot listen on {what} address {addr}: {e}"))
         };
@@ -43,7 +53,6 @@ impl Node {
         let metrics_addr = metrics_listener
             .local_addr()
             .map_err(|e| bind("metrics", &settings.metrics, e))?;
-        let metrics = Arc::new(Metrics::new());
         let rendered = metrics.clone();
         hyperverse_core::metrics_http::serve(metrics_listener, Arc::new(move || rendered.render()))
             .map_err(|e| bind("metrics", &settings.metrics, e))?;

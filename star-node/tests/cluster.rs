@@ -47,21 +47,16 @@ async fn ping(client: &GateClient, to: Point, timeout: Duration) -> Result<Subst
 
 #[test]
 fn a_two_machine_cluster_on_three_redis_shards() {
-    let shards: Vec<RedisServer> = (0..3).map(|_| RedisServer::start()).collect();
-    let urls: Vec<String> = shards.iter().map(RedisServer::url).collect();
-    let dir = tempfile::tempdir().expect("a temp dir");
-    let registry = registry_svc(dir.path(), &urls, 3000);
-    let rpc = registry.addr("rpc");
-    let a = star_node(dir.path(), "a", rpc);
-    let mut b = star_node(dir.path(), "b", rpc);
-    let (gate_a, gate_b) = (a.addr("gate"), b.addr("gate"));
-
     // Both machines see each other's stars (each reads the directory every 250 ms).
-    for gate in [gate_a, gate_b] {
-        eventually(Duration::from_secs(10), "8 live stars", || {
-            hv_ok(gate, &["stars"]).lines().count() == 8
-        });
-    }
+    let Cluster {
+        shards,
+        dir,
+        registry,
+        a,
+        mut b,
+    } = Cluster::start(3000);
+    let rpc = registry.addr("rpc");
+    let (gate_a, gate_b) = (a.addr("gate"), b.addr("gate"));
     let stars = hv_ok(gate_a, &["stars"]);
     assert!(
         stars.contains("<<a>>::central") && stars.contains("<<b>>::scribe"),

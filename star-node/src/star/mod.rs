@@ -447,6 +447,7 @@ impl Star {
         }
         let answer_id = self.machine.next_id();
         let timeout = Duration::from_millis(u64::from(ping.handling.timeout_ms));
+        let stateful = driver.stateful();
         let ping = Rc::new(ping);
         let asked = ping.clone();
         let mut call = Box::pin(async move {
@@ -474,6 +475,23 @@ impl Star {
             return reply.send(Answered::Pong(pong));
         }
         self.running += 1;
+        // A stateful particle's call that has begun changes its state: it must finish
+        // (and send its signals) even when its sender has stopped waiting, so it runs
+        // on as a task of its own. A stateless one is simply dropped at the deadline.
+        let call: std::pin::Pin<Box<dyn Future<Output = Pong>>> = if stateful {
+            let (done, result) = tokio::sync::oneshot::channel();
+            actix::spawn(async move {
+                let _ = done.send(call.await);
+            });
+            Box::pin(async move {
+                match result.await {
+                    Ok(pong) => pong,
+                    Err(_) => std::future::pending().await,
+                }
+            })
+        } else {
+            call
+        };
         let timed = async move { tokio::time::timeout(timeout, call).await };
         ctx.spawn(timed.into_actor(self).map(move |done, star, _| {
             star.running -= 1;

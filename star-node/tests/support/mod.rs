@@ -14,6 +14,7 @@ use std::process::{Child, Command, Output, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+#[allow(unused_imports)]
 pub use registry::{RedisServer, promtool_accepts, sample, scrape};
 
 /// The shared secret of every test cluster.
@@ -209,5 +210,45 @@ pub fn eventually(limit: Duration, what: &str, mut check: impl FnMut() -> bool) 
     while !check() {
         assert!(Instant::now() < deadline, "not within {limit:?}: {what}");
         std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+/// registry-svc on three Redis shards and star-nodes `a` and `b` that see each other.
+pub struct Cluster {
+    /// The Redis shards.
+    pub shards: Vec<RedisServer>,
+    /// Where configs live.
+    pub dir: tempfile::TempDir,
+    /// registry-svc.
+    pub registry: Process,
+    /// Machine `a`.
+    pub a: Process,
+    /// Machine `b`.
+    pub b: Process,
+}
+
+impl Cluster {
+    /// Starts it all (stars expire after `star_ttl_ms`) and waits until both machines
+    /// list all eight stars.
+    pub fn start(star_ttl_ms: u64) -> Cluster {
+        let shards: Vec<RedisServer> = (0..3).map(|_| RedisServer::start()).collect();
+        let urls: Vec<String> = shards.iter().map(RedisServer::url).collect();
+        let dir = tempfile::tempdir().expect("a temp dir");
+        let registry = registry_svc(dir.path(), &urls, star_ttl_ms);
+        let rpc = registry.addr("rpc");
+        let a = star_node(dir.path(), "a", rpc);
+        let b = star_node(dir.path(), "b", rpc);
+        for gate in [a.addr("gate"), b.addr("gate")] {
+            eventually(Duration::from_secs(10), "8 live stars", || {
+                hv_ok(gate, &["stars"]).lines().count() == 8
+            });
+        }
+        Cluster {
+            shards,
+            dir,
+            registry,
+            a,
+            b,
+        }
     }
 }
