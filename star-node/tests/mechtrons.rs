@@ -194,6 +194,57 @@ fn counters_agree_move_and_spinners_stop() {
         "the counters are unhurt"
     );
 
+    // A mechtron's signals act as the mechtron: chatty may poke c3 once granted `x`.
+    hv_ok(
+        gate_a,
+        &["publish", &guest("chatty"), "localhost:wasm:chatty"],
+    );
+    hv_ok(
+        gate_a,
+        &[
+            "create",
+            "localhost:c3",
+            "Mechtron",
+            "--set",
+            &wasm("counter"),
+        ],
+    );
+    hv_ok(
+        gate_a,
+        &[
+            "create",
+            "localhost:chatty",
+            "Mechtron",
+            "--set",
+            &wasm("chatty"),
+            "--set",
+            "config=localhost:c3",
+        ],
+    );
+    hv_ok(gate_a, &["grant", "localhost:chatty", "localhost:c3", "x"]);
+    for _ in 0..5 {
+        hv_ok(
+            gate_b,
+            &["ping", "localhost:chatty", "--method", "Ext<Chat>"],
+        );
+    }
+    let calls = || {
+        let out = hv_ok(
+            gate_a,
+            &["--json", "ping", "localhost:c3", "--method", "Cmd<Read>"],
+        );
+        let state: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+        state["Map"]["calls"]["Text"]
+            .as_str()
+            .unwrap_or("0")
+            .to_string()
+    };
+    eventually(
+        Duration::from_secs(10),
+        "chatty's five signals reach c3",
+        || calls() == "5",
+    );
+
     // The wasm metrics are served and valid.
     for machine in [&cluster.a, &cluster.b] {
         let metrics = scrape(machine.addr("metrics"));
