@@ -1,0 +1,393 @@
+//! The command line: `local`, `run`, and the hidden `relay-node` / `echo-node` that the
+//! baselines start as child processes of this same executable.
+//!
+//! This module parses and checks arguments only; [`crate::session`] acts on them.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+use crate::error::{Error, Result};
+
+/// How long a run lasts when neither `--duration` nor `--waves` is given.
+pub const DEFAULT_DURATION: Duration = Duration::from_secs(10);
+
+/// The command line.
+#[derive(Debug, Parser)]
+#[command(
+    name = "loadtest",
+    version,
+    about = "The Hyperverse load harness: local clusters, scenarios, baselines, reports."
+)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// The subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Launch a whole cluster on loopback (Redis shards, registry-svc, star-nodes), run a
+    /// scenario against it, print the report and tear everything down.
+    Local(LocalArgs),
+    /// Drive an existing cluster through its gates.
+    Run(RunArgs),
+    /// (internal) The relay of the raw relay baseline.
+    #[command(hide = true)]
+    RelayNode(RelayNodeArgs),
+    /// (internal) The echo server of the raw TCP baselines.
+    #[command(hide = true)]
+    EchoNode(EchoNodeArgs),
+}
+
+/// `loadtest local`.
+#[derive(Debug, Args)]
+pub struct LocalArgs {
+    /// Redis shards to start when redis-server is on PATH (0: the in-memory registry).
+    #[arg(long, default_value_t = 3)]
+    pub shards: usize,
+    /// star-node processes to start.
+    #[arg(long, default_value_t = 2)]
+    pub nodes: usize,
+    /// Where the registry-svc and star-node binaries are (default: next to loadtest).
+    #[arg(long, env = "HV_LOADTEST_BIN_DIR")]
+    pub bin_dir: Option<PathBuf>,
+    /// Do not run `cargo build` for registry-svc and star-node before starting them.
+    #[arg(long)]
+    pub no_build: bool,
+    /// The load.
+    #[command(flatten)]
+    pub load: LoadArgs,
+    /// Baselines and output.
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// `loadtest run`.
+#[derive(Debug, Args)]
+pub struct RunArgs {
+    /// The gates to drive (comma-separated host:port).
+    #[arg(long, value_delimiter = ',', required = true)]
+    pub gate: Vec<String>,
+    /// The token to present at the gates (the shared secret makes you the hyperuser,
+    /// which the scenarios need to create their particles).
+    #[arg(long, env = "HV_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// registry-svc's RPC address, for the `registry` scenario (and share of `mixed`).
+    #[arg(long)]
+    pub registry: Option<String>,
+    /// The shared secret registry-svc wants (default: the token).
+    #[arg(long, env = "HV_LOADTEST_SECRET", hide_env_values = true)]
+    pub secret: Option<String>,
+    /// The /metrics addresses of the cluster's processes (comma-separated), scraped
+    /// before and after the run.
+    #[arg(long, value_delimiter = ',')]
+    pub metrics: Vec<SocketAddr>,
+    /// Redis URLs for the raw Redis GET baseline (comma-separated).
+    #[arg(long, value_delimiter = ',')]
+    pub redis: Vec<String>,
+    /// The load.
+    #[command(flatten)]
+    pub load: LoadArgs,
+    /// Baselines and output.
+    #[command(flatten)]
+    pub output: OutputArgs,
+}
+
+/// What to run and how hard.
+#[derive(Debug, Clone, Args)]
+pub struct LoadArgs {
+    /// The scenario.
+    #[arg(long, value_enum, default_value_t = ScenarioKind::Mixed)]
+    pub scenario: ScenarioKind,
+    /// Particles to create and address (ping, registry, wasm).
+    #[arg(long, default_value_t = 1000)]
+    pub particles: usize,
+    /// Requests in flight (closed loop); the most in flight with --rate.
+    #[arg(long, default_value_t = 256)]
+    pub concurrency: usize,
+    /// How long to run (`10s`, `500ms`, `2m`; default 10s).
+    #[arg(long, value_parser = parse_duration, conflicts_with = "waves")]
+    pub duration: Option<Duration>,
+    /// How many requests to send instead of running for a duration.
+    #[arg(long)]
+    pub waves: Option<u64>,
+    /// Open loop: send at this fixed rate (requests per second); latency is measured
+    /// from each request's intended send time.
+    #[arg(long)]
+    pub rate: Option<f64>,
+    /// Seed of every random choice (default: random, printed in the report).
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// Bytes of text in each ping's body.
+    #[arg(long, default_value_t = 32)]
+    pub payload: usize,
+    /// Which particles a ping entering at a gate targets: those on other machines
+    /// (`remote`, the cross-machine path), on the gate's own machine, or any.
+    #[arg(long, value_enum, default_value_t = Targets::Remote)]
+    pub targets: Targets,
+    /// What the `create` scenario (and share of `mixed`) creates: Base particles, or
+    /// counter mechtrons (each creation activates a wasm instance).
+    #[arg(long, value_enum, default_value_t = CreateKind::Base)]
+    pub create_kind: CreateKind,
+    /// How long a ping waits for its answer before the gate answers 408.
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub timeout: Duration,
+    /// Skip the warm-up pass (one ping to every target through every connection before
+    /// measuring, so caches are warm and the figures are steady-state).
+    #[arg(long)]
+    pub no_warmup: bool,
+    /// Threads of the harness's own runtime (1: one thread drives the load).
+    #[arg(long, default_value_t = 1)]
+    pub client_threads: usize,
+    /// Client connections per gate.
+    #[arg(long, default_value_t = 1)]
+    pub connections: usize,
+}
+
+/// Baselines and where the report goes.
+#[derive(Debug, Clone, Args)]
+pub struct OutputArgs {
+    /// Also measure the baselines in this run: raw actix round trip, raw framed TCP echo,
+    /// raw relay, raw Redis GET; every figure is reported with its ratio.
+    #[arg(long)]
+    pub baseline: bool,
+    /// How long each baseline runs.
+    #[arg(long, value_parser = parse_duration, default_value = "3s")]
+    pub baseline_duration: Duration,
+    /// Write the report as JSON to this file.
+    #[arg(long)]
+    pub report: Option<PathBuf>,
+    /// Draw latency over time and the latency distribution to this SVG file.
+    #[arg(long)]
+    pub plot: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// The scenarios.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ScenarioKind {
+    /// `Cmd<Bounce>` pings to Base particles spread over the machines.
+    Ping,
+    /// Pings to echo and counter mechtrons (WebAssembly).
+    Wasm,
+    /// Particle creation.
+    Create,
+    /// `record` lookups straight to registry-svc.
+    Registry,
+    /// A weighted mix: ping 75, wasm 10, registry 10, create 5 (see docs/loadtest.md).
+    Mixed,
+}
+
+impl ScenarioKind {
+    /// The name on the command line and in the report.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ScenarioKind::Ping => "ping",
+            ScenarioKind::Wasm => "wasm",
+            ScenarioKind::Create => "create",
+            ScenarioKind::Registry => "registry",
+            ScenarioKind::Mixed => "mixed",
+        }
+    }
+}
+
+/// Which particles a ping entering at a gate targets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Targets {
+    /// Particles on other machines than the gate's: every ping crosses a lane.
+    Remote,
+    /// Particles on the gate's own machine: no lane.
+    Local,
+    /// Any particle.
+    Any,
+}
+
+/// What the `create` scenario creates.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum CreateKind {
+    /// Base particles.
+    Base,
+    /// Counter mechtrons.
+    Mechtron,
+}
+
+/// `loadtest relay-node`.
+#[derive(Debug, Args)]
+pub struct RelayNodeArgs {
+    /// Where to listen for clients.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: String,
+    /// The echo node to relay to.
+    #[arg(long)]
+    pub to: String,
+    /// Body bytes of each frame sent on to the echo node (a lane ping's size).
+    #[arg(long)]
+    pub forward_bytes: usize,
+    /// Body bytes the echo node answers with (a lane pong's size).
+    #[arg(long)]
+    pub forward_reply_bytes: usize,
+}
+
+/// `loadtest echo-node`.
+#[derive(Debug, Args)]
+pub struct EchoNodeArgs {
+    /// Where to listen.
+    #[arg(long, default_value = "127.0.0.1:0")]
+    pub listen: String,
+}
+
+/// How long the run lasts, or how many requests it sends.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Stop {
+    /// Run for this long.
+    After(Duration),
+    /// Send this many requests.
+    Waves(u64),
+}
+
+impl LoadArgs {
+    /// Checks what clap cannot.
+    pub fn check(&self) -> Result<()> {
+        let positive = [
+            ("--particles", self.particles as u64),
+            ("--concurrency", self.concurrency as u64),
+            ("--client-threads", self.client_threads as u64),
+            ("--connections", self.connections as u64),
+            ("--payload", self.payload as u64),
+        ];
+        for (name, value) in positive {
+            if value == 0 {
+                return Err(Error::Usage(format!("{name} must be at least 1")));
+            }
+        }
+        if self.waves == Some(0) {
+            return Err(Error::Usage("--waves must be at least 1".into()));
+        }
+        if self.duration.is_some_and(|d| d.is_zero()) {
+            return Err(Error::Usage("--duration must be positive".into()));
+        }
+        if let Some(rate) = self.rate
+            && !(rate.is_finite() && rate > 0.0)
+        {
+            return Err(Error::Usage(format!(
+                "--rate must be a positive number of requests per second, not {rate}"
+            )));
+        }
+        if self.timeout.is_zero() || self.timeout.as_millis() > u128::from(u32::MAX) {
+            return Err(Error::Usage(
+                "--timeout must be positive and under 49 days".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// When the run stops.
+    pub fn stop(&self) -> Stop {
+        match (self.waves, self.duration) {
+            (Some(waves), _) => Stop::Waves(waves),
+            (None, Some(duration)) => Stop::After(duration),
+            (None, None) => Stop::After(DEFAULT_DURATION),
+        }
+    }
+}
+
+/// Parses `10s`, `1.5s`, `500ms`, `2m`, `1h`, or a bare number of seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a duration (try 10s, 500ms, 2m)"))?;
+    let seconds = match unit.trim() {
+        "" | "s" => value,
+        "ms" => value / 1000.0,
+        "us" | "µs" => value / 1_000_000.0,
+        "m" | "min" => value * 60.0,
+        "h" => value * 3600.0,
+        other => {
+            return Err(format!(
+                "unknown unit {other:?} in {text:?} (use ms, s, m or h)"
+            ));
+        }
+    };
+    Duration::try_from_secs_f64(seconds).map_err(|e| format!("{text:?}: {e}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations_parse_with_and_without_units() {
+        assert_eq!(parse_duration("10s"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("10"), Ok(Duration::from_secs(10)));
+        assert_eq!(parse_duration("1.5s"), Ok(Duration::from_millis(1500)));
+        assert_eq!(parse_duration("500ms"), Ok(Duration::from_millis(500)));
+        assert_eq!(parse_duration("2m"), Ok(Duration::from_secs(120)));
+        assert!(parse_duration("ten").is_err());
+        assert!(parse_duration("10 parsecs").is_err());
+        assert!(parse_duration("").is_err());
+    }
+
+    #[test]
+    fn the_command_line_parses_and_bad_knobs_are_refused() {
+        let cli = Cli::try_parse_from([
+            "loadtest",
+            "local",
+            "--scenario",
+            "ping",
+            "--duration",
+            "2s",
+            "--baseline",
+        ])
+        .unwrap();
+        let Command::Local(local) = cli.command else {
+            panic!("local expected");
+        };
+        assert_eq!(local.shards, 3);
+        assert_eq!(local.nodes, 2);
+        assert_eq!(local.load.scenario, ScenarioKind::Ping);
+        assert_eq!(local.load.stop(), Stop::After(Duration::from_secs(2)));
+        assert!(local.output.baseline);
+        local.load.check().unwrap();
+
+        let both = Cli::try_parse_from(["loadtest", "local", "--duration", "1s", "--waves", "5"]);
+        assert!(both.is_err(), "--duration and --waves exclude each other");
+
+        let mut load = local.load.clone();
+        load.concurrency = 0;
+        assert!(
+            load.check()
+                .unwrap_err()
+                .to_string()
+                .contains("--concurrency")
+        );
+        let mut load = local.load;
+        load.rate = Some(f64::NAN);
+        assert!(load.check().unwrap_err().to_string().contains("--rate"));
+    }
+
+    #[test]
+    fn run_needs_a_gate() {
+        assert!(Cli::try_parse_from(["loadtest", "run"]).is_err());
+        let cli =
+            Cli::try_parse_from(["loadtest", "run", "--gate", "a:1,b:2", "--waves", "9"]).unwrap();
+        let Command::Run(run) = cli.command else {
+            panic!("run expected");
+        };
+        assert_eq!(run.gate, ["a:1", "b:2"]);
+        assert_eq!(run.load.stop(), Stop::Waves(9));
+    }
+}
