@@ -11,7 +11,7 @@
 //! itself at [`Exchanger::next_deadline`] and answers the waiters. Deadlines sit in an
 //! ordered set removed eagerly with their request, so the next deadline is always exact.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::BTreeSet;
 use std::time::Instant;
 
 use hyperverse_core::WaveId;
@@ -51,14 +51,14 @@ struct Waiting<W> {
 /// The requests a star waits on.
 #[derive(Debug)]
 pub struct Exchanger<W> {
-    waiting: HashMap<WaveId, Waiting<W>>,
+    waiting: foldhash::HashMap<WaveId, Waiting<W>>,
     deadlines: BTreeSet<(Instant, WaveId)>,
 }
 
 impl<W> Default for Exchanger<W> {
     fn default() -> Self {
         Self {
-            waiting: HashMap::new(),
+            waiting: Default::default(),
             deadlines: BTreeSet::new(),
         }
     }

@@ -20,7 +20,6 @@
 //! queued when the writer wakes goes out in one flush.
 
 use std::cell::RefCell;
-use std::collections::HashMap;
 use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
 
@@ -69,7 +68,7 @@ pub struct Lane {
     peer: String,
     machine: Weak<Machine>,
     state: RefCell<State>,
-    pending: RefCell<HashMap<WaveId, (Reply, Instant)>>,
+    pending: RefCell<foldhash::HashMap<WaveId, (Reply, Instant)>>,
     generation: RefCell<u64>,
     last_sweep: RefCell<Instant>,
 }

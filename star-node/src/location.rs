@@ -8,7 +8,6 @@
 //! It must not do I/O, read a clock or decide routes. An entry is a hint, never the truth
 //! (the registry is): the router reads it and corrects it, a "moved" reply refreshes it.
 
-use std::collections::{HashMap, HashSet};
 use std::num::NonZeroUsize;
 
 use hyperverse_core::Point;
@@ -28,8 +27,8 @@ pub struct CacheStats {
 /// A bounded `point → star` map with least-recently-used eviction.
 #[derive(Debug)]
 pub struct LocationCache {
-    entries: LruCache<Point, Point>,
-    by_star: HashMap<Point, HashSet<Point>>,
+    entries: LruCache<Point, Point, foldhash::fast::RandomState>,
+    by_star: foldhash::HashMap<Point, foldhash::HashSet<Point>>,
     stats: CacheStats,
 }
 
@@ -37,8 +36,8 @@ impl LocationCache {
     /// An empty cache holding at most `capacity` points.
     pub fn new(capacity: NonZeroUsize) -> Self {
         Self {
-            entries: LruCache::new(capacity),
-            by_star: HashMap::new(),
+            entries: LruCache::with_hasher(capacity, Default::default()),
+            by_star: Default::default(),
             stats: CacheStats::default(),
         }
     }
@@ -132,7 +131,7 @@ mod tests {
     /// The index holds exactly the cached entries, and no star without any.
     fn assert_indexed(cache: &LocationCache) {
         assert!(cache.by_star.values().all(|points| !points.is_empty()));
-        let indexed: usize = cache.by_star.values().map(HashSet::len).sum();
+        let indexed: usize = cache.by_star.values().map(foldhash::HashSet::len).sum();
         assert_eq!(indexed, cache.len());
         for (point, star) in cache.entries.iter() {
             assert!(cache.by_star[star].contains(point), "{point} not indexed");

@@ -377,12 +377,18 @@ impl Machine {
         saved
     }
 
-    /// Removes this machine's stars from the directory.
-    pub async fn deregister(&self) {
-        for (key, _) in self.star_keys() {
-            if let Err(e) = self.registry.deregister_star(&key).await {
+    /// Removes this machine's stars from the directory, all at once and within
+    /// `limit` (an unreachable registry must not hold the exit up: the stars then
+    /// expire from the directory by themselves).
+    pub async fn deregister(&self, limit: Duration) {
+        let keys = self.star_keys();
+        let leaving = futures::future::join_all(keys.iter().map(|(key, _)| async move {
+            if let Err(e) = self.registry.deregister_star(key).await {
                 tracing::warn!(star = %key, error = %e, "could not deregister");
             }
+        }));
+        if tokio::time::timeout(limit, leaving).await.is_err() {
+            tracing::warn!("the registry did not answer in time; the stars will expire");
         }
     }
 

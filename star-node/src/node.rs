@@ -82,7 +82,7 @@ impl Node {
         if saved > 0 {
             tracing::info!(saved, "saved the state of stateful particles");
         }
-        self.machine.deregister().await;
+        self.machine.deregister(limit).await;
         left
     }
 }

@@ -447,8 +447,12 @@ fn stars_table(stars: &[StarEntry]) -> String {
 
 /// The one stderr line for a failure: `hv: 403 forbidden: forbidden: needs …`.
 fn failure_line(error: &Error) -> String {
+    let status = error.status();
     let message = error.to_string().replace(['\r', '\n'], " ");
-    format!("hv: {}: {message}", error.status())
+    // `403 forbidden: forbidden: …` says it twice; keep the status's.
+    let prefix = format!("{}: ", status.reason());
+    let message = message.strip_prefix(&prefix).unwrap_or(&message);
+    format!("hv: {status}: {message}")
 }
 
 /// Writes the output; a reader that went away (`hv select … | head`) is not a failure.
@@ -709,10 +713,19 @@ mod tests {
     fn a_failure_is_one_line_with_its_status() {
         let line = failure_line(&Error::forbidden("needs csd-Rwx,\nhas csd-rwx"));
         assert_eq!(
-            line,
-            "hv: 403 forbidden: forbidden: needs csd-Rwx, has csd-rwx"
+            line, "hv: 403 forbidden: needs csd-Rwx, has csd-rwx",
+            "the status's words, once"
         );
         let line = failure_line(&Error::Unavailable("connecting to gate x: refused".into()));
-        assert!(line.starts_with("hv: 503 unavailable: "));
+        assert_eq!(line, "hv: 503 unavailable: connecting to gate x: refused");
+        let line = failure_line(&Error::TooLarge {
+            what: "frame".into(),
+            size: 2,
+            limit: 1,
+        });
+        assert!(
+            line.starts_with("hv: 413 payload too large: too large: frame"),
+            "{line}"
+        );
     }
 }
