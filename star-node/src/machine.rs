@@ -192,6 +192,16 @@ impl Machine {
             .map(|(_, _, addr)| addr.clone())
     }
 
+    /// The mailboxes of this machine's stars (a copy: the list is not borrowed across
+    /// an await).
+    fn addrs(&self) -> Vec<Addr<Star>> {
+        self.stars
+            .borrow()
+            .iter()
+            .map(|(_, _, addr)| addr.clone())
+            .collect()
+    }
+
     /// This machine's stars: key and role.
     pub fn star_keys(&self) -> Vec<(Point, StarSub)> {
         self.stars
@@ -345,12 +355,7 @@ impl Machine {
     pub async fn drain(&self, limit: Duration) -> usize {
         let deadline = tokio::time::Instant::now() + limit;
         loop {
-            let addrs: Vec<Addr<Star>> = self
-                .stars
-                .borrow()
-                .iter()
-                .map(|(_, _, a)| a.clone())
-                .collect();
+            let addrs = self.addrs();
             let mut in_flight = 0;
             for addr in addrs {
                 in_flight += addr.send(GetActivity).await.map_or(0, |a| a.in_flight);
@@ -364,12 +369,7 @@ impl Machine {
 
     /// Saves the state of every stateful particle on this machine; how many.
     pub async fn save_all(&self) -> usize {
-        let addrs: Vec<Addr<Star>> = self
-            .stars
-            .borrow()
-            .iter()
-            .map(|(_, _, a)| a.clone())
-            .collect();
+        let addrs = self.addrs();
         let mut saved = 0;
         for addr in addrs {
             saved += addr.send(SaveAll).await.unwrap_or(0);
@@ -394,12 +394,7 @@ impl Machine {
 
     /// Particles hosted, over every star.
     pub async fn hosted(&self) -> usize {
-        let addrs: Vec<Addr<Star>> = self
-            .stars
-            .borrow()
-            .iter()
-            .map(|(_, _, a)| a.clone())
-            .collect();
+        let addrs = self.addrs();
         let mut hosted = 0;
         for addr in addrs {
             hosted += addr.send(GetActivity).await.map_or(0, |a| a.hosted);

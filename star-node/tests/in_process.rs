@@ -268,6 +268,47 @@ fn access_is_checked_at_the_home_star_and_grants_open_it() {
     });
 }
 
+/// The standard drivers, with `App` served by `apps` instead (on `only_on` stars only,
+/// or on all): a hyperverse composed of its own drivers.
+struct AppsBy {
+    registry: Arc<dyn RegistryApi>,
+    apps: Arc<dyn Driver>,
+    only_on: Option<StarSub>,
+}
+
+impl AppsBy {
+    fn new(
+        registry: Arc<dyn RegistryApi>,
+        apps: Arc<dyn Driver>,
+        only_on: Option<StarSub>,
+    ) -> Self {
+        Self {
+            registry,
+            apps,
+            only_on,
+        }
+    }
+}
+
+impl Hyperverse for AppsBy {
+    fn drivers(&self, star: StarSub) -> Vec<Arc<dyn Driver>> {
+        let mut drivers = drivers::builtin(star);
+        drivers.retain(|d| d.kind() != BaseKind::App);
+        if self.only_on.is_none_or(|only| only == star) {
+            drivers.push(self.apps.clone());
+        }
+        drivers
+    }
+
+    fn registry(&self) -> Arc<dyn RegistryApi> {
+        self.registry.clone()
+    }
+
+    fn secret(&self) -> &[u8] {
+        SECRET.as_bytes()
+    }
+}
+
 /// A driver of its own: answers `Ext<Greet>` with a greeting.
 struct Greeter;
 
@@ -288,36 +329,14 @@ impl Driver for Greeter {
     }
 }
 
-/// The standard drivers, with `App` served by [`Greeter`] on Super stars only.
-struct Greeting {
-    registry: Arc<dyn RegistryApi>,
-}
-
-impl Hyperverse for Greeting {
-    fn drivers(&self, star: StarSub) -> Vec<Arc<dyn Driver>> {
-        let mut drivers = drivers::builtin(star);
-        drivers.retain(|d| d.kind() != BaseKind::App);
-        if star == StarSub::Super {
-            drivers.push(Arc::new(Greeter));
-        }
-        drivers
-    }
-
-    fn registry(&self) -> Arc<dyn RegistryApi> {
-        self.registry.clone()
-    }
-
-    fn secret(&self) -> &[u8] {
-        SECRET.as_bytes()
-    }
-}
-
 #[test]
 fn a_custom_hyperverse_composes_its_own_driver() {
     actix_rt::System::new().block_on(async {
-        let hyperverse = Arc::new(Greeting {
-            registry: registry(),
-        });
+        let hyperverse = Arc::new(AppsBy::new(
+            registry(),
+            Arc::new(Greeter),
+            Some(StarSub::Super),
+        ));
         let a = Node::start(settings("a"), hyperverse).await.unwrap();
         let hv = client(&a, Some(SECRET)).await;
         hv.create("localhost", Kind::Space, Vec::new(), Strategy::Commit)
@@ -363,35 +382,11 @@ impl Driver for Mute {
     }
 }
 
-/// The standard drivers, with `App` served by [`Mute`].
-struct Muted {
-    registry: Arc<dyn RegistryApi>,
-}
-
-impl Hyperverse for Muted {
-    fn drivers(&self, star: StarSub) -> Vec<Arc<dyn Driver>> {
-        let mut drivers = drivers::builtin(star);
-        drivers.retain(|d| d.kind() != BaseKind::App);
-        drivers.push(Arc::new(Mute));
-        drivers
-    }
-
-    fn registry(&self) -> Arc<dyn RegistryApi> {
-        self.registry.clone()
-    }
-
-    fn secret(&self) -> &[u8] {
-        SECRET.as_bytes()
-    }
-}
-
 #[test]
 fn a_driver_that_never_answers_gets_a_408_and_hurts_no_one() {
     actix_rt::System::new().block_on(async {
         let registry = registry();
-        let muted = Arc::new(Muted {
-            registry: registry.clone(),
-        });
+        let muted = Arc::new(AppsBy::new(registry.clone(), Arc::new(Mute), None));
         let a = Node::start(settings("a"), muted.clone()).await.unwrap();
         let b = Node::start(settings("b"), muted).await.unwrap();
         until_it_sees(&a, 8).await;
@@ -584,33 +579,10 @@ impl Driver for Unruly {
     }
 }
 
-struct UnrulyApps {
-    registry: Arc<dyn RegistryApi>,
-}
-
-impl Hyperverse for UnrulyApps {
-    fn drivers(&self, star: StarSub) -> Vec<Arc<dyn Driver>> {
-        let mut drivers = drivers::builtin(star);
-        drivers.retain(|d| d.kind() != BaseKind::App);
-        drivers.push(Arc::new(Unruly));
-        drivers
-    }
-
-    fn registry(&self) -> Arc<dyn RegistryApi> {
-        self.registry.clone()
-    }
-
-    fn secret(&self) -> &[u8] {
-        SECRET.as_bytes()
-    }
-}
-
 #[test]
 fn a_panicking_driver_or_an_oversized_answer_fails_one_wave_only() {
     actix_rt::System::new().block_on(async {
-        let hyperverse = Arc::new(UnrulyApps {
-            registry: registry(),
-        });
+        let hyperverse = Arc::new(AppsBy::new(registry(), Arc::new(Unruly), None));
         let small = |machine: &str| Settings {
             max_frame_bytes: 100_000,
             ..settings(machine)
