@@ -652,3 +652,187 @@ async fn wasm_text_artifacts_run_and_modules_are_shared() {
         Ok(text("still"))
     );
 }
+
+type Pending<'a> = std::pin::Pin<Box<dyn Future<Output = Result<Substance, Error>> + 'a>>;
+
+/// Polls each future once, in order, as a star does when their waves arrive (so they
+/// queue in that order), then awaits them from the last to the first.
+async fn arrive(mut futures: Vec<Pending<'_>>) -> Vec<Result<Substance, Error>> {
+    use std::task::{Context, Poll, Waker};
+    let mut cx = Context::from_waker(Waker::noop());
+    let mut outputs: Vec<Option<Result<Substance, Error>>> = futures
+        .iter_mut()
+        .map(|f| match f.as_mut().poll(&mut cx) {
+            Poll::Ready(output) => Some(output),
+            Poll::Pending => None,
+        })
+        .collect();
+    for (i, future) in futures.into_iter().enumerate().rev() {
+        if outputs[i].is_none() {
+            outputs[i] = Some(future.await);
+        }
+    }
+    outputs.into_iter().map(Option::unwrap).collect()
+}
+
+#[tokio::test]
+async fn calls_queued_together_run_in_arrival_order_with_state_requests_in_place() {
+    let world = World::new().await;
+    let driver = driver();
+    let wasm = world.publish("counter", COUNTER).await;
+    let a = world.live(&driver, "a", &wasm).await;
+    let b = world.live(&driver, "b", &wasm).await;
+    let mut waves: Vec<Pending<'_>> = Vec::new();
+    for i in 0..300 {
+        waves.push(Box::pin(call(&driver, &world, a.point(), text("tick"))));
+        if i % 3 == 0 {
+            waves.push(Box::pin(call(&driver, &world, b.point(), text("tock"))));
+        }
+        if i == 99 {
+            let snapshot = driver.snapshot(a.point());
+            waves.push(Box::pin(async move {
+                Ok(Substance::Bin(snapshot.await?.unwrap_or_default()))
+            }));
+        }
+        if i == 199 {
+            let wave = ping(a.point(), Method::Cmd(CmdMethod::Read), Substance::Empty);
+            let (driver, world) = (&driver, &world);
+            waves.push(Box::pin(async move {
+                driver.handle(world.ctx(&NoOutbound), &wave).await
+            }));
+        }
+    }
+    let answers = arrive(waves).await;
+    let (mut a_count, mut b_count) = (0, 0);
+    for answer in answers {
+        match answer.unwrap() {
+            Substance::Bin(snapshot) => {
+                assert_eq!(Snapshot::decode(&snapshot).unwrap().calls, 100);
+            }
+            Substance::Map(map) => assert_eq!(map["calls"], text("200")),
+            Substance::Text(count) if count == (a_count + 1).to_string() => a_count += 1,
+            Substance::Text(count) => {
+                assert_eq!(count, (b_count + 1).to_string(), "a: {a_count}");
+                b_count += 1;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    assert_eq!((a_count, b_count), (300, 100));
+    assert_eq!(read(&driver, &world, a.point()).await["calls"], "300");
+}
+
+#[tokio::test]
+async fn signals_of_calls_queued_together_leave_in_call_order() {
+    let world = World::new().await;
+    let wasm = world.publish("ledger", LEDGER).await;
+    let driver = driver();
+    let recorder = Recorder::default();
+    let flaky = world.live(&driver, "flaky", &wasm).await;
+    let clean = world.live(&driver, "clean", &wasm).await;
+    let bodies: Vec<String> = (0..400)
+        .map(|i| match i % 7 {
+            3 => "fail".to_string(),
+            _ => format!("wave {i}"),
+        })
+        .collect();
+    let (driver, world, recorder) = (&driver, &world, &recorder);
+    let waves: Vec<Pending<'_>> = bodies
+        .iter()
+        .map(|body| {
+            let mut wave = ping(flaky.point(), ext("Go"), text(body));
+            wave.hops = 4;
+            Box::pin(async move { driver.handle(world.ctx(recorder), &wave).await }) as Pending<'_>
+        })
+        .collect();
+    let answers = arrive(waves).await;
+    for (body, answer) in bodies.iter().zip(&answers) {
+        match body.as_str() {
+            "fail" => assert!(matches!(answer, Err(Error::AlreadyExists(_))), "{answer:?}"),
+            _ => assert_eq!(answer, &Ok(Substance::Empty)),
+        }
+    }
+    let kept: Vec<&String> = bodies.iter().filter(|b| *b != "fail").collect();
+    let signals = recorder.0.lock().unwrap().clone();
+    let sent: Vec<Substance> = signals.iter().map(|s| s.body.clone()).collect();
+    let expected: Vec<Substance> = kept.iter().map(|b| text(b)).collect();
+    assert_eq!(sent, expected, "in call order, none from a failed call");
+    assert!(
+        signals
+            .iter()
+            .all(|s| s.hops == 5 && s.from == *flaky.point())
+    );
+
+    for body in kept {
+        call(driver, world, clean.point(), text(body))
+            .await
+            .unwrap();
+    }
+    assert_eq!(
+        driver.digest(flaky.point()).await.unwrap(),
+        driver.digest(clean.point()).await.unwrap(),
+        "the refused waves left nothing behind"
+    );
+}
+
+#[tokio::test]
+async fn a_release_lets_the_calls_before_it_finish_and_refuses_the_rest() {
+    let world = World::new().await;
+    let driver = driver();
+    let wasm = world.publish("counter", COUNTER).await;
+    let counter = world.live(&driver, "counter", &wasm).await;
+    let mut waves: Vec<Pending<'_>> = (0..50)
+        .map(|_| Box::pin(call(&driver, &world, counter.point(), text("tick"))) as Pending<'_>)
+        .collect();
+    waves.push(Box::pin(async {
+        driver.release(counter.point()).await;
+        Ok(Substance::Empty)
+    }));
+    waves
+        .extend((0..5).map(|_| {
+            Box::pin(call(&driver, &world, counter.point(), text("tick"))) as Pending<'_>
+        }));
+    let answers = arrive(waves).await;
+    for (i, answer) in answers[..50].iter().enumerate() {
+        assert_eq!(answer, &Ok(text(&(i + 1).to_string())));
+    }
+    assert_eq!(answers[50], Ok(Substance::Empty));
+    for answer in &answers[51..] {
+        assert!(matches!(answer, Err(Error::Unavailable(_))), "{answer:?}");
+    }
+    assert_eq!(driver.live_count(), 0);
+}
+
+#[tokio::test]
+async fn a_busy_mechtron_takes_turns_with_the_others_on_one_worker() {
+    let world = World::new().await;
+    let driver = driver_with(MechtronConfig {
+        threads: 1,
+        ..config()
+    });
+    let spinner = world
+        .live(&driver, "spinner", &world.publish("spinner", SPINNER).await)
+        .await;
+    let echo = world
+        .live(&driver, "echo", &world.publish("echo", ECHO).await)
+        .await;
+    let before = driver.metrics().invocations();
+    let spin = || Box::pin(call(&driver, &world, spinner.point(), text("go"))) as Pending<'_>;
+    // Three calls to the spinner, then one to the echo, queued in that order.
+    let mut spins = [spin(), spin(), spin()];
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    for spin in &mut spins {
+        assert!(spin.as_mut().poll(&mut cx).is_pending());
+    }
+    let hi = call(&driver, &world, echo.point(), text("hi")).await;
+    assert_eq!(hi, Ok(text("hi")));
+    // Calls are counted as they start: the first spin, the echo, perhaps the second
+    // spin; not all three spins before the echo.
+    let started = driver.metrics().invocations() - before;
+    assert!((2..=3).contains(&started), "{started} calls started");
+    for spin in spins {
+        let err = spin.await.unwrap_err();
+        assert!(err.to_string().contains("fuel exhausted"), "{err}");
+    }
+    assert_eq!(driver.metrics().invocations() - before, 4);
+}

@@ -1,12 +1,19 @@
-//! [`MechtronDriver`]: the `Driver` of `Mechtron` particles. It owns the queue of each
-//! live mechtron and carries calls to the worker pool; it never runs guest code on the
-//! caller's thread.
+//! [`MechtronDriver`]: the `Driver` of `Mechtron` particles. It keeps the [`Slot`] of
+//! each live mechtron, queues waves and state requests on it and hands the signals of
+//! finished calls to the star; it never runs guest code on the caller's thread.
 //!
-//! Each mechtron sits behind its own async mutex, which hands it out in the order its
-//! calls arrived. A call holds it from before it is queued for a worker until its
-//! signals have been handed to the star, so the calls of one mechtron run one at a time,
-//! in arrival order, and their signals leave in the same order; calls to different
-//! mechtrons run in parallel on up to `threads` workers.
+//! A call takes no lock that waits: `handle` queues the call on the mechtron's slot (in
+//! the order the `handle` futures are first polled) and awaits its answer, which a
+//! worker sends once it ran the call. The workers run a mechtron's queued calls back to
+//! back, so calls to one mechtron pipeline instead of taking turns through the star's
+//! thread; see `slot.rs` for the order and `pool.rs` for the threads. Calls to one
+//! mechtron run one at a time, in arrival order, and their signals leave in that order;
+//! calls to different mechtrons run in parallel on up to `threads` workers.
+//!
+//! Signals leave from the star's side: the caller of a call hands the star the signals
+//! of every call of the mechtron up to its own that have not left yet (through its own
+//! `ctx.outbound`, which on a star is the star's). A call whose caller stops waiting
+//! still runs; its signals leave with the next call's.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -17,7 +24,6 @@ use hyperverse_core::particle::ParticleRecord;
 use hyperverse_core::point::Point;
 use hyperverse_core::wave::{Agent, CmdMethod, Method, Ping, Signal, Substance, WaveIdGen};
 use hyperverse_core::{BaseKind, Error, Kind, Result};
-use tokio::sync::Mutex as Queue;
 
 use super::abi;
 use super::config::MechtronConfig;
@@ -26,6 +32,7 @@ use super::mechtron::Mechtron;
 use super::metrics::WasmMetrics;
 use super::pool::Pool;
 use super::runtime::{Code, Runtime};
+use super::slot::{Slot, gone};
 use super::snapshot::Snapshot;
 
 /// The property that names a mechtron's artifact.
@@ -35,15 +42,11 @@ pub const CONFIG: &str = "config";
 /// The artifact property that holds its content hash (a cache hint).
 pub const HASH: &str = "hash";
 
-type Slot = Arc<Queue<Option<Mechtron>>>;
-/// A mechtron's turn: while it is held, no other call to it starts.
-type Turn = tokio::sync::OwnedMutexGuard<Option<Mechtron>>;
-
 /// Runs `Mechtron` particles: wasm guests (see `docs/wasm-abi.md`).
 pub struct MechtronDriver {
     rt: Arc<Runtime>,
     pool: Pool,
-    live: Mutex<HashMap<Point, Slot>>,
+    live: Mutex<HashMap<Point, Arc<Slot>>>,
     ids: WaveIdGen,
 }
 
@@ -70,8 +73,13 @@ fn signal(ids: &WaveIdGen, from: &Point, hops: u16, out: Outgoing) -> Signal {
     }
 }
 
-fn gone(point: &Point) -> Error {
-    Error::Unavailable(format!("mechtron {point} is not live on this star"))
+fn panicked() -> Error {
+    Error::internal("a wasm worker failed (panicked) running the call")
+}
+
+/// The mechtron, unless it was released before the work's turn.
+fn live<'a>(mechtron: &'a mut Option<Mechtron>, point: &Point) -> Result<&'a mut Mechtron> {
+    mechtron.as_mut().ok_or_else(|| gone(point))
 }
 
 impl MechtronDriver {
@@ -102,62 +110,36 @@ impl MechtronDriver {
         self.slots().len()
     }
 
-    fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<Point, Slot>> {
+    fn slots(&self) -> std::sync::MutexGuard<'_, HashMap<Point, Arc<Slot>>> {
         self.live.lock().unwrap_or_else(PoisonError::into_inner)
     }
 
-    fn slot(&self, point: &Point) -> Result<Slot> {
+    fn slot(&self, point: &Point) -> Result<Arc<Slot>> {
         self.slots().get(point).cloned().ok_or_else(|| gone(point))
     }
 
-    /// Makes `mechtron` the live one at its point; one that was there is dropped once its
-    /// running call ends.
-    async fn install(&self, mechtron: Mechtron) {
-        let point = mechtron.point().clone();
+    /// Makes `slot` the live one at its point; the mechtron that was there is dropped
+    /// once the work queued for it ran.
+    fn install(&self, slot: Arc<Slot>) {
         let old = {
             let mut slots = self.slots();
-            let old = slots.insert(point, Arc::new(Queue::new(Some(mechtron))));
+            let old = slots.insert(slot.point().clone(), slot);
             self.rt.metrics.set_instances(slots.len());
             old
         };
         if let Some(old) = old {
-            *old.lock().await = None;
+            drop(old.release(&self.pool));
         }
     }
 
-    /// Runs `job` on a worker with the mechtron at `point`, after the calls queued before
-    /// it. The result comes with the mechtron's turn: no other call to it starts until
-    /// the turn is dropped. (No await comes before the lock, so calls queue in the order
-    /// their futures are first polled; tokio's mutex is FIFO.)
-    async fn with<T: Send + 'static>(
+    /// Runs `job` on a worker with the mechtron of `slot`, after the work queued before
+    /// it.
+    async fn job<T: Send + 'static>(
         &self,
-        point: &Point,
-        job: impl FnOnce(&Runtime, &mut Mechtron) -> Result<T> + Send + 'static,
-    ) -> Result<(T, Turn)> {
-        self.with_slot(self.slot(point)?, point, job).await
-    }
-
-    async fn with_slot<T: Send + 'static>(
-        &self,
-        slot: Slot,
-        point: &Point,
-        job: impl FnOnce(&Runtime, &mut Mechtron) -> Result<T> + Send + 'static,
-    ) -> Result<(T, Turn)> {
-        let guard = slot.lock_owned().await;
-        let rt = self.rt.clone();
-        let point = point.clone();
-        let (guard, result) = self
-            .pool
-            .run(move || {
-                let mut guard = guard;
-                let result = match guard.as_mut() {
-                    Some(mechtron) => job(&rt, mechtron),
-                    None => Err(gone(&point)),
-                };
-                (guard, result)
-            })
-            .await?;
-        result.map(|value| (value, guard))
+        slot: &Arc<Slot>,
+        job: impl FnOnce(&Runtime, &mut Option<Mechtron>) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        slot.job(&self.pool, job).await.map_err(|_| panicked())?
     }
 
     /// The compiled module of the artifact at `wasm`: from the cache when the artifact's
@@ -193,17 +175,18 @@ impl MechtronDriver {
     }
 
     /// Takes the state of the mechtron at `point` and releases it in one step, so no call
-    /// lands after the snapshot (for moving it to another star). Calls still queued fail
-    /// with `Unavailable`.
+    /// lands after the snapshot (for moving it to another star). Calls queued after it
+    /// fail with `Unavailable`.
     pub async fn snapshot_and_release(&self, point: &Point) -> Result<Vec<u8>> {
         let slot = self.slot(point)?;
-        let (bytes, mut guard) = self
-            .with_slot(slot.clone(), point, |rt, m| {
-                m.snapshot(rt).map(|s| s.encode())
+        let at = point.clone();
+        let bytes = self
+            .job(&slot, move |rt, m| {
+                let bytes = live(m, &at)?.snapshot(rt)?.encode();
+                *m = None;
+                Ok(bytes)
             })
             .await?;
-        *guard = None;
-        drop(guard);
         self.forget(point, &slot);
         Ok(bytes)
     }
@@ -211,28 +194,34 @@ impl MechtronDriver {
     /// The SHA-256 hex of the mechtron's [`Driver::snapshot`]: equal digests,
     /// equal states.
     pub async fn digest(&self, point: &Point) -> Result<String> {
-        let (digest, _guard) = self
-            .with(point, |rt, m| m.snapshot(rt).map(|s| s.digest()))
-            .await?;
-        Ok(digest)
+        let slot = self.slot(point)?;
+        let at = point.clone();
+        self.job(&slot, move |rt, m| Ok(live(m, &at)?.snapshot(rt)?.digest()))
+            .await
     }
 
     /// `Cmd<Read>`: `digest` (text), `calls` (decimal text), `module` (the artifact's
-    /// content hash), `memory` (bytes, decimal text).
+    /// content hash), `memory` (bytes, decimal text). Put together on a worker (hashing
+    /// the memory takes a while).
     async fn read(&self, point: &Point) -> Result<Substance> {
-        let (snapshot, _guard) = self.with(point, |rt, m| m.snapshot(rt)).await?;
-        let mut map = BTreeMap::new();
-        map.insert("digest".into(), Substance::Text(snapshot.digest()));
-        map.insert("calls".into(), Substance::Text(snapshot.calls.to_string()));
-        map.insert("module".into(), Substance::Text(snapshot.module));
-        map.insert(
-            "memory".into(),
-            Substance::Text(snapshot.memory.len().to_string()),
-        );
-        Ok(Substance::Map(map))
+        let slot = self.slot(point)?;
+        let at = point.clone();
+        self.job(&slot, move |rt, m| {
+            let snapshot = live(m, &at)?.snapshot(rt)?;
+            let mut map = BTreeMap::new();
+            map.insert("digest".into(), Substance::Text(snapshot.digest()));
+            map.insert("calls".into(), Substance::Text(snapshot.calls.to_string()));
+            map.insert(
+                "memory".into(),
+                Substance::Text(snapshot.memory.len().to_string()),
+            );
+            map.insert("module".into(), Substance::Text(snapshot.module));
+            Ok(Substance::Map(map))
+        })
+        .await
     }
 
-    fn forget(&self, point: &Point, slot: &Slot) {
+    fn forget(&self, point: &Point, slot: &Arc<Slot>) {
         let mut slots = self.slots();
         if slots.get(point).is_some_and(|s| Arc::ptr_eq(s, slot)) {
             slots.remove(point);
@@ -275,12 +264,15 @@ impl Driver for MechtronDriver {
         let point = record.point().clone();
         let code = self.code(ctx, &wasm, &point).await?;
         let rt = self.rt.clone();
-        let (mechtron, signals) = self
+        let (slot, signals) = self
             .pool
-            .run(move || Mechtron::activate(&rt, point, code, config))
+            .run(move || {
+                let (mechtron, signals) = Mechtron::activate(&rt, point, code, config)?;
+                Ok::<_, Error>((Slot::new(rt, mechtron), signals))
+            })
             .await??;
-        let from = mechtron.point().clone();
-        self.install(mechtron).await;
+        let from = slot.point().clone();
+        self.install(slot);
         for out in signals {
             ctx.outbound.signal(signal(&self.ids, &from, 0, out));
         }
@@ -291,17 +283,16 @@ impl Driver for MechtronDriver {
         if ping.method == Method::Cmd(CmdMethod::Read) {
             return self.read(&ping.to).await;
         }
-        let method = ping.method.to_string();
         let body = abi::body_bytes(&ping.body)?.to_vec();
-        let (answer, guard) = self
-            .with(&ping.to, move |rt, m| m.handle(rt, method, body))
-            .await?;
+        let slot = self.slot(&ping.to)?;
+        // Queued before the first await: in the order the calls' futures are polled.
         let hops = ping.hops.saturating_add(1);
-        for out in answer.signals {
+        let call = slot.call(&self.pool, ping.method.clone(), body, hops);
+        let answer = call.answer.await;
+        slot.signals_through(call.ticket, |hops, out| {
             ctx.outbound.signal(signal(&self.ids, &ping.to, hops, out));
-        }
-        drop(guard);
-        Ok(abi::substance(answer.reply))
+        });
+        answer.map_err(|_| panicked())?
     }
 
     async fn release(&self, point: &Point) {
@@ -309,7 +300,7 @@ impl Driver for MechtronDriver {
             return;
         };
         self.forget(point, &slot);
-        *slot.lock().await = None;
+        let _ = slot.release(&self.pool).await;
     }
 
     fn stateful(&self) -> bool {
@@ -319,10 +310,12 @@ impl Driver for MechtronDriver {
     /// The state of the mechtron at `point`, taken between two calls (after those
     /// queued before it).
     async fn snapshot(&self, point: &Point) -> Result<Option<Vec<u8>>> {
-        let (bytes, _guard) = self
-            .with(point, |rt, m| m.snapshot(rt).map(|s| s.encode()))
-            .await?;
-        Ok(Some(bytes))
+        let slot = self.slot(point)?;
+        let at = point.clone();
+        self.job(&slot, move |rt, m| {
+            Ok(Some(live(m, &at)?.snapshot(rt)?.encode()))
+        })
+        .await
     }
 
     /// Makes the mechtron of `record` live here with the state in `snapshot` (from
@@ -338,14 +331,15 @@ impl Driver for MechtronDriver {
         let code = self.code(ctx, &wasm, &point).await?;
         let rt = self.rt.clone();
         let snapshot = snapshot.to_vec();
-        let mechtron = self
+        let slot = self
             .pool
             .run(move || {
                 let snapshot = Snapshot::decode(&snapshot)?;
-                Mechtron::restore(&rt, point, code, snapshot)
+                let mechtron = Mechtron::restore(&rt, point, code, snapshot)?;
+                Ok::<_, Error>(Slot::new(rt, mechtron))
             })
             .await??;
-        self.install(mechtron).await;
+        self.install(slot);
         Ok(())
     }
 }

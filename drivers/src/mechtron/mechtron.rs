@@ -1,6 +1,6 @@
 //! [`Mechtron`]: one live mechtron — its instance, its call count and its journal — and
 //! what a call's outcome means for it. Runs on a worker thread, one call at a time; the
-//! queueing is [`super::driver`]'s.
+//! queueing is [`super::slot`]'s.
 //!
 //! A failed call (out of fuel, over the memory limit, a trap, or a reply status outside
 //! 2xx) leaves no trace: the state is rolled back to before the call, the signals it

@@ -2,18 +2,24 @@
 //! so that it is deterministic. The guest ABI is in `docs/wasm-abi.md`.
 //!
 //! ```text
-//! MechtronDriver (one per star)         driver.rs   per-mechtron queues, the Driver impl
+//! MechtronDriver (one per star)         driver.rs   the Driver impl, live slots, signals out
 //! ├── Runtime: Engine, Linker, cache    runtime.rs  compiled modules by content hash
-//! ├── Pool: hv-wasm-N threads           pool.rs     where guest code runs
-//! └── Mechtron (one per particle)       mechtron.rs outcome → state, rollback
-//!     ├── Live: Store + instance        live.rs     one call into the guest
-//!     │   └── Host: hv_* functions      host.rs     reply, log, buffered signals
-//!     └── Journal                       journal.rs  base + calls since, for rollback
+//! ├── Pool: hv-wasm-N threads           pool.rs     where guest code runs; turns, jobs
+//! └── Slot (one per particle)           slot.rs     its line of calls, run in order
+//!     ├── Outbox                        outbox.rs   finished calls' signals, in order
+//!     └── Mechtron                      mechtron.rs outcome → state, rollback
+//!         ├── Live: Store + instance    live.rs     one call into the guest
+//!         │   └── Host: hv_* functions  host.rs     reply, log, buffered signals
+//!         └── Journal                   journal.rs  base + calls since, for rollback
 //! ```
 //!
+//! A call from the star: `handle` queues it on the mechtron's slot and awaits; a worker
+//! runs the slot's queued calls back to back and answers each; the caller then hands the
+//! star its call's signals (and any earlier call's still waiting). See `slot.rs`.
+//!
 //! Pure pieces: `abi.rs` (the ABI's checks, statuses, bodies), `scan.rs` (mutable
-//! globals from the binary), `snapshot.rs` (the state's byte format), `config.rs`,
-//! `metrics.rs`, and `guests.rs` (the example guests).
+//! globals from the binary), `snapshot.rs` (the state's byte format), `outbox.rs`,
+//! `journal.rs`, `config.rs`, `metrics.rs`, and `guests.rs` (the example guests).
 //!
 //! What a caller sees:
 //! - A call's reply is the guest's `hv_reply` bytes (text when UTF-8) for a 2xx status;
@@ -36,9 +42,11 @@ mod live;
 #[allow(clippy::module_inception)]
 mod mechtron;
 mod metrics;
+mod outbox;
 mod pool;
 mod runtime;
 mod scan;
+mod slot;
 mod snapshot;
 
 pub use abi::{ALLOC, HANDLE, HOST_MODULE, INIT, LOG, MEMORY, REPLY, SIGNAL};

@@ -1,0 +1,96 @@
+//! [`Outbox`]: the signals of one mechtron's finished calls, waiting to be handed to the
+//! star in call order. Pure bookkeeping: the worker that ran a call puts its signals in
+//! (calls finish in order, so they go in in order), and the caller of a call takes out
+//! everything up to and including its own call, so no call's signals can overtake an
+//! earlier call's, whichever caller wakes first.
+//!
+//! A call is known by its *ticket*: its place in the mechtron's queue (see
+//! [`super::slot`]). Failed calls put nothing in: their signals are dropped.
+
+use std::collections::VecDeque;
+
+use super::host::Outgoing;
+
+/// Signals of one successful call.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) struct Sent {
+    /// The call's ticket.
+    pub ticket: u64,
+    /// The hop count its signals carry.
+    pub hops: u16,
+    pub signals: Vec<Outgoing>,
+}
+
+/// Signals of finished calls, oldest first.
+#[derive(Debug, Default)]
+pub(crate) struct Outbox {
+    waiting: VecDeque<Sent>,
+}
+
+impl Outbox {
+    /// Adds the signals of the call `ticket`, which finished after every call already
+    /// in. A call without signals adds nothing.
+    pub(crate) fn put(&mut self, sent: Sent) {
+        debug_assert!(
+            self.waiting
+                .back()
+                .is_none_or(|last| last.ticket < sent.ticket)
+        );
+        if !sent.signals.is_empty() {
+            self.waiting.push_back(sent);
+        }
+    }
+
+    /// Takes the signals of the calls up to and including `ticket`, oldest first.
+    pub(crate) fn take_through(&mut self, ticket: u64) -> impl Iterator<Item = Sent> + '_ {
+        let end = self.waiting.partition_point(|sent| sent.ticket <= ticket);
+        self.waiting.drain(..end)
+    }
+
+    /// Signals waiting (of calls whose callers have not come for them yet).
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.waiting.len()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use hyperverse_core::wave::{Method, Substance};
+
+    use super::*;
+
+    fn sent(ticket: u64, bodies: &[&str]) -> Sent {
+        Sent {
+            ticket,
+            hops: 1,
+            signals: bodies
+                .iter()
+                .map(|b| Outgoing {
+                    to: "localhost:echo".parse().unwrap(),
+                    method: Method::Ext("Chat".into()),
+                    body: Substance::Text((*b).into()),
+                })
+                .collect(),
+        }
+    }
+
+    fn tickets(taken: impl Iterator<Item = Sent>) -> Vec<u64> {
+        taken.map(|s| s.ticket).collect()
+    }
+
+    #[test]
+    fn a_later_caller_takes_the_earlier_signals_first() {
+        let mut outbox = Outbox::default();
+        outbox.put(sent(1, &["a"]));
+        outbox.put(sent(2, &[]));
+        outbox.put(sent(3, &["b", "c"]));
+        outbox.put(sent(5, &["d"]));
+        // The caller of call 3 wakes before the caller of call 1.
+        assert_eq!(tickets(outbox.take_through(3)), [1, 3]);
+        assert_eq!(tickets(outbox.take_through(1)), Vec::<u64>::new());
+        assert_eq!(outbox.len(), 1, "call 5's signals wait for their caller");
+        assert_eq!(tickets(outbox.take_through(5)), [5]);
+        assert_eq!(outbox.len(), 0);
+    }
+}

@@ -1,0 +1,249 @@
+//! [`Slot`]: one live mechtron's place on its driver — the mechtron, the line of work
+//! queued for it and the [`Outbox`] of its calls' signals — and its [`Turn`] on the
+//! workers. It decides the order a mechtron's work runs in; what a call does to the
+//! mechtron is [`super::mechtron`]'s business, and it never sees the star.
+//!
+//! ```text
+//! caller (star) ──entry──▶ line ──(first entry: schedule)──▶ Pool ──▶ worker: Turn
+//!      ▲                                                     ├── answer ──▶ oneshot
+//!      └──── signals through its ticket ◀── Outbox ◀─────────┴── signals (success)
+//! ```
+//!
+//! - Queuing an entry takes a short lock and never waits: entries (and their tickets)
+//!   are in the order they were queued.
+//! - The slot is in the pool's line at most once (`scheduled`, set and cleared under the
+//!   line's lock), so one worker at a time runs its entries, one by one, in line order,
+//!   back to back: up to [`BATCH`] of them or [`SLICE`] of time, then the turn goes to
+//!   the back of the pool's line and other mechtrons get theirs.
+//! - A call's signals go into the outbox before its answer is sent; its caller hands
+//!   everything up to its ticket to the star (so earlier calls' signals leave first).
+//! - Snapshots, reads and releases are entries too, so they keep their place in line.
+//!   After a release the mechtron is gone: later entries fail with `Unavailable`.
+//! - An entry that panics is caught: its caller gets `Internal` (the sender is dropped),
+//!   the mechtron rolls back before its next call (see [`super::mechtron`]) and the
+//!   line goes on.
+
+use std::collections::VecDeque;
+use std::panic::{AssertUnwindSafe, catch_unwind};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::{Duration, Instant};
+
+use hyperverse_core::point::Point;
+use hyperverse_core::wave::{Method, Substance};
+use hyperverse_core::{Error, Result};
+use tokio::sync::oneshot;
+
+use super::abi;
+use super::host::Outgoing;
+use super::mechtron::Mechtron;
+use super::outbox::{Outbox, Sent};
+use super::pool::{Pool, Turn};
+use super::runtime::Runtime;
+
+/// The most entries one turn runs before others get theirs.
+const BATCH: usize = 64;
+/// The longest one turn goes on starting entries before others get theirs.
+const SLICE: Duration = Duration::from_millis(1);
+
+/// Work for a mechtron other than a call, given the mechtron (`None` once released).
+type Job = Box<dyn FnOnce(&Runtime, &mut Option<Mechtron>) + Send>;
+
+enum Entry {
+    Call {
+        ticket: u64,
+        hops: u16,
+        method: Method,
+        body: Vec<u8>,
+        answer: oneshot::Sender<Result<Substance>>,
+    },
+    Job(Job),
+}
+
+#[derive(Default)]
+struct Line {
+    entries: VecDeque<Entry>,
+    /// In the pool's line or running on a worker.
+    scheduled: bool,
+    /// The next entry's ticket.
+    tickets: u64,
+}
+
+/// A call queued on a slot.
+#[derive(Debug)]
+pub(crate) struct Queued {
+    /// Its place in line: its signals are taken out of the outbox through it.
+    pub ticket: u64,
+    /// The reply, or why the call failed; an error when its worker panicked.
+    pub answer: oneshot::Receiver<Result<Substance>>,
+}
+
+/// One live mechtron and the work queued for it.
+pub(crate) struct Slot {
+    point: Point,
+    rt: Arc<Runtime>,
+    line: Mutex<Line>,
+    /// Only the worker running the slot's turn locks it.
+    mechtron: Mutex<Option<Mechtron>>,
+    outbox: Mutex<Outbox>,
+}
+
+impl std::fmt::Debug for Slot {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Slot")
+            .field("point", &self.point)
+            .field("queued", &lock(&self.line).entries.len())
+            .finish_non_exhaustive()
+    }
+}
+
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The error of work for a mechtron that is not (or no longer) live here.
+pub(crate) fn gone(point: &Point) -> Error {
+    Error::Unavailable(format!("mechtron {point} is not live on this star"))
+}
+
+impl Slot {
+    pub(crate) fn new(rt: Arc<Runtime>, mechtron: Mechtron) -> Arc<Self> {
+        Arc::new(Self {
+            point: mechtron.point().clone(),
+            rt,
+            line: Mutex::default(),
+            mechtron: Mutex::new(Some(mechtron)),
+            outbox: Mutex::default(),
+        })
+    }
+
+    pub(crate) fn point(&self) -> &Point {
+        &self.point
+    }
+
+    fn push(self: &Arc<Self>, pool: &Pool, entry: impl FnOnce(u64) -> Entry) -> u64 {
+        let mut line = lock(&self.line);
+        let ticket = line.tickets;
+        line.tickets += 1;
+        line.entries.push_back(entry(ticket));
+        let idle = !std::mem::replace(&mut line.scheduled, true);
+        drop(line);
+        if idle {
+            pool.schedule(self.clone());
+        }
+        ticket
+    }
+
+    /// Queues a call of `hv_handle`; a success's signals will carry `hops`.
+    pub(crate) fn call(
+        self: &Arc<Self>,
+        pool: &Pool,
+        method: Method,
+        body: Vec<u8>,
+        hops: u16,
+    ) -> Queued {
+        let (answer, answered) = oneshot::channel();
+        let ticket = self.push(pool, |ticket| Entry::Call {
+            ticket,
+            hops,
+            method,
+            body,
+            answer,
+        });
+        Queued {
+            ticket,
+            answer: answered,
+        }
+    }
+
+    /// Queues `job`, to run with the mechtron (`None` once released) after the entries
+    /// queued before it.
+    pub(crate) fn job<T: Send + 'static>(
+        self: &Arc<Self>,
+        pool: &Pool,
+        job: impl FnOnce(&Runtime, &mut Option<Mechtron>) -> T + Send + 'static,
+    ) -> oneshot::Receiver<T> {
+        let (answer, answered) = oneshot::channel();
+        self.push(pool, |_| {
+            Entry::Job(Box::new(move |rt, mechtron| {
+                // The caller may have gone: nobody to tell.
+                let _ = answer.send(job(rt, mechtron));
+            }))
+        });
+        answered
+    }
+
+    /// Queues the release: the mechtron is dropped once the entries before it ran.
+    pub(crate) fn release(self: &Arc<Self>, pool: &Pool) -> oneshot::Receiver<()> {
+        self.job(pool, |_, mechtron| drop(mechtron.take()))
+    }
+
+    /// Hands `send` the signals of the successful calls up to and including `ticket`
+    /// that have not left yet, oldest first. (Under the outbox's lock, so two callers
+    /// cannot interleave them.)
+    pub(crate) fn signals_through(&self, ticket: u64, mut send: impl FnMut(u16, Outgoing)) {
+        let mut outbox = lock(&self.outbox);
+        for sent in outbox.take_through(ticket) {
+            for out in sent.signals {
+                send(sent.hops, out);
+            }
+        }
+    }
+
+    /// The next entry; none (and no longer scheduled) when the line is empty.
+    fn next(&self) -> Option<Entry> {
+        let mut line = lock(&self.line);
+        let entry = line.entries.pop_front();
+        line.scheduled = entry.is_some();
+        entry
+    }
+
+    fn serve(&self, entry: Entry, mechtron: &mut Option<Mechtron>) {
+        match entry {
+            Entry::Call {
+                ticket,
+                hops,
+                method,
+                body,
+                answer,
+            } => {
+                let result = match mechtron.as_mut() {
+                    // Spelled out here rather than on the caller's thread.
+                    Some(m) => m.handle(&self.rt, method.to_string(), body).map(|answer| {
+                        lock(&self.outbox).put(Sent {
+                            ticket,
+                            hops,
+                            signals: answer.signals,
+                        });
+                        abi::substance(answer.reply)
+                    }),
+                    None => Err(gone(&self.point)),
+                };
+                // The caller may have gone: the call still counted.
+                let _ = answer.send(result);
+            }
+            Entry::Job(job) => job(&self.rt, mechtron),
+        }
+    }
+}
+
+impl Turn for Slot {
+    fn run(&self) -> bool {
+        let started = Instant::now();
+        let mut mechtron = lock(&self.mechtron);
+        for _ in 0..BATCH {
+            let Some(entry) = self.next() else {
+                return false;
+            };
+            if catch_unwind(AssertUnwindSafe(|| self.serve(entry, &mut mechtron))).is_err() {
+                tracing::error!(mechtron = %self.point, "a wasm worker panicked; the line goes on");
+            }
+            if started.elapsed() >= SLICE {
+                break;
+            }
+        }
+        drop(mechtron);
+        let mut line = lock(&self.line);
+        line.scheduled = !line.entries.is_empty();
+        line.scheduled
+    }
+}
