@@ -247,31 +247,28 @@ async fn start_nodes(
     Ok(nodes)
 }
 
-/// Every gate takes a client, and the directory lists every star; then one more
-/// directory refresh so every node sees every other.
+/// Every gate takes a client, and every node lists every star (`stars` answers with a
+/// node's own directory view, so each one sees all the others).
 async fn await_health(nodes: &[NodeAddrs], secret: &str) -> Result<()> {
     let deadline = Instant::now() + HEALTH_WAIT;
-    let mut first = None;
+    let expected = nodes.len() * STARS_PER_NODE;
     for node in nodes {
         let client = connect_gate(&node.gate.to_string(), Some(secret), deadline).await?;
-        first.get_or_insert(client);
-    }
-    let client = first.ok_or_else(|| Error::Internal("no nodes".into()))?;
-    let expected = nodes.len() * STARS_PER_NODE;
-    loop {
-        let listed = client.stars().await.map(|s| s.len());
-        match listed {
-            Ok(n) if n >= expected => break,
-            _ if Instant::now() >= deadline => {
-                return Err(Error::Start(format!(
-                    "the star directory did not list all {expected} stars within {HEALTH_WAIT:?} \
-                     (last answer: {listed:?})"
-                )));
+        loop {
+            let listed = client.stars().await.map(|s| s.len());
+            match listed {
+                Ok(n) if n >= expected => break,
+                _ if Instant::now() >= deadline => {
+                    return Err(Error::Start(format!(
+                        "{} did not list all {expected} stars within {HEALTH_WAIT:?} \
+                         (last answer: {listed:?})",
+                        node.machine
+                    )));
+                }
+                _ => tokio::time::sleep(Duration::from_millis(50)).await,
             }
-            _ => tokio::time::sleep(Duration::from_millis(50)).await,
         }
     }
-    tokio::time::sleep(Duration::from_millis(2 * DIRECTORY_REFRESH_MS)).await;
     Ok(())
 }
 
