@@ -131,11 +131,11 @@ async fn signals_are_handled_and_their_answers_dropped() {
     base.signal(ctx, &signal(Method::Cmd(CmdMethod::Bounce)))
         .await
         .unwrap();
-    assert!(
-        base.signal(ctx, &signal(Method::Ext("Nope".into())))
-            .await
-            .is_err()
-    );
+    let refused = base
+        .signal(ctx, &signal(Method::Ext("Nope".into())))
+        .await
+        .unwrap_err();
+    assert!(matches!(refused, Error::BadRequest(_)), "{refused}");
 }
 
 #[tokio::test]

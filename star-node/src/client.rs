@@ -560,7 +560,11 @@ mod tests {
         pending.complete(2, Ok(Answer::Done));
 
         assert_eq!(second_answer.try_recv().unwrap(), Ok(Answer::Done));
-        assert!(first_answer.try_recv().is_err(), "call 1 still waits");
+        assert_eq!(
+            first_answer.try_recv(),
+            Err(oneshot::error::TryRecvError::Empty),
+            "call 1 still waits"
+        );
         assert_eq!(pending.len(), 1);
     }
 

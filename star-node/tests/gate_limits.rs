@@ -1,0 +1,276 @@
+//! The gate's limits at their edges, on one machine in process: `max_connections`
+//! sessions at once (the next is closed at once, and counted; a slot frees when a
+//! session ends), `handshake_timeout_ms` for a connection that never speaks (told why,
+//! then closed), the largest handshake frame (`HANDSHAKE_MAX_FRAME` accepted, one byte
+//! more refused), and `max_in_flight` requests per client connection (the next one is
+//! not read until one of them is answered).
+
+mod local;
+
+use std::io::Read;
+use std::net::TcpStream;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use bytes::BytesMut;
+use hyperverse_core::driver::{Driver, DriverCtx};
+use hyperverse_core::registry::Strategy;
+use hyperverse_core::wave::{Ping, Substance};
+use hyperverse_core::wire::FrameCodec;
+use hyperverse_core::wire::handshake::{self, Handshake, PeerKind};
+use hyperverse_core::{BaseKind, Error, Kind, Result};
+use local::*;
+use star_node::client::{GateClient, GateClientConfig};
+use star_node::config::Settings;
+use star_node::hyperverse::Standard;
+use star_node::node::Node;
+use star_node::protocol::HANDSHAKE_MAX_FRAME;
+use tokio_util::codec::{Decoder, Encoder};
+
+async fn node(tune: impl FnOnce(&mut Settings)) -> Node {
+    let mut settings = local::settings("a");
+    tune(&mut settings);
+    let standard = Arc::new(Standard::new(registry(), SECRET.into()));
+    Node::start(settings, standard).await.unwrap()
+}
+
+async fn connect(node: &Node) -> Result<GateClient> {
+    GateClient::connect(
+        &node.gate.to_string(),
+        Some(SECRET),
+        GateClientConfig::default(),
+    )
+    .await
+}
+
+fn failures(node: &Node, reason: &str) -> f64 {
+    sample(
+        node,
+        "hv_lane_handshake_failures_total",
+        &format!("reason=\"{reason}\""),
+    )
+}
+
+#[test]
+fn max_connections_are_served_and_the_next_is_closed_at_once() {
+    actix_rt::System::new().block_on(async {
+        let a = node(|s| s.max_connections = 3).await;
+        let mut held = Vec::new();
+        for _ in 0..3 {
+            let client = connect(&a).await.expect("within the limit");
+            client.stars().await.expect("served");
+            held.push(client);
+        }
+        match connect(&a).await {
+            // Closed before the handshake: EOF or a reset, as the timing falls.
+            Err(Error::Unavailable(why)) => {
+                assert!(why.contains("closed") || why.contains("reset"), "{why}")
+            }
+            other => panic!("the fourth connection: {other:?}"),
+        }
+        assert_eq!(failures(&a, "too_many_connections"), 1.0);
+        // The three are still served, and a slot frees when one leaves.
+        for client in &held {
+            client.stars().await.expect("still served");
+        }
+        held.pop();
+        let deadline = Instant::now() + WAIT;
+        let fourth = loop {
+            match connect(&a).await {
+                Ok(client) => break client,
+                Err(Error::Unavailable(_)) if Instant::now() < deadline => {
+                    actix_rt::time::sleep(Duration::from_millis(20)).await
+                }
+                Err(e) => panic!("no slot freed: {e}"),
+            }
+        };
+        fourth.stars().await.expect("served in the freed slot");
+        a.stop().await;
+    });
+}
+
+/// Reads until the gate closes the connection; what it sent.
+fn read_until_closed(mut stream: TcpStream) -> Vec<u8> {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let mut bytes = Vec::new();
+    match stream.read_to_end(&mut bytes) {
+        Ok(_) => bytes,
+        Err(e) => panic!("the gate did not close the connection: {e} (read {bytes:?})"),
+    }
+}
+
+fn handshakes(bytes: &[u8]) -> Vec<Handshake> {
+    let mut codec = FrameCodec::<Handshake, Handshake>::default();
+    let mut src = BytesMut::from(bytes);
+    let mut out = Vec::new();
+    while let Some(frame) = codec.decode(&mut src).unwrap() {
+        out.push(frame);
+    }
+    assert!(src.is_empty(), "whole frames only");
+    out
+}
+
+fn refused_because(bytes: &[u8], because: &str) {
+    match handshakes(bytes).as_slice() {
+        [Handshake::Refused { reason }] => assert!(reason.contains(because), "{reason}"),
+        other => panic!("expected one Refused ({because}), got {other:?}"),
+    }
+}
+
+#[test]
+fn a_connection_that_never_speaks_is_told_and_closed_at_the_handshake_timeout() {
+    actix_rt::System::new().block_on(async {
+        let a = node(|s| s.handshake_timeout_ms = 300).await;
+        let gate = a.gate;
+        let silent = actix_rt::task::spawn_blocking(move || {
+            let started = Instant::now();
+            let bytes = read_until_closed(TcpStream::connect(gate).unwrap());
+            (bytes, started.elapsed())
+        });
+        let (bytes, took) = silent.await.unwrap();
+        refused_because(&bytes, "timed out");
+        assert!(took >= Duration::from_millis(300), "closed after {took:?}");
+        assert_eq!(failures(&a, "handshake_timeout"), 1.0);
+        connect(&a).await.expect("the gate still serves");
+        a.stop().await;
+    });
+}
+
+/// A `Hello` whose frame body is exactly `len` bytes.
+fn hello_of(len: usize) -> Vec<u8> {
+    let hello = |name_len: usize| {
+        let nonce = handshake::nonce().unwrap();
+        Handshake::hello(PeerKind::Client, "n".repeat(name_len), nonce)
+    };
+    let mut codec = FrameCodec::<Handshake, Handshake>::with_max_frame(1 << 20);
+    let encode = |codec: &mut FrameCodec<Handshake, Handshake>, h| {
+        let mut dst = BytesMut::new();
+        codec.encode(h, &mut dst).unwrap();
+        dst.to_vec()
+    };
+    // Names of 300 bytes and more take the same header, so the size grows one for one.
+    let base = encode(&mut codec, hello(300)).len() - 4 - 300;
+    let frame = encode(&mut codec, hello(len - base));
+    assert_eq!(frame.len(), 4 + len);
+    frame
+}
+
+#[test]
+fn the_largest_handshake_frame_is_read_and_one_byte_more_is_refused() {
+    actix_rt::System::new().block_on(async {
+        let a = node(|_| {}).await;
+        let gate = a.gate;
+        let exchange = |frame: Vec<u8>| {
+            actix_rt::task::spawn_blocking(move || {
+                use std::io::Write;
+                let mut stream = TcpStream::connect(gate).unwrap();
+                stream.write_all(&frame).unwrap();
+                stream.shutdown(std::net::Shutdown::Write).unwrap();
+                read_until_closed(stream)
+            })
+        };
+        let largest = exchange(hello_of(HANDSHAKE_MAX_FRAME)).await.unwrap();
+        match handshakes(&largest).first() {
+            Some(Handshake::Challenge { .. }) => {}
+            other => panic!("a Hello of {HANDSHAKE_MAX_FRAME} bytes is answered: {other:?}"),
+        }
+        let over = exchange(hello_of(HANDSHAKE_MAX_FRAME + 1)).await.unwrap();
+        refused_because(&over, "over the limit of 4096");
+        assert_eq!(failures(&a, "too_large"), 1.0);
+        a.stop().await;
+    });
+}
+
+/// A driver that never answers.
+struct Mute;
+
+#[async_trait]
+impl Driver for Mute {
+    fn kind(&self) -> BaseKind {
+        BaseKind::App
+    }
+
+    async fn handle(&self, _: DriverCtx<'_>, _: &Ping) -> Result<Substance> {
+        std::future::pending().await
+    }
+}
+
+/// The timeout of the pings held in flight.
+const HELD: Duration = Duration::from_millis(600);
+
+/// With `held` pings to a mute particle in flight on one connection (each answered 408
+/// after [`HELD`]), sends a bounce to a Base particle: how long it took, and whether it
+/// was answered before the first held ping.
+async fn bounce_behind(limit: usize, held: usize) -> (Duration, bool) {
+    let hyperverse = Arc::new(AppsBy::new(registry(), Arc::new(Mute), None));
+    let mut settings = local::settings("a");
+    settings.max_in_flight = limit;
+    let a = Node::start(settings, hyperverse).await.unwrap();
+    let hv = client(&a, Some(SECRET)).await;
+    let none = Vec::new();
+    let commit = Strategy::Commit;
+    hv.create("localhost", Kind::Space, none.clone(), commit)
+        .await
+        .unwrap();
+    hv.create("localhost:mute", Kind::App, none.clone(), commit)
+        .await
+        .unwrap();
+    hv.create("localhost:base", Kind::Base, none, commit)
+        .await
+        .unwrap();
+    let mutes = (0..held).map(|_| {
+        let hv = hv.clone();
+        actix_rt::spawn(async move {
+            let answer = hv
+                .ping(p("localhost:mute"), bounce(), Substance::Empty, HELD)
+                .await;
+            match answer {
+                Err(Error::Timeout(_)) => Instant::now(),
+                other => panic!("a mute ping: {other:?}"),
+            }
+        })
+    });
+    let mutes: Vec<_> = mutes.collect();
+    // The held pings are read first.
+    let deadline = Instant::now() + WAIT;
+    while sample(&a, "hv_gate_requests_total", "op=\"ping\"") < held as f64 {
+        assert!(
+            Instant::now() < deadline,
+            "the gate never read {held} pings"
+        );
+        actix_rt::time::sleep(Duration::from_millis(5)).await;
+    }
+    let asked = Instant::now();
+    let answer = hv
+        .ping(p("localhost:base"), bounce(), text("next"), WAIT)
+        .await;
+    let answered = Instant::now();
+    assert_eq!(answer.unwrap(), text("next"));
+    let first_held = futures::future::join_all(mutes)
+        .await
+        .into_iter()
+        .map(|done| done.unwrap())
+        .min()
+        .expect("some held");
+    a.stop().await;
+    (asked.elapsed(), answered < first_held)
+}
+
+#[test]
+fn max_in_flight_requests_are_read_and_the_next_waits_for_a_free_slot() {
+    actix_rt::System::new().block_on(async {
+        let (_, first) = bounce_behind(4, 3).await;
+        assert!(
+            first,
+            "one slot left: the bounce is read and answered at once"
+        );
+        let (took, _) = bounce_behind(4, 4).await;
+        assert!(
+            took >= HELD,
+            "no slot left: the bounce is read only once a held ping is answered ({took:?})"
+        );
+    });
+}

@@ -1,0 +1,223 @@
+//! Lanes seen from the far end: one machine in process routes pings to a particle on a
+//! ghost machine (a listener the test controls, `local::ghost`), which lets the test
+//! hold pings, drop the connection, refuse dials or stall them, and watch when the lane
+//! dials again. What `lane.rs` promises:
+//!
+//! - pings in flight on a lost lane are answered 503 at once, and the lane dials again
+//!   no sooner than 100 ms later;
+//! - a lane that cannot connect backs off: 100 ms, doubling, at most 2 s, answering
+//!   503 at once meanwhile without dialing; it comes back when the peer does;
+//! - while a lane connects it queues at most `lane_backlog` frames; the next is
+//!   answered 503 at once, and the queued ones fail when the dial times out.
+
+mod local;
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use hyperverse_core::registry::Registration;
+use hyperverse_core::wave::Substance;
+use hyperverse_core::{Error, Kind, Point, Result};
+use local::ghost::{Ghost, Mode, Seen};
+use local::*;
+use star_node::client::GateClient;
+use star_node::config::Settings;
+use star_node::hyperverse::Standard;
+use star_node::node::Node;
+
+const FAR: &str = "localhost:far";
+
+/// A machine `a` that lists the ghost's star, with `localhost:far` on the ghost.
+async fn world(mode: Mode, tune: impl FnOnce(&mut Settings)) -> (Node, Ghost, GateClient) {
+    let registry = registry();
+    let localhost = Registration::new(p("localhost"), Kind::Space, Point::hyperuser());
+    registry.register(&localhost).await.unwrap();
+    let ghost = Ghost::start(registry.clone(), mode).await;
+    ghost.host(registry.as_ref(), &p(FAR)).await;
+    let mut settings = Settings {
+        directory_refresh_ms: 50,
+        ..local::settings("a")
+    };
+    tune(&mut settings);
+    let standard = Arc::new(Standard::new(registry, SECRET.into()));
+    let a = Node::start(settings, standard).await.unwrap();
+    until_it_sees(&a, 5).await;
+    let hv = client(&a, Some(SECRET)).await;
+    (a, ghost, hv)
+}
+
+/// Pings `localhost:far` with `body`; the answer and when it came.
+async fn far(hv: &GateClient, body: &str, timeout: Duration) -> (Result<Substance>, Instant) {
+    let answer = hv.ping(p(FAR), bounce(), text(body), timeout).await;
+    (answer, Instant::now())
+}
+
+fn unavailable(answer: &Result<Substance>, what: &str) {
+    assert!(
+        matches!(answer, Err(Error::Unavailable(_))),
+        "{what}: expected 503, got {answer:?}"
+    );
+}
+
+#[test]
+fn pings_in_flight_on_a_lost_lane_are_answered_503_at_once() {
+    actix_rt::System::new().block_on(async {
+        let (a, mut ghost, hv) = world(Mode::Hold, |_| {}).await;
+        let sent: Vec<_> = (0..20)
+            .map(|i| {
+                let hv = hv.clone();
+                actix_rt::spawn(async move {
+                    far(&hv, &format!("held {i}"), Duration::from_secs(10)).await
+                })
+            })
+            .collect();
+        ghost.pings(20, WAIT).await;
+        let lost = Instant::now();
+        ghost.set_mode(Mode::Echo);
+        ghost.drop_connections();
+        for answer in futures::future::join_all(sent).await {
+            let (answer, at) = answer.unwrap();
+            unavailable(&answer, "a ping held on the lost lane");
+            let took = at.duration_since(lost);
+            assert!(
+                took < Duration::from_millis(500),
+                "answered {took:?} after the loss"
+            );
+        }
+        // The lane dials again, no sooner than 100 ms after the loss, and carries
+        // pings once it is up.
+        let deadline = Instant::now() + WAIT;
+        let answer = loop {
+            assert!(Instant::now() < deadline, "the lane never came back");
+            match far(&hv, "again", WAIT).await.0 {
+                Ok(answer) => break answer,
+                Err(Error::Unavailable(_)) => {
+                    actix_rt::time::sleep(Duration::from_millis(10)).await
+                }
+                Err(e) => panic!("while the lane is down: {e}"),
+            }
+        };
+        assert_eq!(answer, text("again"));
+        let dials: Vec<Instant> = ghost
+            .drain()
+            .into_iter()
+            .filter_map(|s| match s {
+                Seen::Dialed(at) => Some(at),
+                Seen::Ping => None,
+            })
+            .collect();
+        assert_eq!(dials.len(), 1, "one dial after the loss");
+        let after = dials[0].duration_since(lost);
+        assert!(
+            after >= Duration::from_millis(100),
+            "dialed again {after:?} after the loss"
+        );
+        a.stop().await;
+    });
+}
+
+#[test]
+fn a_lane_that_cannot_connect_backs_off_from_100ms_doubling_to_2s() {
+    actix_rt::System::new().block_on(async {
+        let (a, mut ghost, hv) = world(Mode::Slam, |_| {}).await;
+        // Ping every 10 ms; every answer is a 503 at once, and the ghost notes each dial.
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let mut dials = Vec::new();
+        let mut answered = 0;
+        while dials.len() < 8 {
+            assert!(
+                Instant::now() < deadline,
+                "only {} dials: {dials:?}",
+                dials.len()
+            );
+            let (answer, _) = far(&hv, "knock", WAIT).await;
+            unavailable(&answer, "a ping while the peer refuses");
+            answered += 1;
+            for seen in ghost.drain() {
+                if let Seen::Dialed(at) = seen {
+                    dials.push(at);
+                }
+            }
+            actix_rt::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(answered > 4 * dials.len(), "most 503s come without a dial");
+        let gaps: Vec<u128> = dials
+            .windows(2)
+            .map(|w| (w[1] - w[0]).as_millis())
+            .collect();
+        let backoff = [100, 200, 400, 800, 1600, 2000, 2000];
+        for (gap, wait) in gaps.iter().zip(backoff) {
+            // Never sooner than the back-off; later only by a ping interval and the
+            // time a refused dial takes (generous for a loaded machine).
+            assert!(
+                (wait..wait + 400).contains(gap),
+                "gaps between dials {gaps:?}, expected {backoff:?}"
+            );
+        }
+        // The peer comes back: within the longest back-off the lane is up again.
+        ghost.set_mode(Mode::Echo);
+        let deadline = Instant::now() + Duration::from_millis(2000 + 1000);
+        loop {
+            assert!(Instant::now() < deadline, "the lane did not come back");
+            match far(&hv, "back", WAIT).await.0 {
+                Ok(answer) => break assert_eq!(answer, text("back")),
+                Err(Error::Unavailable(_)) => {
+                    actix_rt::time::sleep(Duration::from_millis(10)).await
+                }
+                Err(e) => panic!("while the peer comes back: {e}"),
+            }
+        }
+        a.stop().await;
+    });
+}
+
+#[test]
+fn a_connecting_lane_queues_its_backlog_and_refuses_the_next_at_once() {
+    actix_rt::System::new().block_on(async {
+        let (a, mut ghost, hv) = world(Mode::Stall, |s| {
+            s.lane_backlog = 4;
+            s.handshake_timeout_ms = 1000;
+        })
+        .await;
+        let started = Instant::now();
+        let sent: Vec<_> = (0..5)
+            .map(|i| {
+                let hv = hv.clone();
+                actix_rt::spawn(async move {
+                    far(&hv, &format!("queued {i}"), Duration::from_secs(10)).await
+                })
+            })
+            .collect();
+        let answers: Vec<(Result<Substance>, Instant)> = futures::future::join_all(sent)
+            .await
+            .into_iter()
+            .map(|joined| joined.unwrap())
+            .collect();
+        let (refused, queued): (Vec<_>, Vec<_>) = answers
+            .iter()
+            .partition(|(answer, _)| matches!(answer, Err(Error::Unavailable(_))));
+        assert_eq!(refused.len(), 1, "one over the backlog: {answers:?}");
+        assert_eq!(queued.len(), 4, "the backlog: {answers:?}");
+        for (answer, at) in &queued {
+            match answer {
+                Err(Error::Timeout(why)) => assert!(why.contains("no handshake"), "{why}"),
+                other => panic!("a queued ping when the dial timed out: {other:?}"),
+            }
+            assert!(
+                at.duration_since(started) >= Duration::from_millis(1000),
+                "failed only when the dial timed out"
+            );
+            assert!(
+                *at > refused[0].1,
+                "the one over the backlog was refused first"
+            );
+        }
+        let dials = ghost
+            .drain()
+            .iter()
+            .filter(|s| matches!(s, Seen::Dialed(_)))
+            .count();
+        assert_eq!(dials, 1, "one dial for all five");
+        a.stop().await;
+    });
+}
