@@ -325,9 +325,9 @@ fn push_respects_the_length_limit() {
 
 /// The MessagePack decoder allows 1024 levels of nesting, but every level of
 /// `Substance::List` costs several KiB of stack in a debug build: a ~3.5 KB frame
-/// nesting 500 lists overflows a 2 MiB thread stack (the default for tests, std threads
-/// and tokio workers) and aborts the whole process. Release builds survive 2 MiB but
-/// not 1 MiB at the allowed depth. Running this test aborts the test binary.
+/// nesting 500 lists overflowed a 2 MiB thread stack (the default for tests, std threads
+/// and tokio workers) and aborted the whole process. The codec now refuses it, by its
+/// depth, on a 2 MiB stack.
 #[test]
 fn deeply_nested_substance_does_not_overflow_the_stack() {
     let frame = nested_list_frame(1000);
@@ -340,14 +340,44 @@ fn deeply_nested_substance_does_not_overflow_the_stack() {
         .stack_size(2 * 1024 * 1024)
         .spawn(move || {
             let mut src = BytesMut::from(&frame[..]);
-            // Refusing the frame is fine; decoding it is fine; aborting is not.
-            let decoded = WaveCodec::default().decode(&mut src).map(|w| w.is_some());
-            decoded.map_err(|e| e.to_string())
+            WaveCodec::default().decode(&mut src).map(|w| w.is_some())
         })
         .unwrap()
         .join()
         .expect("the decoding thread did not panic");
-    let _ = outcome;
+    assert!(
+        matches!(&outcome, Err(WireError::Decode(why)) if why == "nested deeper than 64 levels"),
+        "refused for its depth: {outcome:?}"
+    );
+}
+
+/// The most `Substance::List`s a `Ping`'s body may nest. A frame body nests at most
+/// `MAX_NESTING` (64) MessagePack arrays or maps on a path; enum tags are maps
+/// rmp-serde reads without counting, and the `Ping` struct is one array, which leaves
+/// 63 for the body. Written out, so that a change of the limit fails a test.
+const DEEPEST_BODY_LISTS: usize = 63;
+
+#[test]
+fn a_body_nested_to_the_limit_decodes_and_one_level_more_is_refused() {
+    let mut src = BytesMut::from(&nested_list_frame(DEEPEST_BODY_LISTS)[..]);
+    let Some(Wave::Ping(ping)) = WaveCodec::default().decode(&mut src).unwrap() else {
+        panic!("a ping");
+    };
+    assert_eq!(ping.body, nested_lists(DEEPEST_BODY_LISTS));
+    assert!(src.is_empty());
+
+    let mut src = BytesMut::from(&nested_list_frame(DEEPEST_BODY_LISTS + 1)[..]);
+    let err = WaveCodec::default().decode(&mut src).unwrap_err();
+    assert!(
+        matches!(&err, WireError::Decode(why) if why == "nested deeper than 64 levels"),
+        "{err}"
+    );
+    assert!(src.is_empty(), "the refused frame is consumed whole");
+}
+
+/// `depth` nested `Substance::List`s around `Empty`.
+fn nested_lists(depth: usize) -> Substance {
+    (0..depth).fold(Substance::Empty, |inner, _| Substance::List(vec![inner]))
 }
 
 /// A `Ping` frame whose body is `depth` nested `Substance::List`s around `Empty`.
@@ -390,6 +420,7 @@ fn nested_list_frame_is_well_formed() {
     };
     let list = |inner| Substance::List(vec![inner]);
     assert_eq!(ping.body, list(list(list(Substance::Empty))));
+    assert_eq!(nested_lists(3), ping.body);
     assert!(src.is_empty());
 }
 

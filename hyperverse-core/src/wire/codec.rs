@@ -12,9 +12,11 @@ use crate::error::Error;
 /// The default largest frame body: 16 MiB.
 pub const DEFAULT_MAX_FRAME: usize = 16 * 1024 * 1024;
 
-/// The deepest nesting a frame body may have. rmp-serde's own limit (1024) lets a
-/// few kilobytes of nested lists overflow a 2 MiB thread stack in a debug build; no
-/// message of the protocol comes near this.
+/// The deepest nesting of MessagePack arrays and maps a frame body may have: 64 levels
+/// decode, the 65th is refused. A `Ping` is one level itself, so its `Substance` body
+/// may nest 63 lists. rmp-serde's own limit (1024) lets a few kilobytes of nested lists
+/// overflow a 2 MiB thread stack in a debug build; no message of the protocol comes
+/// near this.
 pub const MAX_NESTING: usize = 64;
 
 /// Bytes in the length prefix.
@@ -171,10 +173,15 @@ impl<Out, In: DeserializeOwned> Decoder for FrameCodec<Out, In> {
         src.advance(LENGTH_PREFIX);
         let body = src.split_to(len);
         let mut de = rmp_serde::Deserializer::from_read_ref(&body);
-        de.set_max_depth(MAX_NESTING);
-        In::deserialize(&mut de)
-            .map(Some)
-            .map_err(|e| WireError::Decode(e.to_string()))
+        // rmp-serde refuses the array or map that spends the last unit of its depth
+        // budget, so the budget is one more than the levels allowed.
+        de.set_max_depth(MAX_NESTING + 1);
+        In::deserialize(&mut de).map(Some).map_err(|e| match e {
+            rmp_serde::decode::Error::DepthLimitExceeded => {
+                WireError::Decode(format!("nested deeper than {MAX_NESTING} levels"))
+            }
+            e => WireError::Decode(e.to_string()),
+        })
     }
 
     fn decode_eof(&mut self, src: &mut BytesMut) -> Result<Option<In>, WireError> {
@@ -258,6 +265,124 @@ mod tests {
             matches!(err, WireError::Truncated { have: 2, need: 4 }),
             "{err}"
         );
+    }
+
+    /// A frame of exactly `max` body bytes passes the encoder and the decoder; one byte
+    /// more is refused by both: by the encoder leaving nothing behind, by the decoder
+    /// from the length prefix alone, reserving nothing and consuming nothing.
+    #[test]
+    fn a_frame_of_exactly_max_frame_passes_and_one_byte_more_is_refused_both_ways() {
+        const MAX: usize = 1000;
+        // A str16 (256 to 65 535 bytes of text) has three bytes of header.
+        let text = |body: usize| "a".repeat(body - 3);
+        let mut codec = Codec::with_max_frame(MAX);
+
+        let mut frame = BytesMut::new();
+        codec
+            .encode(text(MAX), &mut frame)
+            .expect("a body of exactly the limit encodes");
+        assert_eq!(frame.len(), LENGTH_PREFIX + MAX);
+        assert_eq!(frame[..LENGTH_PREFIX], 1000u32.to_be_bytes());
+        assert_eq!(codec.decode(&mut frame).unwrap(), Some(text(MAX)));
+        assert!(frame.is_empty());
+
+        let mut dst = BytesMut::from(&b"earlier frames"[..]);
+        let err = codec.encode(text(MAX + 1), &mut dst).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                WireError::FrameTooLarge {
+                    len: 1001,
+                    max: MAX
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(
+            &dst[..],
+            b"earlier frames",
+            "a refused frame leaves nothing behind"
+        );
+
+        let mut over = BytesMut::new();
+        Codec::with_max_frame(MAX + 1)
+            .encode(text(MAX + 1), &mut over)
+            .unwrap();
+        assert_eq!(over.len(), LENGTH_PREFIX + MAX + 1);
+        let mut prefix = BytesMut::from(&over[..LENGTH_PREFIX]);
+        let capacity = prefix.capacity();
+        let err = codec.decode(&mut prefix).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                WireError::FrameTooLarge {
+                    len: 1001,
+                    max: MAX
+                }
+            ),
+            "{err}"
+        );
+        assert_eq!(prefix.capacity(), capacity, "nothing reserved for the body");
+        assert_eq!(prefix.len(), LENGTH_PREFIX, "nothing consumed");
+        let err = codec.decode(&mut over).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                WireError::FrameTooLarge {
+                    len: 1001,
+                    max: MAX
+                }
+            ),
+            "the whole frame there too: {err}"
+        );
+
+        // At the limit, the prefix alone is a wait for the body.
+        let mut prefix = BytesMut::new();
+        prefix.put_u32(1000);
+        assert!(codec.decode(&mut prefix).unwrap().is_none());
+    }
+
+    /// The deepest nesting of arrays and maps a body may have (`MAX_NESTING`), written
+    /// out rather than derived, so that a change of the limit fails the test.
+    const DEEPEST_BODY: usize = 64;
+
+    /// Lists in lists: the value of a body of nested arrays.
+    #[derive(Debug, serde::Deserialize)]
+    struct Nest(Vec<Nest>);
+
+    impl Nest {
+        fn depth(&self) -> usize {
+            1 + self.0.first().map_or(0, Nest::depth)
+        }
+    }
+
+    /// A frame of `depth` arrays, each but the innermost holding the next: `[[…[]…]]`.
+    fn nested_arrays_frame(depth: usize) -> BytesMut {
+        let mut frame = BytesMut::new();
+        frame.put_u32(u32::try_from(depth).unwrap());
+        for _ in 1..depth {
+            frame.put_u8(0x91); // an array of one
+        }
+        frame.put_u8(0x90); // an empty array
+        frame
+    }
+
+    #[test]
+    fn bodies_nest_to_the_limit_and_one_level_more_is_refused() {
+        let mut codec = FrameCodec::<(), Nest>::default();
+        let mut src = nested_arrays_frame(DEEPEST_BODY);
+        let nest = codec.decode(&mut src).unwrap().expect("a whole frame");
+        assert_eq!(nest.depth(), DEEPEST_BODY);
+        assert!(src.is_empty());
+
+        let mut src = nested_arrays_frame(DEEPEST_BODY + 1);
+        let err = codec.decode(&mut src).unwrap_err();
+        assert!(
+            matches!(&err, WireError::Decode(why) if why == "nested deeper than 64 levels"),
+            "{err}"
+        );
+        assert_eq!(err.label(), "garbage");
+        assert!(src.is_empty(), "the refused frame is consumed whole");
     }
 
     #[test]
