@@ -1,5 +1,7 @@
 //! The real `registry-svc` binary on three real Redis shards, configured by a file in a
-//! temp dir and the contract's environment variables.
+//! temp dir and the contract's environment variables: serving, junk connections,
+//! `/metrics`, a restart losing nothing, start-up refusals, and SIGTERM draining the
+//! requests in flight before exiting 0.
 
 mod support;
 
@@ -10,10 +12,12 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use bytes::Bytes;
 use hyperverse_core::registry::client::{ClientConfig, RegistryClient};
 use hyperverse_core::registry::{Registration, RegistryApi};
-use hyperverse_core::{Kind, Point};
-use support::{RedisServer, promtool_accepts, sample, scrape};
+use hyperverse_core::{Error, Kind, Point};
+use registry_svc::ring::{DEFAULT_VNODES, ShardRing};
+use support::{RedisServer, promtool_accepts, sample, scrape, signal};
 
 const SECRET: &str = "correct horse battery staple";
 
@@ -128,10 +132,16 @@ async fn the_binary_serves_on_redis_survives_garbage_and_restarts_losing_nothing
         raw.write_all(&junk).expect("send junk");
         raw.shutdown(std::net::Shutdown::Write).ok();
         let mut rest = Vec::new();
-        let _ = raw.read_to_end(&mut rest); // returns once the server closes
+        match raw.read_to_end(&mut rest) {
+            Ok(_) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => {}
+            Err(e) => panic!("{junk:?}: the server did not close the connection: {e}"),
+        }
     }
-    let wrong = client(service.rpc, "not the secret").await;
-    assert!(wrong.is_err(), "a wrong secret is refused");
+    match client(service.rpc, "not the secret").await {
+        Err(Error::Forbidden(why)) if why.contains("wrong shared secret") => {}
+        other => panic!("a wrong secret is refused as such: {other:?}"),
+    }
     registry
         .record(&"space1".parse().unwrap())
         .await
@@ -153,15 +163,18 @@ async fn the_binary_serves_on_redis_survives_garbage_and_restarts_losing_nothing
         60.0
     );
     promtool_accepts(&metrics);
-    let rejected: f64 = metrics
-        .lines()
-        .filter(|l| l.starts_with("hv_registry_rejected_connections_total{"))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum();
-    assert!(
-        rejected >= 4.0,
-        "garbage and the wrong secret are counted:\n{metrics}"
-    );
+    for (reason, count) in [
+        ("too_large", 2.0),
+        ("truncated", 1.0),
+        ("wrong_secret", 1.0),
+    ] {
+        let line = format!("hv_registry_rejected_connections_total{{reason=\"{reason}\"}}");
+        assert_eq!(
+            sample(&metrics, &line),
+            count,
+            "{reason} counted:\n{metrics}"
+        );
+    }
     for url in &urls {
         assert_eq!(
             sample(
@@ -239,4 +252,122 @@ fn without_shards_it_says_it_runs_in_memory() {
     let _ = child.kill();
     let _ = child.wait();
     assert!(said, "the log says the in-memory backend is in use");
+}
+
+/// SIGTERM with requests in flight on a hung shard: registry-svc closes its listener (a
+/// new connection is refused) and waits; once the shard runs again (within the 5 s
+/// drain), every request in flight gets its real answer and the process exits 0.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigterm_drains_the_requests_in_flight_and_exits_zero() {
+    const IN_FLIGHT: usize = 4;
+    let shards: Vec<RedisServer> = (0..3).map(|_| RedisServer::start()).collect();
+    let urls: Vec<String> = shards.iter().map(RedisServer::url).collect();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = write_config(dir.path(), &urls);
+    // A Redis timeout longer than the test, so only the drain bounds the wait.
+    let env = [
+        ("HV_REGISTRY_SECRET", SECRET),
+        ("HV_REGISTRY_REDIS_TIMEOUT_MS", "30000"),
+        ("RUST_LOG", "info"),
+    ];
+    let mut service = start(&config, &env);
+    let config = ClientConfig {
+        request_timeout: Duration::from_secs(30),
+        ..ClientConfig::default()
+    };
+    let registry = RegistryClient::connect(service.rpc, Some(SECRET.into()), config)
+        .await
+        .expect("client connects");
+
+    // Points on shard 1, each with a state to read back.
+    let ring = ShardRing::new(&urls, DEFAULT_VNODES);
+    let points: Vec<Point> = (0..)
+        .map(|i| format!("space{i}").parse::<Point>().unwrap())
+        .filter(|p| ring.shard_of(p) == 1)
+        .take(IN_FLIGHT)
+        .collect();
+    for point in &points {
+        registry
+            .register(&Registration::new(
+                point.clone(),
+                Kind::Space,
+                Point::hyperuser(),
+            ))
+            .await
+            .expect("register");
+        let state = Bytes::from(format!("state of {point}"));
+        registry.put_state(point, state).await.expect("put_state");
+    }
+
+    // Hang shard 1, then read every state: each `get_state` is a round trip of its own
+    // on the shard, counted as it is sent, so the count says they are all in flight.
+    let ops = format!("hv_registry_shard_ops_total{{shard=\"{}\"}}", urls[1]);
+    let sent_before = sample(&scrape(service.metrics), &ops);
+    let frozen = shards[1].freeze();
+    let calls: Vec<_> = points
+        .iter()
+        .map(|point| {
+            let (registry, point) = (registry.clone(), point.clone());
+            tokio::spawn(async move { registry.get_state(&point).await })
+        })
+        .collect();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while sample(&scrape(service.metrics), &ops) < sent_before + IN_FLIGHT as f64 {
+        assert!(
+            Instant::now() < deadline,
+            "the reads never reached the shard"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    signal(service.child.id(), "TERM").expect("SIGTERM registry-svc");
+    // A listener left open would take connections (into its backlog, then none).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(3);
+    loop {
+        let connect = tokio::net::TcpStream::connect(service.rpc);
+        match tokio::time::timeout_at(deadline, connect).await {
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => break,
+            Ok(Err(e)) => panic!("connecting after SIGTERM: {e}"),
+            Ok(Ok(_)) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            Ok(Ok(_)) | Err(_) => panic!("the listener stayed open after SIGTERM"),
+        }
+    }
+    assert!(
+        service.child.try_wait().expect("try_wait").is_none(),
+        "registry-svc waits for its requests in flight"
+    );
+    assert!(
+        calls.iter().all(|c| !c.is_finished()),
+        "no answer while the shard hangs"
+    );
+
+    frozen.thaw();
+    for (point, call) in points.iter().zip(calls) {
+        let state = call.await.expect("the call did not panic");
+        let expected = Bytes::from(format!("state of {point}"));
+        assert_eq!(state, Ok(Some(expected)), "{point}: its real answer");
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let status = loop {
+        if let Some(status) = service.child.try_wait().expect("try_wait") {
+            break status;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "registry-svc did not exit after draining"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    };
+    assert_eq!(status.code(), Some(0), "{status}");
+    let mut log = String::new();
+    let mut stderr = service.child.stderr.take().expect("piped stderr");
+    stderr.read_to_string(&mut log).expect("the log");
+    assert!(
+        log.contains("shutting down: no new connections, draining requests"),
+        "{log}"
+    );
+    assert!(log.contains("registry-svc stopped"), "{log}");
+    assert!(!log.contains("outlived the drain timeout"), "{log}");
 }

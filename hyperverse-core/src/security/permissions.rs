@@ -320,7 +320,7 @@ mod tests {
         assert_eq!(r.and(&w), Permissions::none());
         assert!(Permissions::full().contains(&r));
         assert!(!r.contains(&w));
-        assert!(Access::none().check(&r).is_err());
+        assert!(matches!(Access::none().check(&r), Err(Error::Forbidden(_))));
         assert!(Access::Owner.check(&Permissions::full()).is_ok());
     }
 }

@@ -131,6 +131,70 @@ impl RedisServer {
     }
 }
 
+impl RedisServer {
+    /// The server's process id, as it reports it (`INFO server`).
+    pub fn pid(&self) -> u32 {
+        let mut conn = redis::Client::open(self.url())
+            .and_then(|c| c.get_connection())
+            .unwrap_or_else(|e| panic!("redis on port {} answers: {e}", self.port));
+        let info: String = redis::cmd("INFO")
+            .arg("server")
+            .query(&mut conn)
+            .expect("INFO server");
+        info.lines()
+            .find_map(|l| l.strip_prefix("process_id:"))
+            .and_then(|pid| pid.trim().parse().ok())
+            .unwrap_or_else(|| panic!("no process_id in INFO server:\n{info}"))
+    }
+
+    /// Stops the server's process (SIGSTOP) without closing anything: a hung shard. It
+    /// runs again when the guard is thawed or dropped (even if the test panics); keep the
+    /// guard in a variable declared after the server, so that it is dropped first.
+    pub fn freeze(&self) -> Frozen {
+        let pid = self.pid();
+        signal(pid, "STOP").unwrap_or_else(|e| panic!("kill -STOP {pid}: {e}"));
+        Frozen { pid: Some(pid) }
+    }
+}
+
+/// A `redis-server` stopped by [`RedisServer::freeze`]; continued (SIGCONT) on drop.
+#[derive(Debug)]
+pub struct Frozen {
+    pid: Option<u32>,
+}
+
+impl Frozen {
+    /// Lets the server run again.
+    pub fn thaw(mut self) {
+        if let Some(pid) = self.pid.take() {
+            signal(pid, "CONT").unwrap_or_else(|e| panic!("kill -CONT {pid}: {e}"));
+        }
+    }
+}
+
+impl Drop for Frozen {
+    fn drop(&mut self) {
+        if let Some(pid) = self.pid.take() {
+            let _ = signal(pid, "CONT"); // no panic while a test unwinds
+        }
+    }
+}
+
+/// `kill -NAME pid` (`NAME` as in `STOP`, `CONT`, `TERM`).
+pub fn signal(pid: u32, name: &str) -> std::io::Result<()> {
+    let status = Command::new("kill")
+        .arg(format!("-{name}"))
+        .arg(pid.to_string())
+        .status()?;
+    if status.success() {
+        Ok(())
+    } else {
+        Err(std::io::Error::other(format!(
+            "kill -{name} {pid}: {status}"
+        )))
+    }
+}
+
 impl Drop for RedisServer {
     fn drop(&mut self) {
         self.stop();
