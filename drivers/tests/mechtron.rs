@@ -3,7 +3,6 @@
 use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
 
 use drivers::mechtron::guests::{self, BOMB, CHATTY, COUNTER, ECHO, SPINNER, TRAPPER};
 use drivers::mechtron::{MechtronConfig, MechtronDriver, Snapshot, TrapReason, WasmMetrics};
@@ -350,27 +349,40 @@ async fn the_spinner_runs_out_of_fuel_while_its_neighbours_answer() {
     let before = read(&driver, &world, spinner.point()).await;
 
     let spinning = AtomicBool::new(true);
-    let started = Instant::now();
+    let fuel_before = driver.metrics().fuel_consumed();
     let (spun, echoed) = tokio::join!(
         async {
             let result = call(&driver, &world, spinner.point(), text("go")).await;
             spinning.store(false, Ordering::SeqCst);
-            (result, started.elapsed())
+            result
         },
         async {
             let reply = call(&driver, &world, echo.point(), text("still here")).await;
             (reply, spinning.load(Ordering::SeqCst))
         }
     );
-    let (result, took) = spun;
-    let err = result.unwrap_err();
+    let burnt = driver.metrics().fuel_consumed() - fuel_before;
+    let err = spun.unwrap_err();
     assert!(
         matches!(&err, Error::Internal(m) if m.contains("fuel exhausted")),
         "{err}"
     );
-    assert!(took < Duration::from_secs(5), "stopped after {took:?}");
     assert_eq!(echoed.0, Ok(text("still here")));
     assert!(echoed.1, "the echo answered while the spinner ran");
+    // Stopped by fuel, however fast the machine: the spinner burnt its whole budget but
+    // the few units of the instruction it could not pay for. The same echo again tells
+    // what the echo burnt beside it.
+    let echo_before = driver.metrics().fuel_consumed();
+    assert_eq!(
+        call(&driver, &world, echo.point(), text("still here")).await,
+        Ok(text("still here"))
+    );
+    let spun = burnt - (driver.metrics().fuel_consumed() - echo_before);
+    let budget = driver.config().fuel_per_call;
+    assert!(
+        spun <= budget && budget - spun < 100,
+        "the spinner burnt {spun} of its {budget} fuel"
+    );
 
     assert_eq!(
         call(&driver, &world, echo.point(), text("after")).await,

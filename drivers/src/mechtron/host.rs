@@ -5,7 +5,8 @@
 //!
 //! Host functions charge fuel for the work they do, so a guest cannot outrun its budget
 //! by calling the host in a loop. A refused host call (bytes outside memory, a bad point,
-//! too many signals) traps the call.
+//! too many signals) traps the call. A host function must never panic: it runs inside
+//! wasmi's call, where a panic cannot unwind and aborts the process.
 
 use hyperverse_core::point::Point;
 use hyperverse_core::wave::{Method, Substance};
@@ -79,6 +80,19 @@ fn read(
     ptr: i32,
     len: i32,
 ) -> Result<Vec<u8>, wasmi::Error> {
+    read_prefix(caller, func, what, ptr, len, usize::MAX)
+}
+
+/// Copies the first `keep` of the `len` bytes at `ptr` out of the guest's memory; all
+/// `len` of them must lie inside it.
+fn read_prefix(
+    caller: &Caller<'_, Host>,
+    func: &str,
+    what: &str,
+    ptr: i32,
+    len: i32,
+    keep: usize,
+) -> Result<Vec<u8>, wasmi::Error> {
     let memory = caller
         .get_export(abi::MEMORY)
         .and_then(Extern::into_memory)
@@ -88,7 +102,7 @@ fn read(
     start
         .checked_add(len)
         .and_then(|end| data.get(start..end))
-        .map(<[u8]>::to_vec)
+        .map(|bytes| bytes[..len.min(keep)].to_vec())
         .ok_or_else(|| {
             refuse(format!(
                 "{func}: the {what} at {start} (+{len} bytes) is outside the guest's memory \
@@ -119,9 +133,9 @@ pub(crate) fn linker(engine: &Engine) -> Result<Linker<Host>, wasmi::Error> {
         HOST_MODULE,
         LOG,
         |mut caller: Caller<'_, Host>, ptr: i32, len: i32| -> Result<(), wasmi::Error> {
-            let len = (len as u32).min(MAX_LOG_LINE as u32) as i32;
-            charge(&mut caller, HOST_CALL_FUEL + LOG_FUEL + len as u64)?;
-            let bytes = read(&caller, LOG, "line", ptr, len)?;
+            let kept = (len as u32 as usize).min(MAX_LOG_LINE);
+            charge(&mut caller, HOST_CALL_FUEL + LOG_FUEL + kept as u64)?;
+            let bytes = read_prefix(&caller, LOG, "line", ptr, len, kept)?;
             let host = caller.data();
             if !host.quiet {
                 let line = String::from_utf8_lossy(&bytes);

@@ -1,0 +1,12 @@
+//! The mechtron host's limits, each tested at its edge with real wasm guests against the
+//! in-memory registry: the signal cap, `hv_log`'s cut, host calls that point outside the
+//! guest's memory, fuel and the memory limit (see `docs/wasm-abi.md`). The guests are
+//! small wasm text modules written beside the tests that drive them.
+
+mod bounds;
+mod fuel;
+mod log;
+mod memory;
+mod puppet;
+mod signals;
+mod world;
