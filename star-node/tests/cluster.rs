@@ -1,29 +1,31 @@
 //! A real cluster: registry-svc on three real Redis shards and two star-nodes, each the
-//! real binary with a generated config, driven through `hv` and the gate client — the
-//! seed's scenarios, spread, cross-machine pings, access refusal and grant, garbage and
-//! a wrong secret refused, metrics, and fail-over after `kill -9`.
+//! real binary with a generated config, driven through `hv` and the gate client. The
+//! tests share one cluster and none damages it; each keeps its particles under its own
+//! `localhost:<test>`. Covered: both machines' stars listed, the seed's scenarios and
+//! their statuses, particles spread over machines and shards, pings through either gate,
+//! access refused then granted, garbage at a gate, a wrong secret refused, metrics.
+//! A machine killed outright is in `failover.rs`; a clean stop in `shutdown.rs`.
 
 mod support;
 
-use std::collections::{BTreeMap, BTreeSet};
-use std::io::{Read, Write};
+use std::collections::BTreeSet;
+use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use bytes::BytesMut;
 use futures::future::join_all;
 use hyperverse_core::registry::Strategy;
 use hyperverse_core::wave::{CmdMethod, Method, Substance};
+use hyperverse_core::wire::FrameCodec;
+use hyperverse_core::wire::handshake::Handshake;
 use hyperverse_core::{Error, Kind, Point, RouteSeg};
-use star_node::client::{GateClient, GateClientConfig};
+use star_node::client::GateClient;
 use support::*;
+use tokio_util::codec::Decoder;
 
-const PARTICLES: usize = 300;
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()
-        .expect("a runtime")
+fn cluster() -> &'static Cluster {
+    Cluster::shared("")
 }
 
 /// The machine a star key belongs to (`<<a>>::central` → `a`).
@@ -34,235 +36,330 @@ fn machine_of(star: &Point) -> String {
     }
 }
 
-fn point(i: usize) -> Point {
-    format!("localhost:p{i}").parse().expect("a point")
+/// Creates `count` Bases `SPACE:p0…` through `client`; the machine each landed on.
+async fn create_many(client: &GateClient, space: &str, count: usize) -> Vec<(Point, String)> {
+    let created = join_all((0..count).map(|i| {
+        client.create(
+            format!("{space}:p{i}"),
+            Kind::Base,
+            Vec::new(),
+            Strategy::Commit,
+        )
+    }))
+    .await;
+    created
+        .into_iter()
+        .map(|record| {
+            let record = record.expect("created");
+            let star = record.location.star.as_ref().expect("placed");
+            (record.point().clone(), machine_of(star))
+        })
+        .collect()
 }
 
-async fn ping(client: &GateClient, to: Point, timeout: Duration) -> Result<Substance, Error> {
+/// A bounce to `to` carrying its own name: answered with the same body.
+async fn bounce(client: &GateClient, to: Point) -> Result<Substance, Error> {
     let body = Substance::Text(to.to_string());
     client
-        .ping(to, Method::Cmd(CmdMethod::Bounce), body, timeout)
+        .ping(
+            to,
+            Method::Cmd(CmdMethod::Bounce),
+            body,
+            Duration::from_secs(5),
+        )
         .await
 }
 
 #[test]
-fn a_two_machine_cluster_on_three_redis_shards() {
-    // Both machines see each other's stars (each reads the directory every 250 ms).
-    let Cluster {
-        shards,
-        dir,
-        registry,
-        a,
-        mut b,
-    } = Cluster::start(3000);
-    let rpc = registry.addr("rpc");
-    let (gate_a, gate_b) = (a.addr("gate"), b.addr("gate"));
-    let stars = hv_ok(gate_a, &["stars"]);
-    assert!(
-        stars.contains("<<a>>::central") && stars.contains("<<b>>::scribe"),
-        "{stars}"
-    );
-
-    // The seed's scenarios, through `hv`.
-    hv_ok(gate_a, &["create", "localhost", "Space"]);
-    let base = hv_ok(gate_a, &["create", "localhost:base", "Base"]);
-    assert!(base.contains("localhost:base"), "{base}");
-    let unknown = hv_err(gate_a, Some(SECRET), &["create", "localhost:x", "Planet"]);
-    assert!(unknown.contains("400"), "{unknown}");
-    let orphan = hv_err(gate_a, Some(SECRET), &["create", "nowhere:base", "Base"]);
-    assert!(orphan.contains("404"), "{orphan}");
-    let twice = hv_err(gate_a, Some(SECRET), &["create", "localhost:base", "Base"]);
-    assert!(twice.contains("409"), "{twice}");
-    hv_ok(gate_a, &["create", "localhost:base", "Base", "--ensure"]);
-    assert_eq!(
-        hv_ok(gate_b, &["ping", "localhost:base", "--body", "hi"]).trim(),
-        "hi"
-    );
-
-    // 300 particles, spread over both machines and all three shards.
-    let rt = runtime();
-    let hyper = rt.block_on(GateClient::connect(
-        &gate_a.to_string(),
-        Some(SECRET),
-        GateClientConfig::default(),
-    ));
-    let hyper = hyper.expect("the hyperuser connects");
-    let created = rt.block_on(join_all((0..PARTICLES).map(|i| {
-        let hyper = hyper.clone();
-        async move {
-            hyper
-                .create(
-                    point(i).to_string(),
-                    Kind::Base,
-                    Vec::new(),
-                    Strategy::Commit,
-                )
-                .await
+fn both_machines_list_all_eight_stars() {
+    let cluster = cluster();
+    for gate in [cluster.gate_a(), cluster.gate_b()] {
+        let stars = hv_ok(gate, &["stars"]);
+        assert_eq!(stars.lines().count(), 8, "{stars}");
+        for star in [
+            "<<a>>::central",
+            "<<a>>::scribe",
+            "<<b>>::central",
+            "<<b>>::scribe",
+        ] {
+            assert!(stars.contains(star), "{star} missing from\n{stars}");
         }
-    })));
-    let mut home: BTreeMap<Point, String> = BTreeMap::new();
-    for record in created {
-        let record = record.expect("created");
-        let star = record.location.star.as_ref().expect("placed");
-        home.insert(record.point().clone(), machine_of(star));
     }
-    let machines: BTreeSet<&String> = home.values().collect();
-    assert_eq!(machines.len(), 2, "both machines host particles");
-    for (i, shard) in shards.iter().enumerate() {
+}
+
+#[test]
+fn the_seed_scenarios_answer_with_their_statuses() {
+    let cluster = cluster();
+    let (gate_a, gate_b) = (cluster.gate_a(), cluster.gate_b());
+    let space = cluster.space("seed");
+    let base = format!("{space}:base");
+    let created = hv_ok(gate_a, &["create", &base, "Base"]);
+    assert!(created.contains(&base), "{created}");
+
+    let unknown_kind = &["create", &format!("{space}:x"), "Planet"];
+    hv_fails(gate_a, Some(SECRET), unknown_kind, 400);
+    hv_fails(
+        gate_a,
+        Some(SECRET),
+        &["create", "nowhere:base", "Base"],
+        404,
+    );
+    hv_fails(gate_a, Some(SECRET), &["create", &base, "Base"], 409);
+    let ensured = hv_ok(gate_a, &["create", &base, "Base", "--ensure"]);
+    assert!(ensured.contains(&base), "{ensured}");
+
+    let answer = hv_ok(gate_b, &["ping", &base, "--body", "hi"]);
+    assert_eq!(answer.trim(), "hi", "the other machine's gate answers too");
+}
+
+#[test]
+fn particles_spread_over_both_machines_and_all_shards() {
+    const PARTICLES: usize = 300;
+    let cluster = cluster();
+    let space = cluster.space("spread");
+    let rt = runtime();
+    let client = hyperuser(&rt, cluster.gate_a());
+    let homes = rt.block_on(create_many(&client, &space, PARTICLES));
+
+    let machines: BTreeSet<&str> = homes.iter().map(|(_, m)| m.as_str()).collect();
+    assert_eq!(machines, BTreeSet::from(["a", "b"]), "both machines host");
+    for (i, shard) in cluster.shards.iter().enumerate() {
+        let held = records_below(shard, &space);
         assert!(
-            dbsize(shard) > 50,
-            "shard {i} holds its share of the points"
+            held > 50,
+            "shard {i} holds {held} of the {PARTICLES} records"
         );
     }
+}
 
-    // A client of machine A reaches every particle, machine B's included.
-    let answers = rt.block_on(join_all(
-        (0..PARTICLES).map(|i| ping(&hyper, point(i), Duration::from_secs(5))),
-    ));
-    for (i, answer) in answers.into_iter().enumerate() {
-        assert_eq!(
-            answer.expect("answered"),
-            Substance::Text(point(i).to_string())
-        );
+#[test]
+fn a_client_of_either_machine_reaches_particles_on_both() {
+    let cluster = cluster();
+    let space = cluster.space("reach");
+    let rt = runtime();
+    let homes = rt.block_on(create_many(&hyperuser(&rt, cluster.gate_a()), &space, 60));
+    assert!(homes.iter().any(|(_, m)| m == "a") && homes.iter().any(|(_, m)| m == "b"));
+
+    for gate in [cluster.gate_a(), cluster.gate_b()] {
+        let client = hyperuser(&rt, gate);
+        let answers = rt.block_on(join_all(
+            homes.iter().map(|(p, _)| bounce(&client, p.clone())),
+        ));
+        for ((point, home), answer) in homes.iter().zip(answers) {
+            assert_eq!(
+                answer.unwrap_or_else(|e| panic!("{point} on {home} through {gate}: {e}")),
+                Substance::Text(point.to_string())
+            );
+        }
     }
-    let on_b: Vec<Point> = home
-        .iter()
-        .filter(|(_, m)| m.as_str() == "b")
-        .map(|(p, _)| p.clone())
-        .collect();
-    assert!(!on_b.is_empty());
+}
 
-    // Access: a user without a grant is refused (403), then let in by a grant.
+#[test]
+fn a_user_is_refused_until_granted() {
+    let cluster = cluster();
+    let gate_a = cluster.gate_a();
+    let space = cluster.space("rights");
+    let (target, alice) = (format!("{space}:target"), format!("{space}:alice"));
+    hv_ok(gate_a, &["create", &target, "Base"]);
+    let moved = hv_ok(gate_a, &["migrate", &target, "<<b>>::super"]);
+    assert!(moved.contains("<<b>>::super"), "{moved}");
     hv_ok(
         gate_a,
-        &[
-            "create",
-            "localhost:alice",
-            "User",
-            "--set",
-            "token=alice-pw",
-        ],
+        &["create", &alice, "User", "--set", "token=alice-pw"],
     );
-    let alice = Some("localhost:alice#alice-pw");
-    let target = on_b[0].to_string();
-    let refused = hv_err(gate_a, alice, &["ping", &target]);
-    assert!(refused.contains("403"), "{refused}");
-    let grant = hv_ok(
-        gate_a,
-        &["grant", "localhost:alice", "localhost:+:**", "rwx"],
-    );
+    let token = format!("{alice}#alice-pw");
+    let denied = || metric(&cluster.scrape_both(), "hv_access_denied_total", &[]);
+    let denied_before = denied();
+
+    let refused = hv_fails(gate_a, Some(&token), &["ping", &target], 403);
+    assert!(refused.contains(&alice), "names the agent: {refused}");
+    assert!(denied() > denied_before, "the refusal is counted");
+
+    let grant = hv_ok(gate_a, &["grant", &alice, &format!("{space}:+:**"), "rwx"]);
     assert!(grant.contains('#'), "a grant id: {grant}");
-    let out = hv(gate_a, alice, &["ping", &target, "--body", "let in"]);
+    let out = hv(gate_a, Some(&token), &["ping", &target, "--body", "let in"]);
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "let in");
-    let denied = sample(&scrape(a.addr("metrics")), "hv_access_denied_total")
-        + sample(&scrape(b.addr("metrics")), "hv_access_denied_total");
-    assert!(denied >= 1.0, "the refusal is counted");
-
-    // Garbage at a gate closes that connection only.
-    let mut junk = TcpStream::connect(gate_a).expect("the gate accepts");
-    junk.write_all(&[0xff; 64]).expect("garbage written");
-    junk.set_read_timeout(Some(Duration::from_secs(5))).ok();
-    let mut rest = Vec::new();
-    let _ = junk.read_to_end(&mut rest);
-    assert_eq!(
-        hv_ok(gate_a, &["ping", "localhost:base", "--body", "still"]).trim(),
-        "still"
-    );
-    let metrics = scrape(a.addr("metrics"));
-    assert!(sample_sum(&metrics, "hv_lane_handshake_failures_total") >= 1.0);
-
-    // A star-node with the wrong secret cannot join.
-    let mut intruder = star_node_command(dir.path(), "intruder", rpc, "not the secret")
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .expect("star-node starts");
-    let deadline = Instant::now() + Duration::from_secs(20);
-    let status = loop {
-        if let Some(status) = intruder.try_wait().expect("wait") {
-            break status;
-        }
-        if Instant::now() > deadline {
-            let _ = intruder.kill();
-            panic!("a star-node with the wrong secret kept running");
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    };
-    assert!(!status.success());
-    assert!(!hv_ok(gate_a, &["stars"]).contains("intruder"));
-
-    // Metrics are valid Prometheus text and count the traffic.
-    let metrics = scrape(a.addr("metrics"));
-    promtool_accepts(&metrics);
-    for name in [
-        "hv_star_waves_total",
-        "hv_star_wave_seconds_bucket",
-        "hv_star_particles",
-        "hv_lane_frames_total",
-        "hv_lane_bytes_total",
-        "hv_location_cache_hits_total",
-        "hv_location_cache_misses_total",
-        "hv_access_denied_total",
-        "hv_lane_handshake_failures_total",
-    ] {
-        assert!(metrics.contains(name), "{name} missing from\n{metrics}");
-    }
-    promtool_accepts(&scrape(b.addr("metrics")));
-
-    // Fail-over: machine B dies without a word. Every ping is still answered within its
-    // timeout, and within 20 s all of B's particles answer again, from A.
-    b.kill9();
-    let timeout = Duration::from_secs(2);
-    let started = Instant::now();
-    let answers = rt.block_on(join_all(on_b.iter().map(|p| {
-        let hyper = hyper.clone();
-        let p = p.clone();
-        async move {
-            let sent = Instant::now();
-            let answer = ping(&hyper, p, timeout).await;
-            (answer, sent.elapsed())
-        }
-    })));
-    for (answer, took) in answers {
-        assert!(
-            took < timeout + Duration::from_secs(1),
-            "answered in {took:?}: {answer:?}"
-        );
-    }
-    let mut waiting: BTreeSet<Point> = on_b.iter().cloned().collect();
-    while !waiting.is_empty() {
-        assert!(
-            started.elapsed() < Duration::from_secs(20),
-            "{} of B's particles still do not answer after 20 s",
-            waiting.len()
-        );
-        let round: Vec<Point> = waiting.iter().cloned().collect();
-        let answers = rt.block_on(join_all(
-            round.iter().map(|p| ping(&hyper, p.clone(), timeout)),
-        ));
-        for (p, answer) in round.iter().zip(answers) {
-            if answer.is_ok() {
-                waiting.remove(p);
-            }
-        }
-        std::thread::sleep(Duration::from_millis(200));
-    }
-    let record = rt.block_on(hyper.get(on_b[0].clone())).expect("a record");
-    assert_eq!(
-        machine_of(record.location.star.as_ref().expect("placed")),
-        "a"
-    );
 }
 
-/// The sum of every sample of `name`.
-fn sample_sum(metrics: &str, name: &str) -> f64 {
-    metrics
-        .lines()
-        .filter(|l| l.starts_with(name))
-        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
-        .sum()
+/// Reads until the peer closes: what came, and whether it closed cleanly (EOF) or with
+/// a reset. A connection still open after 10 s fails the test.
+fn read_until_closed(stream: &mut TcpStream) -> (Vec<u8>, &'static str) {
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .expect("a read timeout");
+    let mut received = Vec::new();
+    let mut buf = [0u8; 4096];
+    loop {
+        match stream.read(&mut buf) {
+            Ok(0) => return (received, "eof"),
+            Ok(n) => received.extend_from_slice(&buf[..n]),
+            Err(e) if e.kind() == ErrorKind::ConnectionReset => return (received, "reset"),
+            Err(e) => panic!("the gate left the connection open ({e}) after {received:?}"),
+        }
+    }
+}
+
+#[test]
+fn garbage_at_a_gate_closes_only_that_connection() {
+    let cluster = cluster();
+    let gate_a = cluster.gate_a();
+    let space = cluster.space("garbage");
+    let base = format!("{space}:base");
+    hv_ok(gate_a, &["create", &base, "Base"]);
+    let rt = runtime();
+    let bystander = hyperuser(&rt, gate_a);
+    let too_large = || {
+        let metrics = scrape(cluster.a.addr("metrics"));
+        metric(
+            &metrics,
+            "hv_lane_handshake_failures_total",
+            &[("reason", "too_large")],
+        )
+    };
+    let before = too_large();
+
+    // A length prefix of 0xffffffff is over the handshake's frame limit.
+    let mut junk = TcpStream::connect(gate_a).expect("the gate accepts");
+    junk.write_all(&[0xff; 64]).expect("garbage written");
+    let (answer, closed) = read_until_closed(&mut junk);
+    let mut answer = BytesMut::from(answer.as_slice());
+    let refused = FrameCodec::<Handshake, Handshake>::with_max_frame(4096)
+        .decode(&mut answer)
+        .expect("a frame");
+    assert!(
+        matches!(&refused, Some(Handshake::Refused { reason }) if reason.contains("over the limit")),
+        "the gate says why ({closed}): {refused:?}"
+    );
+    assert!(answer.is_empty(), "nothing after Refused: {answer:?}");
+    assert_eq!(too_large(), before + 1.0, "counted as too_large");
+
+    let point: Point = base.parse().expect("a point");
+    let still = rt.block_on(bounce(&bystander, point.clone()));
+    assert_eq!(
+        still.expect("the open connection still answers"),
+        Substance::Text(base.clone())
+    );
+    let fresh = hv_ok(gate_a, &["ping", &base, "--body", "still"]);
+    assert_eq!(fresh.trim(), "still", "a new connection is served");
+}
+
+#[test]
+fn a_node_with_the_wrong_secret_cannot_join() {
+    let cluster = cluster();
+    let rpc = cluster.registry.addr("rpc");
+    let mut command = star_node_command(cluster.dir.path(), "intruder", rpc, "not the secret");
+    command
+        .stdin(std::process::Stdio::null())
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped());
+    let mut intruder = support::Process::spawn(command);
+    let status = intruder.wait_exit(Duration::from_secs(20));
+    let stderr = intruder.stderr();
+    assert_eq!(status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("star-node: forbidden: registry") && stderr.contains("wrong shared secret"),
+        "{stderr}"
+    );
+    assert!(!hv_ok(cluster.gate_a(), &["stars"]).contains("intruder"));
+}
+
+#[test]
+fn metrics_are_valid_and_count_traffic() {
+    const PINGS: usize = 5;
+    let cluster = cluster();
+    let (gate_a, gate_b) = (cluster.gate_a(), cluster.gate_b());
+    let space = cluster.space("metrics");
+    let on = |machine: &str| {
+        let point = format!("{space}:on-{machine}");
+        hv_ok(gate_a, &["create", &point, "Base"]);
+        hv_ok(
+            gate_a,
+            &["migrate", &point, &format!("<<{machine}>>::super")],
+        );
+        point.parse::<Point>().expect("a point")
+    };
+    let (on_a, on_b) = (on("a"), on("b"));
+    let lane_to_b = gate_b.to_string();
+    let counts = || {
+        let a = scrape(cluster.a.addr("metrics"));
+        let b = scrape(cluster.b.addr("metrics"));
+        let to_b = [("lane", lane_to_b.as_str()), ("direction", "out")];
+        [
+            metric(&a, "hv_gate_requests_total", &[("op", "ping")]),
+            metric(&a, "hv_star_wave_seconds_count", &[]),
+            metric(&a, "hv_lane_frames_total", &to_b),
+            metric(&a, "hv_star_waves_total", &[]),
+            metric(&b, "hv_star_waves_total", &[]),
+        ]
+    };
+    let before = counts();
+
+    let rt = runtime();
+    let client = hyperuser(&rt, gate_a);
+    let targets = [&on_a, &on_b].repeat(PINGS);
+    let answers = rt.block_on(join_all(
+        targets.iter().map(|&p| bounce(&client, p.clone())),
+    ));
+    for answer in answers {
+        answer.expect("answered");
+    }
+
+    let after = counts();
+    let expected = [
+        ("a's ping requests", 2 * PINGS),
+        ("a's wave timings", 2 * PINGS),
+        ("a's frames to b", PINGS),
+        ("a's waves", PINGS),
+        ("b's waves", PINGS),
+    ];
+    for (((name, least), before), after) in expected.iter().zip(before).zip(after) {
+        assert!(
+            after - before >= *least as f64,
+            "{name}: {before} → {after}, at least {least} more"
+        );
+    }
+
+    // A connection closed before its handshake is counted by reason.
+    for machine in [&cluster.a, &cluster.b] {
+        let closed = || {
+            let metrics = scrape(machine.addr("metrics"));
+            metric(
+                &metrics,
+                "hv_lane_handshake_failures_total",
+                &[("reason", "closed")],
+            )
+        };
+        let before = closed();
+        drop(TcpStream::connect(machine.addr("gate")).expect("the gate accepts"));
+        eventually(
+            Duration::from_secs(5),
+            "the closed connection is counted",
+            || closed() > before,
+        );
+    }
+
+    for machine in [&cluster.a, &cluster.b] {
+        let metrics = scrape(machine.addr("metrics"));
+        promtool_accepts(&metrics);
+        for name in [
+            "hv_star_waves_total",
+            "hv_star_wave_seconds_bucket",
+            "hv_star_particles",
+            "hv_lane_frames_total",
+            "hv_lane_bytes_total",
+            "hv_location_cache_hits_total",
+            "hv_location_cache_misses_total",
+            "hv_access_denied_total",
+            "hv_lane_handshake_failures_total",
+            "hv_gate_requests_total",
+            "hv_gate_errors_total",
+        ] {
+            assert!(metrics.contains(name), "{name} missing from\n{metrics}");
+        }
+    }
 }

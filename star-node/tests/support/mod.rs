@@ -1,33 +1,81 @@
 //! Process-level test support: a registry-svc on real Redis shards and star-nodes, each
 //! the real binary with a generated config in a temp dir, waited for by their "ready"
-//! lines, killed (and reaped) when dropped; and `hv` runs.
+//! lines; `hv` runs; metrics read by label.
+//!
+//! Every process started here dies with the test binary, even one that is never
+//! dropped (a cluster shared by a binary's tests lives in a `static`): beside it runs a
+//! `sh` watchdog that kills it with SIGKILL when its stdin — a pipe whose other end
+//! only this test process holds — closes. A dropped [`Process`] is killed and reaped at
+//! once, and its watchdog is stopped first, so a reused pid is never hit.
+//!
+//! ```text
+//! Cluster::start_with(ttl, star config)   3 × redis-server ─ registry-svc ─ star-node a, b
+//! Cluster::shared(star config)            one per test binary, `localhost` created
+//! cluster.space("test")                   localhost:test, a Base of the test's own
+//! ```
 
 #![allow(dead_code)]
 
 #[path = "../../../registry-svc/tests/support/mod.rs"]
 pub mod registry;
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::sync::mpsc;
+use std::process::{Child, ChildStdin, Command, ExitStatus, Output, Stdio};
+use std::sync::{Mutex, OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
 #[allow(unused_imports)]
 pub use registry::{RedisServer, promtool_accepts, sample, scrape};
+use star_node::client::{GateClient, GateClientConfig};
 
 /// The shared secret of every test cluster.
 pub const SECRET: &str = "the cluster's shared secret";
 
-/// A running binary, killed and reaped on drop.
+/// A `sh` that runs `command` when its stdin closes, which happens when this test
+/// process ends, however it ends. Dropped, it is killed without running `command`.
+#[derive(Debug)]
+struct Guard {
+    sh: Child,
+    /// Held open until this process ends.
+    _stdin: Option<ChildStdin>,
+}
+
+impl Guard {
+    fn new(command: &str) -> Guard {
+        let mut sh = Command::new("sh")
+            .arg("-c")
+            .arg(format!("read _; {command}"))
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("sh starts");
+        let stdin = sh.stdin.take();
+        Guard { sh, _stdin: stdin }
+    }
+}
+
+impl Drop for Guard {
+    fn drop(&mut self) {
+        let _ = self.sh.kill();
+        let _ = self.sh.wait();
+    }
+}
+
+/// A running binary, killed and reaped on drop, killed by its watchdog when the test
+/// binary exits.
 #[derive(Debug)]
 pub struct Process {
     child: Child,
+    /// Kills `child` if this test process dies first; stopped once `child` is reaped.
+    watchdog: Option<Guard>,
     /// The fields of its ready line (`name=value`).
     ready: String,
-    /// Lines it printed on stdout after the ready line.
-    _stdout: mpsc::Receiver<String>,
+    /// Lines it printed on stdout after the ready line (kept so it never meets a
+    /// closed pipe).
+    _stdout: Mutex<Option<mpsc::Receiver<String>>>,
 }
 
 impl Process {
@@ -37,8 +85,8 @@ impl Process {
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::inherit());
-        let mut child = command.spawn().expect("the binary starts");
-        let stdout = child.stdout.take().expect("piped stdout");
+        let mut process = Process::spawn(command);
+        let stdout = process.child.stdout.take().expect("piped stdout");
         let (tx, rx) = mpsc::channel();
         std::thread::spawn(move || {
             for line in BufReader::new(stdout).lines().map_while(Result::ok) {
@@ -52,20 +100,28 @@ impl Process {
             let left = deadline.saturating_duration_since(Instant::now());
             match rx.recv_timeout(left) {
                 Ok(line) if line.starts_with(ready) => {
-                    return Process {
-                        child,
-                        ready: line,
-                        _stdout: rx,
-                    };
+                    process.ready = line;
+                    process._stdout = Mutex::new(Some(rx));
+                    return process;
                 }
                 Ok(_) => continue,
                 Err(_) => {
-                    let status = child.try_wait();
-                    let _ = child.kill();
-                    let _ = child.wait();
+                    let status = process.child.try_wait();
                     panic!("no {ready:?} line within 30 s (exit: {status:?})");
                 }
             }
+        }
+    }
+
+    /// Starts `command` as it is configured, without waiting for anything.
+    pub fn spawn(mut command: Command) -> Process {
+        let child = command.spawn().expect("the binary starts");
+        let watchdog = Guard::new(&format!("kill -9 {} 2>/dev/null", child.id()));
+        Process {
+            child,
+            watchdog: Some(watchdog),
+            ready: String::new(),
+            _stdout: Mutex::new(None),
         }
     }
 
@@ -79,22 +135,77 @@ impl Process {
             .unwrap_or_else(|| panic!("no {name}= in {:?}", self.ready))
     }
 
+    /// Its pid.
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Kills it without warning (`kill -9`) and reaps it.
     pub fn kill9(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        self.watchdog = None;
     }
 
-    /// Its pid.
-    pub fn pid(&self) -> u32 {
-        self.child.id()
+    /// Sends it signal `name` (`TERM`, `STOP`, …) with `kill`.
+    pub fn signal(&self, name: &str) {
+        assert!(kill(self.pid(), name), "kill -{name} {} failed", self.pid());
+    }
+
+    /// Stops it (SIGSTOP) until the returned guard is dropped (SIGCONT).
+    pub fn pause(&self) -> Paused<'_> {
+        self.signal("STOP");
+        Paused(self)
+    }
+
+    /// Waits up to `limit` for it to exit by itself, and reaps it.
+    pub fn wait_exit(&mut self, limit: Duration) -> ExitStatus {
+        let deadline = Instant::now() + limit;
+        loop {
+            if let Some(status) = self.child.try_wait().expect("try_wait") {
+                self.watchdog = None;
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "pid {} still runs after {limit:?}",
+                self.pid()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Everything it wrote to stderr (when piped), read to its end.
+    pub fn stderr(&mut self) -> String {
+        let mut text = String::new();
+        if let Some(mut stderr) = self.child.stderr.take() {
+            let _ = stderr.read_to_string(&mut text);
+        }
+        text
     }
 }
 
 impl Drop for Process {
     fn drop(&mut self) {
+        self.watchdog = None;
         self.kill9();
     }
+}
+
+/// A stopped process, continued (SIGCONT) when this is dropped, on a panic too.
+#[derive(Debug)]
+pub struct Paused<'a>(&'a Process);
+
+impl Drop for Paused<'_> {
+    fn drop(&mut self) {
+        // No panic here: this may run while a test unwinds.
+        let _ = kill(self.0.pid(), "CONT");
+    }
+}
+
+/// `kill -NAME PID`; whether it succeeded.
+fn kill(pid: u32, name: &str) -> bool {
+    registry::signal(pid, name).is_ok()
 }
 
 /// The directory the test binaries were built into.
@@ -105,20 +216,24 @@ fn bin_dir() -> PathBuf {
         .to_path_buf()
 }
 
-/// The registry-svc binary, built by cargo first if this test run did not build it
-/// (`cargo test -p star-node` builds only star-node's binaries).
+/// The registry-svc binary, built by cargo (once per test binary) first, since
+/// `cargo test -p star-node` builds only star-node's binaries.
 pub fn registry_svc_bin() -> PathBuf {
-    let bin = bin_dir().join("registry-svc");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let mut build = Command::new(cargo);
-    build.args(["build", "-p", "registry-svc", "--bin", "registry-svc"]);
-    if bin_dir().ends_with("release") {
-        build.arg("--release");
-    }
-    let status = build.status().expect("cargo runs");
-    assert!(status.success(), "building registry-svc failed");
-    assert!(bin.exists(), "{} was not built", bin.display());
-    bin
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let bin = bin_dir().join("registry-svc");
+        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+        let mut build = Command::new(cargo);
+        build.args(["build", "-p", "registry-svc", "--bin", "registry-svc"]);
+        if bin_dir().ends_with("release") {
+            build.arg("--release");
+        }
+        let status = build.status().expect("cargo runs");
+        assert!(status.success(), "building registry-svc failed");
+        assert!(bin.exists(), "{} was not built", bin.display());
+        bin
+    })
+    .clone()
 }
 
 /// registry-svc on `shards` with `star_ttl_ms`, configured by a file in `dir`.
@@ -140,13 +255,24 @@ pub fn registry_svc(dir: &Path, shards: &[String], star_ttl_ms: u64) -> Process 
 
 /// The command that starts star-node `machine` against `registry` with `secret`.
 pub fn star_node_command(dir: &Path, machine: &str, registry: SocketAddr, secret: &str) -> Command {
+    star_node_command_with(dir, machine, registry, secret, "")
+}
+
+/// Like [`star_node_command`], with `extra` lines of config (`wasm_fuel_per_call = …`).
+pub fn star_node_command_with(
+    dir: &Path,
+    machine: &str,
+    registry: SocketAddr,
+    secret: &str,
+    extra: &str,
+) -> Command {
     let config = dir.join(format!("{machine}.toml"));
     std::fs::write(
         &config,
         format!(
             "machine = \"{machine}\"\ngate = \"127.0.0.1:0\"\nmetrics = \"127.0.0.1:0\"\n\
              registry = \"{registry}\"\nsecret = \"{secret}\"\nheartbeat_ms = 500\n\
-             directory_refresh_ms = 250\n"
+             directory_refresh_ms = 250\n{extra}\n"
         ),
     )
     .expect("config written");
@@ -157,8 +283,13 @@ pub fn star_node_command(dir: &Path, machine: &str, registry: SocketAddr, secret
 
 /// Star-node `machine`, started and ready.
 pub fn star_node(dir: &Path, machine: &str, registry: SocketAddr) -> Process {
+    star_node_with(dir, machine, registry, "")
+}
+
+/// Star-node `machine` with `extra` config lines, started and ready.
+pub fn star_node_with(dir: &Path, machine: &str, registry: SocketAddr, extra: &str) -> Process {
     Process::start(
-        star_node_command(dir, machine, registry, SECRET),
+        star_node_command_with(dir, machine, registry, SECRET, extra),
         "star-node ready",
     )
 }
@@ -197,11 +328,33 @@ pub fn hv_err(gate: SocketAddr, token: Option<&str>, args: &[&str]) -> String {
     stderr
 }
 
+/// `hv` that must fail with `status` (exit 1, `hv: STATUS …`); returns its stderr line.
+pub fn hv_fails(gate: SocketAddr, token: Option<&str>, args: &[&str], status: u16) -> String {
+    let line = hv_err(gate, token, args);
+    assert!(
+        line.starts_with(&format!("hv: {status} ")),
+        "hv {args:?} must fail with {status}: {line}"
+    );
+    line
+}
+
 /// Keys in a Redis server (`DBSIZE` over plain RESP).
 pub fn dbsize(server: &RedisServer) -> u64 {
     let client = redis::Client::open(server.url()).expect("redis url");
     let mut conn = client.get_connection().expect("redis connection");
     redis::cmd("DBSIZE").query(&mut conn).expect("DBSIZE")
+}
+
+/// How many particle records under `point` (`localhost:spread`) a shard holds: keys
+/// `hv:{localhost:spread:…}:rec` (registry-svc's key layout).
+pub fn records_below(server: &RedisServer, point: &str) -> usize {
+    let client = redis::Client::open(server.url()).expect("redis url");
+    let mut conn = client.get_connection().expect("redis connection");
+    let keys: Vec<String> = redis::cmd("KEYS")
+        .arg(format!("hv:{{{point}:*}}:rec"))
+        .query(&mut conn)
+        .expect("KEYS");
+    keys.len()
 }
 
 /// Polls `check` every 50 ms until it holds or `limit` passes.
@@ -211,6 +364,44 @@ pub fn eventually(limit: Duration, what: &str, mut check: impl FnMut() -> bool) 
         assert!(Instant::now() < deadline, "not within {limit:?}: {what}");
         std::thread::sleep(Duration::from_millis(50));
     }
+}
+
+/// The sum of the samples of metric `name` (exactly that name) carrying every label
+/// pair of `labels`.
+pub fn metric(metrics: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    metrics
+        .lines()
+        .filter(|l| !l.starts_with('#'))
+        .filter(|l| {
+            l.strip_prefix(name)
+                .is_some_and(|rest| rest.starts_with('{') || rest.starts_with(' '))
+        })
+        .filter(|l| {
+            labels
+                .iter()
+                .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        })
+        .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+/// A tokio runtime whose spawned tasks run while the test thread does other things.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .expect("a runtime")
+}
+
+/// A gate client of `gate`, as the hyperuser.
+pub fn hyperuser(rt: &tokio::runtime::Runtime, gate: SocketAddr) -> GateClient {
+    rt.block_on(GateClient::connect(
+        &gate.to_string(),
+        Some(SECRET),
+        GateClientConfig::default(),
+    ))
+    .expect("the hyperuser connects")
 }
 
 /// registry-svc on three Redis shards and star-nodes `a` and `b` that see each other.
@@ -225,19 +416,30 @@ pub struct Cluster {
     pub a: Process,
     /// Machine `b`.
     pub b: Process,
+    /// The config lines both machines got beyond the defaults of the tests.
+    pub star_config: String,
+    /// Removes `dir` when the test binary exits without dropping the cluster.
+    _dir_guard: Guard,
 }
 
 impl Cluster {
     /// Starts it all (stars expire after `star_ttl_ms`) and waits until both machines
     /// list all eight stars.
     pub fn start(star_ttl_ms: u64) -> Cluster {
+        Cluster::start_with(star_ttl_ms, "")
+    }
+
+    /// Like [`Cluster::start`], both machines with `star_config` (TOML lines) added to
+    /// their config: settings such as `wasm_fuel_per_call` must be the same on all.
+    pub fn start_with(star_ttl_ms: u64, star_config: &str) -> Cluster {
         let shards: Vec<RedisServer> = (0..3).map(|_| RedisServer::start()).collect();
         let urls: Vec<String> = shards.iter().map(RedisServer::url).collect();
         let dir = tempfile::tempdir().expect("a temp dir");
+        let dir_guard = Guard::new(&format!("rm -rf '{}'", dir.path().display()));
         let registry = registry_svc(dir.path(), &urls, star_ttl_ms);
         let rpc = registry.addr("rpc");
-        let a = star_node(dir.path(), "a", rpc);
-        let b = star_node(dir.path(), "b", rpc);
+        let a = star_node_with(dir.path(), "a", rpc, star_config);
+        let b = star_node_with(dir.path(), "b", rpc, star_config);
         for gate in [a.addr("gate"), b.addr("gate")] {
             eventually(Duration::from_secs(10), "8 live stars", || {
                 hv_ok(gate, &["stars"]).lines().count() == 8
@@ -249,6 +451,46 @@ impl Cluster {
             registry,
             a,
             b,
+            star_config: star_config.to_string(),
+            _dir_guard: dir_guard,
         }
+    }
+
+    /// The cluster the tests of this binary share (stars expire after 3 s), with
+    /// `localhost` created. Every caller must ask for the same `star_config`. Tests on
+    /// it must not damage it: each works in its own [`Cluster::space`].
+    pub fn shared(star_config: &str) -> &'static Cluster {
+        static SHARED: OnceLock<Cluster> = OnceLock::new();
+        let cluster = SHARED.get_or_init(|| {
+            let cluster = Cluster::start_with(3000, star_config);
+            hv_ok(cluster.gate_a(), &["create", "localhost", "Space"]);
+            cluster
+        });
+        assert_eq!(cluster.star_config, star_config, "one config per binary");
+        cluster
+    }
+
+    /// Machine a's gate.
+    pub fn gate_a(&self) -> SocketAddr {
+        self.a.addr("gate")
+    }
+
+    /// Machine b's gate.
+    pub fn gate_b(&self) -> SocketAddr {
+        self.b.addr("gate")
+    }
+
+    /// Creates `localhost` (if missing) and the Base `localhost:NAME`, where a test
+    /// keeps its particles; returns `localhost:NAME`.
+    pub fn space(&self, name: &str) -> String {
+        hv_ok(self.gate_a(), &["create", "localhost", "Space", "--ensure"]);
+        let space = format!("localhost:{name}");
+        hv_ok(self.gate_a(), &["create", &space, "Base"]);
+        space
+    }
+
+    /// Both machines' `/metrics`, one after the other.
+    pub fn scrape_both(&self) -> String {
+        scrape(self.a.addr("metrics")) + &scrape(self.b.addr("metrics"))
     }
 }
