@@ -1,6 +1,8 @@
-//! `loadtest local` as a user runs it: the real binary launching real Redis shards
-//! (the in-memory registry when redis-server is missing — the harness's own fallback),
-//! registry-svc and two star-nodes, then tearing them down. Every pid the harness
+//! `loadtest local` as a user runs it: the real binary launching real Redis shards,
+//! registry-svc and two star-nodes, then tearing them down. The harness falls back to
+//! the in-memory registry when redis-server is missing; these tests do not: they fail
+//! unless the report (and the pids announced) show the Redis shards were used
+//! (`scripts/test.sh` installs redis-server). Every pid the harness
 //! reports must be gone afterwards: after a clean run, after Ctrl-C, and after the
 //! harness itself is killed with SIGKILL.
 //!
@@ -100,6 +102,16 @@ fn a_short_local_run_adds_up_and_leaves_nothing_behind() {
             "latency {p}: {r}"
         );
     }
+    assert_eq!(
+        (
+            r["cluster"]["registry"].as_str(),
+            r["cluster"]["shards"].as_u64()
+        ),
+        (Some("redis"), Some(2)),
+        "the registry must run on 2 Redis shards, not the in-memory fallback \
+         (is redis-server on PATH?): {}",
+        r["cluster"]
+    );
     let particles: u64 = r["particles_by_machine"]
         .as_object()
         .expect("particles by machine")
@@ -137,10 +149,10 @@ fn a_short_local_run_adds_up_and_leaves_nothing_behind() {
         2,
         "{roles:?}"
     );
-    let redis = loadtest::process::on_path("redis-server").is_some();
     assert_eq!(
         roles.iter().filter(|r| **r == "redis").count(),
-        if redis { 2 } else { 0 }
+        2,
+        "{roles:?}"
     );
     let mut pids = Vec::new();
     for p in processes {
@@ -265,8 +277,9 @@ fn ctrl_c_stops_the_run_and_every_process() {
         dir,
         lines,
     } = start_long_run();
-    assert!(
-        pids.len() >= 6,
+    assert_eq!(
+        pids.len(),
+        8,
         "guards and children of redis, registry, 2 nodes: {pids:?}"
     );
     assert!(dir.is_dir(), "{dir:?}");
