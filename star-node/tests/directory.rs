@@ -77,6 +77,18 @@ fn a_machines_stars_are_listed_with_what_they_host_and_their_load() {
         }
         let hosted = a.machine.hosted().await as u64;
         assert_eq!(hosted, 13, "localhost and its twelve");
+        // Each star counts its own in `hv_star_particles`, labelled by its key.
+        let metrics = a.machine.metrics.render();
+        let mut counted = 0.0;
+        for star in &keys {
+            let label = format!("star=\"{star}\"");
+            counted += metrics
+                .lines()
+                .filter(|l| l.starts_with("hv_star_particles{") && l.contains(&label))
+                .filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok())
+                .sum::<f64>();
+        }
+        assert_eq!(counted, 13.0, "{metrics}");
         until_listed(
             registry.as_ref(),
             "loads add up to what is hosted",

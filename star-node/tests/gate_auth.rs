@@ -98,7 +98,16 @@ fn the_token_decides_the_agent() {
 fn every_other_token_is_refused_in_the_handshake_and_counted() {
     actix_rt::System::new().block_on(async {
         let (a, _root) = world().await;
+        // As long as the secret, one byte off; two bytes off by the same bits (an XOR
+        // fold would let their differences cancel).
+        let mut one_off = SECRET.as_bytes().to_vec();
+        *one_off.last_mut().unwrap() ^= 1;
+        let mut two_off = SECRET.as_bytes().to_vec();
+        two_off[0] ^= 1;
+        two_off[1] ^= 1;
         let near_misses = [
+            String::from_utf8(one_off).unwrap(),
+            String::from_utf8(two_off).unwrap(),
             format!("{SECRET}x"),
             SECRET[..SECRET.len() - 1].to_string(),
             String::new(),

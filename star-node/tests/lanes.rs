@@ -8,7 +8,9 @@
 //! - a lane that cannot connect backs off: 100 ms, doubling, at most 2 s, answering
 //!   503 at once meanwhile without dialing; it comes back when the peer does;
 //! - while a lane connects it queues at most `lane_backlog` frames; the next is
-//!   answered 503 at once, and the queued ones fail when the dial times out.
+//!   answered 503 at once, and the queued ones fail when the dial times out;
+//! - a ping too large for a lane frame fails alone (413), at once, and the lane carries
+//!   on.
 
 mod local;
 
@@ -218,6 +220,71 @@ fn a_connecting_lane_queues_its_backlog_and_refuses_the_next_at_once() {
             .filter(|s| matches!(s, Seen::Dialed(_)))
             .count();
         assert_eq!(dials, 1, "one dial for all five");
+        a.stop().await;
+    });
+}
+
+/// The size of `frame`'s body on the wire.
+fn encoded<T: serde::Serialize>(frame: T) -> usize {
+    use tokio_util::codec::Encoder;
+    let mut codec = hyperverse_core::wire::FrameCodec::<T, ()>::default();
+    let mut dst = bytes::BytesMut::new();
+    codec.encode(frame, &mut dst).unwrap();
+    dst.len() - hyperverse_core::wire::LENGTH_PREFIX
+}
+
+#[test]
+fn a_ping_too_large_for_the_lane_fails_alone_with_413() {
+    use hyperverse_core::wave::{Handling, Ping, WaveId};
+    use hyperverse_core::Agent;
+    use star_node::protocol::{ClientFrame, ClientRequest, LaneFrame};
+
+    const MAX: usize = 100_000;
+    // A body whose client frame fits the limit and whose lane frame (the star, the
+    // wave's ids, sender and agent on top) does not.
+    let client_frame = |body: usize| ClientFrame {
+        id: u64::MAX,
+        request: ClientRequest::Ping {
+            to: p(FAR),
+            method: bounce(),
+            headers: Default::default(),
+            body: Substance::Bin(vec![7; body]),
+            timeout_ms: 2000,
+        },
+    };
+    let lane_frame = |body: usize| {
+        let id = WaveId {
+            origin: u64::MAX,
+            seq: u64::MAX,
+        };
+        let mut ping = Ping::new(id, Point::hyperuser(), p(FAR), Agent::HyperUser, bounce());
+        ping.body = Substance::Bin(vec![7; body]);
+        ping.handling = Handling { timeout_ms: 2000 };
+        LaneFrame::Ping {
+            star: p("<<ghost>>::central"),
+            ping,
+        }
+    };
+    let body = MAX - (encoded(client_frame(MAX)) - MAX) - 16;
+    assert!(encoded(client_frame(body)) <= MAX);
+    assert!(
+        encoded(lane_frame(body)) > MAX + 16,
+        "the lane frame is larger"
+    );
+
+    actix_rt::System::new().block_on(async {
+        let (a, mut ghost, hv) = world(Mode::Echo, |s| s.max_frame_bytes = MAX).await;
+        let big = Substance::Bin(vec![7; body]);
+        let answer = hv.ping(p(FAR), bounce(), big, Duration::from_secs(2)).await;
+        match answer {
+            Err(Error::TooLarge { limit, .. }) => assert_eq!(limit, MAX as u64),
+            other => panic!("a ping too large for the lane: {other:?}"),
+        }
+        // The lane is up and carries the next ping.
+        let (answer, _) = far(&hv, "small", WAIT).await;
+        assert_eq!(answer.unwrap(), text("small"));
+        let pings = ghost.drain().iter().filter(|s| **s == Seen::Ping).count();
+        assert_eq!(pings, 1, "only the small ping reached the peer");
         a.stop().await;
     });
 }
