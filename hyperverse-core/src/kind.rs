@@ -293,9 +293,18 @@ mod tests {
                 .to_string()
                 .contains("sub-kind")
         );
-        assert!("Star<Moon>".parse::<Kind>().is_err());
-        assert!("Base<Central>".parse::<Kind>().is_err());
-        assert!("Star<Central".parse::<Kind>().is_err());
+        assert!(matches!(
+            "Star<Moon>".parse::<Kind>(),
+            Err(Error::BadRequest(_))
+        ));
+        assert!(matches!(
+            "Base<Central>".parse::<Kind>(),
+            Err(Error::BadRequest(_))
+        ));
+        assert!(matches!(
+            "Star<Central".parse::<Kind>(),
+            Err(Error::BadRequest(_))
+        ));
     }
 
     #[test]

@@ -465,6 +465,9 @@ mod tests {
         for status in Status::ALL {
             assert_eq!(status.to_string().parse::<Status>().unwrap(), *status);
         }
-        assert!("Sleeping".parse::<Status>().is_err());
+        assert!(matches!(
+            "Sleeping".parse::<Status>(),
+            Err(Error::BadRequest(_))
+        ));
     }
 }

@@ -701,9 +701,21 @@ mod tests {
             "Count".parse::<Method>().unwrap(),
             Method::Ext("Count".into())
         );
-        assert!("Cmd<Fly>".parse::<Method>().is_err());
-        assert!("Bogus<Read>".parse::<Method>().is_err());
-        assert!("not camel".parse::<Method>().is_err());
-        assert!("Cmd<Read".parse::<Method>().is_err());
+        assert!(matches!(
+            "Cmd<Fly>".parse::<Method>(),
+            Err(Error::BadRequest(_))
+        ));
+        assert!(matches!(
+            "Bogus<Read>".parse::<Method>(),
+            Err(Error::BadRequest(_))
+        ));
+        assert!(matches!(
+            "not camel".parse::<Method>(),
+            Err(Error::BadRequest(_))
+        ));
+        assert!(matches!(
+            "Cmd<Read".parse::<Method>(),
+            Err(Error::BadRequest(_))
+        ));
     }
 }

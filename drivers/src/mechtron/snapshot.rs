@@ -235,13 +235,22 @@ mod tests {
         }
         let mut longer = bytes.clone();
         longer.push(0);
-        assert!(Snapshot::decode(&longer).is_err());
+        assert!(matches!(
+            Snapshot::decode(&longer),
+            Err(Error::BadRequest(_))
+        ));
         let mut odd = sample();
         odd.memory.push(0);
-        assert!(Snapshot::decode(&odd.encode()).is_err(), "whole pages only");
+        assert!(
+            matches!(Snapshot::decode(&odd.encode()), Err(Error::BadRequest(_))),
+            "whole pages only"
+        );
         let mut bad_tag = bytes.clone();
         let tag_at = bytes.len() - 9;
         bad_tag[tag_at] = 0x70;
-        assert!(Snapshot::decode(&bad_tag).is_err());
+        assert!(matches!(
+            Snapshot::decode(&bad_tag),
+            Err(Error::BadRequest(_))
+        ));
     }
 }

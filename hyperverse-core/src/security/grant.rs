@@ -118,8 +118,17 @@ mod tests {
         for s in ["ROOT#1", "localhost:app#42", "GLOBAL::ROOT#7"] {
             assert_eq!(s.parse::<GrantId>().unwrap().to_string(), s);
         }
-        assert!("localhost".parse::<GrantId>().is_err());
-        assert!("localhost#x".parse::<GrantId>().is_err());
-        assert!("Bad#1".parse::<GrantId>().is_err());
+        assert!(matches!(
+            "localhost".parse::<GrantId>(),
+            Err(Error::BadRequest(_))
+        ));
+        assert!(matches!(
+            "localhost#x".parse::<GrantId>(),
+            Err(Error::BadRequest(_))
+        ));
+        assert!(matches!(
+            "Bad#1".parse::<GrantId>(),
+            Err(Error::BadRequest(_))
+        ));
     }
 }
