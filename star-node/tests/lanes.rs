@@ -235,8 +235,8 @@ fn encoded<T: serde::Serialize>(frame: T) -> usize {
 
 #[test]
 fn a_ping_too_large_for_the_lane_fails_alone_with_413() {
-    use hyperverse_core::wave::{Handling, Ping, WaveId};
     use hyperverse_core::Agent;
+    use hyperverse_core::wave::{Handling, Ping, WaveId};
     use star_node::protocol::{ClientFrame, ClientRequest, LaneFrame};
 
     const MAX: usize = 100_000;
