@@ -95,7 +95,7 @@ fn a_machines_stars_are_listed_with_what_they_host_and_their_load() {
             |stars| stars.iter().map(|s| s.load).sum::<u64>() == hosted,
         )
         .await;
-        a.stop().await;
+        assert_eq!(a.stop().await, 0, "nothing left in flight");
     });
 }
 

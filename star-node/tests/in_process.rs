@@ -632,3 +632,123 @@ fn override_needs_what_delete_needs_and_empty_grants_are_refused() {
         a.stop().await;
     });
 }
+
+#[test]
+fn a_ripple_waits_for_its_deadline_then_answers_with_what_came() {
+    use hyperverse_core::Agent;
+    use hyperverse_core::wave::{Handling, Ripple};
+    use star_node::star::RippleOut;
+
+    actix_rt::System::new().block_on(async {
+        let muted = Arc::new(AppsBy::new(registry(), Arc::new(Mute), None));
+        let a = Node::start(settings("a"), muted).await.unwrap();
+        let hv = client(&a, Some(SECRET)).await;
+        let commit = Strategy::Commit;
+        hv.create("localhost", Kind::Space, Vec::new(), commit)
+            .await
+            .unwrap();
+        hv.create("localhost:base", Kind::Base, Vec::new(), commit)
+            .await
+            .unwrap();
+        hv.create("localhost:mute", Kind::App, Vec::new(), commit)
+            .await
+            .unwrap();
+        let timeout = Duration::from_millis(500);
+        let ripple = Ripple {
+            id: a.machine.next_id(),
+            from: p("localhost"),
+            to: vec![p("localhost:base"), p("localhost:mute")],
+            agent: Agent::HyperUser,
+            method: bounce(),
+            headers: Default::default(),
+            body: text("echo"),
+            hops: 0,
+            handling: Handling {
+                timeout_ms: timeout.as_millis() as u32,
+            },
+        };
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let reply = Box::new(move |echoes, missing| {
+            let _ = tx.send((echoes, missing));
+        });
+        let sent = std::time::Instant::now();
+        a.machine
+            .entry()
+            .unwrap()
+            .do_send(RippleOut { ripple, reply });
+        let (echoes, missing): (Vec<hyperverse_core::wave::Echo>, usize) = rx.await.unwrap();
+        let took = sent.elapsed();
+        assert!(
+            took >= timeout,
+            "answered after {took:?}, before its deadline"
+        );
+        let from_base: Vec<_> = echoes
+            .iter()
+            .filter(|e| e.from == p("localhost:base"))
+            .collect();
+        assert_eq!(from_base.len(), 1, "{echoes:?}");
+        assert!(from_base[0].status.is_ok());
+        assert_eq!(from_base[0].body, text("echo"));
+        // The mute one is missing, or its own 408 came just in time.
+        let mute_timed_out = echoes
+            .iter()
+            .any(|e| e.from == p("localhost:mute") && e.status.0 == 408);
+        assert_eq!(
+            echoes.len() + missing,
+            2,
+            "{echoes:?} and {missing} missing"
+        );
+        assert!(missing == 1 || mute_timed_out, "{echoes:?}");
+        a.stop().await;
+    });
+}
+
+#[test]
+fn deleted_particles_are_released_on_every_machine() {
+    actix_rt::System::new().block_on(async {
+        let standard = Arc::new(Standard::new(registry(), SECRET.into()));
+        let a = Node::start(settings("a"), standard.clone()).await.unwrap();
+        let b = Node::start(settings("b"), standard).await.unwrap();
+        until_it_sees(&a, 8).await;
+        until_it_sees(&b, 8).await;
+        let hv = client(&a, Some(SECRET)).await;
+        let commit = Strategy::Commit;
+        hv.create("localhost", Kind::Space, Vec::new(), commit)
+            .await
+            .unwrap();
+        for i in 0..12 {
+            hv.create(format!("localhost:gone{i}"), Kind::Base, Vec::new(), commit)
+                .await
+                .unwrap();
+        }
+        let hosted = a.machine.hosted().await + b.machine.hosted().await;
+        assert_eq!(hosted, 13);
+        assert!(b.machine.hosted().await > 0, "b hosts some");
+        let deleted = hv.delete(p("localhost:gone0")).await.unwrap();
+        assert_eq!(deleted, vec![p("localhost:gone0")]);
+        for i in 1..12 {
+            hv.delete(p(&format!("localhost:gone{i}"))).await.unwrap();
+        }
+        let deadline = std::time::Instant::now() + WAIT;
+        loop {
+            let hosted = a.machine.hosted().await + b.machine.hosted().await;
+            if hosted == 1 {
+                break;
+            }
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{hosted} still hosted after the deletes"
+            );
+            actix_rt::time::sleep(Duration::from_millis(20)).await;
+        }
+        let gauges = total(&a, "hv_star_particles") + total(&b, "hv_star_particles");
+        assert_eq!(gauges, 1.0, "the gauges follow");
+        let gone = hv
+            .ping(p("localhost:gone3"), bounce(), Substance::Empty, WAIT)
+            .await
+            .unwrap_err();
+        assert!(matches!(gone, Error::NotFound(_)), "{gone}");
+        a.stop().await;
+        b.stop().await;
+    });
+}

@@ -288,3 +288,22 @@ fn a_ping_too_large_for_the_lane_fails_alone_with_413() {
         a.stop().await;
     });
 }
+
+#[test]
+fn a_ping_the_peer_never_answers_is_answered_408_at_its_timeout() {
+    actix_rt::System::new().block_on(async {
+        let (a, mut ghost, hv) = world(Mode::Hold, |_| {}).await;
+        let timeout = Duration::from_millis(300);
+        let sent = Instant::now();
+        let answer = hv.ping(p(FAR), bounce(), text("held"), timeout).await;
+        let took = sent.elapsed();
+        // The sending star's 408 at the ping's own timeout, not the client giving up.
+        match answer {
+            Err(Error::Timeout(why)) if why.contains(&format!("no answer from {FAR} in time")) => {}
+            other => panic!("a ping the peer holds: {other:?}"),
+        }
+        assert!(took >= timeout, "answered after {took:?}");
+        ghost.pings(1, WAIT).await;
+        a.stop().await;
+    });
+}

@@ -182,8 +182,10 @@ impl World {
         ]
     }
 
+    /// Stops the machine, which must have nothing left in flight: every access
+    /// decision and driver call it began has ended.
     async fn stop(self) {
-        self.node.stop().await;
+        assert_eq!(self.node.stop().await, 0, "waves left in flight");
     }
 }
 
