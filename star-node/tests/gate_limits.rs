@@ -12,14 +12,12 @@ use std::net::TcpStream;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use async_trait::async_trait;
 use bytes::BytesMut;
-use hyperverse_core::driver::{Driver, DriverCtx};
 use hyperverse_core::registry::Strategy;
-use hyperverse_core::wave::{Ping, Substance};
+use hyperverse_core::wave::Substance;
 use hyperverse_core::wire::FrameCodec;
 use hyperverse_core::wire::handshake::{self, Handshake, PeerKind};
-use hyperverse_core::{BaseKind, Error, Kind, Result};
+use hyperverse_core::{Error, Kind, Result};
 use local::*;
 use star_node::client::{GateClient, GateClientConfig};
 use star_node::config::Settings;
@@ -182,20 +180,6 @@ fn the_largest_handshake_frame_is_read_and_one_byte_more_is_refused() {
         assert_eq!(failures(&a, "too_large"), 1.0);
         a.stop().await;
     });
-}
-
-/// A driver that never answers.
-struct Mute;
-
-#[async_trait]
-impl Driver for Mute {
-    fn kind(&self) -> BaseKind {
-        BaseKind::App
-    }
-
-    async fn handle(&self, _: DriverCtx<'_>, _: &Ping) -> Result<Substance> {
-        std::future::pending().await
-    }
 }
 
 /// The timeout of the pings held in flight.

@@ -271,20 +271,6 @@ fn a_custom_hyperverse_composes_its_own_driver() {
     });
 }
 
-/// A driver that never answers.
-struct Mute;
-
-#[async_trait]
-impl Driver for Mute {
-    fn kind(&self) -> BaseKind {
-        BaseKind::App
-    }
-
-    async fn handle(&self, _: DriverCtx<'_>, _: &Ping) -> Result<Substance> {
-        std::future::pending().await
-    }
-}
-
 #[test]
 fn a_driver_that_never_answers_gets_a_408_and_hurts_no_one() {
     actix_rt::System::new().block_on(async {

@@ -103,6 +103,24 @@ pub fn sample(node: &Node, name: &str, labels: &str) -> f64 {
         .unwrap_or(0.0)
 }
 
+/// An `App` driver that never answers.
+pub struct Mute;
+
+#[async_trait::async_trait]
+impl Driver for Mute {
+    fn kind(&self) -> BaseKind {
+        BaseKind::App
+    }
+
+    async fn handle(
+        &self,
+        _: hyperverse_core::driver::DriverCtx<'_>,
+        _: &hyperverse_core::wave::Ping,
+    ) -> hyperverse_core::Result<Substance> {
+        std::future::pending().await
+    }
+}
+
 /// The standard drivers, with `App` served by `apps` instead (on `only_on` stars only,
 /// or on all): a hyperverse composed of its own drivers.
 pub struct AppsBy {
