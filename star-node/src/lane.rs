@@ -115,6 +115,11 @@ impl Lane {
         }
     }
 
+    /// Replies awaited: pings sent on this lane and not yet answered, failed or swept.
+    pub fn pending(&self) -> usize {
+        self.pending.borrow().len()
+    }
+
     /// Sends a frame that expects no answer (`Invalidate`); dropped if the lane is down.
     pub fn control(self: &Rc<Self>, frame: LaneFrame) {
         if let Err(refused) = self.push(frame) {

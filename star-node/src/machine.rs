@@ -259,6 +259,12 @@ impl Machine {
         lane
     }
 
+    /// Replies awaited on the lane to the gate `gate`, if there is one: pings sent and
+    /// not yet answered or swept (observability for tests and operators).
+    pub fn lane_pending(&self, gate: &str) -> Option<usize> {
+        self.lanes.borrow().get(gate).map(|lane| lane.pending())
+    }
+
     /// Places the particle of `record` on a live star hosting its kind (power of two
     /// choices by load) and has that star host it (`Hyp<Assign>`); returns the star.
     pub async fn place_and_assign(self: &Rc<Self>, record: &ParticleRecord) -> Result<Point> {

@@ -75,7 +75,7 @@ fn pings_in_flight_on_a_lost_lane_are_answered_503_at_once() {
             .collect();
         ghost.pings(20, WAIT).await;
         let lost = Instant::now();
-        ghost.set_mode(Mode::Echo);
+        ghost.set_mode(Mode::Slam);
         ghost.drop_connections();
         for answer in futures::future::join_all(sent).await {
             let (answer, at) = answer.unwrap();
@@ -86,9 +86,10 @@ fn pings_in_flight_on_a_lost_lane_are_answered_503_at_once() {
                 "answered {took:?} after the loss"
             );
         }
-        // The lane dials again, no sooner than 100 ms after the loss, and carries
-        // pings once it is up.
+        // The lane dials again no sooner than 100 ms after the loss; that dial fails, and
+        // the next comes no sooner than 200 ms later. Then the peer takes the lane.
         let deadline = Instant::now() + WAIT;
+        let mut dials = Vec::new();
         let answer = loop {
             assert!(Instant::now() < deadline, "the lane never came back");
             match far(&hv, "again", WAIT).await.0 {
@@ -98,21 +99,26 @@ fn pings_in_flight_on_a_lost_lane_are_answered_503_at_once() {
                 }
                 Err(e) => panic!("while the lane is down: {e}"),
             }
+            for seen in ghost.drain() {
+                if let Seen::Dialed(at) = seen {
+                    dials.push(at);
+                }
+            }
+            if dials.len() == 2 {
+                ghost.set_mode(Mode::Echo);
+            }
         };
         assert_eq!(answer, text("again"));
-        let dials: Vec<Instant> = ghost
-            .drain()
-            .into_iter()
-            .filter_map(|s| match s {
-                Seen::Dialed(at) => Some(at),
-                Seen::Ping => None,
-            })
-            .collect();
-        assert_eq!(dials.len(), 1, "one dial after the loss");
-        let after = dials[0].duration_since(lost);
+        assert!(dials.len() >= 2, "{dials:?}");
+        let first = dials[0].duration_since(lost);
         assert!(
-            after >= Duration::from_millis(100),
-            "dialed again {after:?} after the loss"
+            first >= Duration::from_millis(100),
+            "dialed again {first:?} after the loss"
+        );
+        let second = dials[1].duration_since(dials[0]);
+        assert!(
+            (200..600).contains(&second.as_millis()),
+            "the second dial {second:?} after the first"
         );
         a.stop().await;
     });
@@ -304,6 +310,33 @@ fn a_ping_the_peer_never_answers_is_answered_408_at_its_timeout() {
         }
         assert!(took >= timeout, "answered after {took:?}");
         ghost.pings(1, WAIT).await;
+        a.stop().await;
+    });
+}
+
+#[test]
+fn replies_the_peer_never_sends_are_swept_a_second_after_their_deadline() {
+    actix_rt::System::new().block_on(async {
+        let (a, mut ghost, hv) = world(Mode::Hold, |_| {}).await;
+        let gate = ghost.addr.clone();
+        let pending = || a.machine.lane_pending(&gate).expect("a lane");
+        // The lane may drop C's reply 1.05 s from now, A's 4 s from now.
+        let started = Instant::now();
+        let a_ping = actix_rt::spawn({
+            let hv = hv.clone();
+            async move { far(&hv, "a", Duration::from_millis(3000)).await }
+        });
+        let (c, _) = far(&hv, "c", Duration::from_millis(50)).await;
+        assert!(matches!(c, Err(Error::Timeout(_))), "{c:?}");
+        ghost.pings(2, WAIT).await;
+        assert_eq!(pending(), 2, "the lane keeps what was not answered");
+        // Past C's grace, well before A's: the next send sweeps C only.
+        actix_rt::time::sleep_until((started + Duration::from_millis(1500)).into()).await;
+        let (b, _) = far(&hv, "b", Duration::from_millis(50)).await;
+        assert!(matches!(b, Err(Error::Timeout(_))), "{b:?}");
+        assert_eq!(pending(), 2, "A and B are awaited, C is swept");
+        let (a_answer, _) = a_ping.await.unwrap();
+        assert!(matches!(a_answer, Err(Error::Timeout(_))), "{a_answer:?}");
         a.stop().await;
     });
 }

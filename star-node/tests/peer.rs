@@ -105,3 +105,88 @@ fn a_peers_waves_for_unknown_stars_and_bad_star_requests_are_refused_and_the_sta
         a.stop().await;
     });
 }
+
+/// The size of `frame`'s body on the wire.
+fn encoded(frame: LaneFrame) -> usize {
+    use tokio_util::codec::Encoder;
+    let mut dst = bytes::BytesMut::new();
+    FrameCodec::<LaneFrame, ()>::default()
+        .encode(frame, &mut dst)
+        .unwrap();
+    dst.len() - hyperverse_core::wire::LENGTH_PREFIX
+}
+
+#[test]
+fn a_moved_answer_too_large_for_the_lane_fails_its_wave_with_413() {
+    use hyperverse_core::particle::Status;
+    use hyperverse_core::registry::Registration;
+    use hyperverse_core::{Kind, wave::StatusCode};
+
+    const MAX: usize = 100_000;
+    actix_rt::System::new().block_on(async {
+        let registry = registry();
+        let standard = Arc::new(Standard::new(registry.clone(), SECRET.into()));
+        let settings = star_node::config::Settings {
+            max_frame_bytes: MAX,
+            ..settings("a")
+        };
+        let a = Node::start(settings, standard).await.unwrap();
+        // `localhost:far` lives on maelstrom; the peer sends its wave to central, whose
+        // `Moved` names maelstrom: a longer star key than the one the wave came with.
+        let far = p("localhost:far");
+        let maelstrom: Point = "<<a>>::maelstrom".parse().unwrap();
+        for (point, kind) in [(p("localhost"), Kind::Space), (far.clone(), Kind::Base)] {
+            let mut registration = Registration::new(point, kind, Point::hyperuser());
+            registration.status = Status::Ready;
+            registry.register(&registration).await.unwrap();
+        }
+        registry.assign_star(&far, &maelstrom).await.unwrap();
+        let central: Point = "<<a>>::central".parse().unwrap();
+        let sized = |body: usize| {
+            let wave = ping(&far, bounce(), Substance::Bin(vec![7; body]));
+            LaneFrame::Ping {
+                star: central.clone(),
+                ping: wave,
+            }
+        };
+        let body = MAX - (encoded(sized(MAX)) - MAX);
+        let frame = sized(body);
+        assert_eq!(
+            encoded(frame.clone()),
+            MAX,
+            "the wave fits the lane exactly"
+        );
+        let LaneFrame::Ping { ping: wave, .. } = &frame else {
+            unreachable!()
+        };
+        let moved = LaneFrame::Moved {
+            ping: wave.clone(),
+            location: Some(maelstrom.clone()),
+        };
+        assert!(encoded(moved) > MAX, "its Moved does not");
+
+        let (reader, writer) = dial(
+            &a.gate.to_string(),
+            "gate",
+            PeerKind::Machine,
+            "peer",
+            Credentials::Secret(SECRET.as_bytes()),
+            HANDSHAKE_MAX_FRAME,
+        )
+        .await
+        .unwrap();
+        let mut reader = reader.map_decoder(|_| FrameCodec::<LaneFrame, LaneFrame>::default());
+        let mut writer = writer.map_encoder(|_| FrameCodec::<LaneFrame, LaneFrame>::default());
+        let id = wave.id;
+        writer.send(frame).await.unwrap();
+        let answer = tokio::time::timeout(WAIT, reader.next()).await;
+        match answer {
+            Ok(Some(Ok(LaneFrame::Pong(pong)))) => {
+                assert_eq!(pong.reply_to, id);
+                assert_eq!(pong.status, StatusCode(413), "{pong:?}");
+            }
+            other => panic!("the answer to a wave whose Moved is too large: {other:?}"),
+        }
+        a.stop().await;
+    });
+}
