@@ -320,7 +320,8 @@ fn replies_the_peer_never_sends_are_swept_a_second_after_their_deadline() {
         let (a, mut ghost, hv) = world(Mode::Hold, |_| {}).await;
         let gate = ghost.addr.clone();
         let pending = || a.machine.lane_pending(&gate).expect("a lane");
-        // The lane may drop C's reply 1.05 s from now, A's 4 s from now.
+        // The lane may drop C's reply 1.05 s from now, A's 4 s from now (a second past
+        // its deadline, not a second before: 2 s).
         let started = Instant::now();
         let a_ping = actix_rt::spawn({
             let hv = hv.clone();
@@ -331,7 +332,7 @@ fn replies_the_peer_never_sends_are_swept_a_second_after_their_deadline() {
         ghost.pings(2, WAIT).await;
         assert_eq!(pending(), 2, "the lane keeps what was not answered");
         // Past C's grace, well before A's: the next send sweeps C only.
-        actix_rt::time::sleep_until((started + Duration::from_millis(1500)).into()).await;
+        actix_rt::time::sleep_until((started + Duration::from_millis(2800)).into()).await;
         let (b, _) = far(&hv, "b", Duration::from_millis(50)).await;
         assert!(matches!(b, Err(Error::Timeout(_))), "{b:?}");
         assert_eq!(pending(), 2, "A and B are awaited, C is swept");
