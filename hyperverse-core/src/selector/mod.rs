@@ -16,17 +16,25 @@
 //! A selector is a route and a list of hops; each hop matches one segment (`name`, `*`)
 //! or one or more segments (`**`; zero or more when preceded by `+`), and may require the
 //! kind of the point it ends on (`<Kind>`, or `<Star>` for any star). Matching is a pure
-//! function of a point and the kinds along its path.
+//! function of a point and the kinds along its path, linear in hops × segments
+//! ([`matching`]); a selector has at most [`MAX_RECURSIVE_HOPS`] `**` hops.
 
 use std::fmt;
 use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
+mod matching;
+
 use crate::kind::{BaseKind, Kind, split_kind};
 use crate::point::{
     Point, PointParseError, PointSeg, RouteSeg, parse_fs_path, parse_route, parse_segment,
 };
+
+/// The most `**` and `+:**` hops a selector may have. Matching costs one pass over the
+/// point per hop whatever the hops are, so this is not what keeps matching cheap; it
+/// refuses early the shape of selector that only an attacker writes.
+pub const MAX_RECURSIVE_HOPS: usize = 16;
 
 /// Matches one kind: a base kind, optionally narrowed to one sub-kind.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
@@ -148,82 +156,6 @@ impl Selector {
         }
         Some(depth)
     }
-
-    /// Whether `point` matches. `kinds[i]` is the kind of the point made of the first
-    /// `i + 1` segments of `point`; a hop with a kind filter fails where its kind is
-    /// not known. `ROOT`'s kind is always `Root`.
-    pub fn matches(&self, point: &Point, kinds: &[Kind]) -> bool {
-        &self.route == point.route() && self.match_from(0, 0, point.segments(), kinds)
-    }
-
-    /// Whether `point` matches, ignoring kind filters (they are treated as satisfied).
-    pub fn matches_ignoring_kinds(&self, point: &Point) -> bool {
-        let stripped = Selector {
-            route: self.route.clone(),
-            hops: self
-                .hops
-                .iter()
-                .map(|h| Hop {
-                    segment: h.segment.clone(),
-                    kind: None,
-                })
-                .collect(),
-        };
-        stripped.matches(point, &[])
-    }
-
-    /// Whether some point strictly below `point` could match, judging by segments only
-    /// (kind filters are assumed satisfiable). Selection uses it to prune its walk.
-    pub fn may_match_below(&self, point: &Point) -> bool {
-        &self.route == point.route() && self.extend_from(0, 0, point.segments())
-    }
-
-    /// Can hops `hop..` consume all of `segs[at..]` and still consume more after them?
-    fn extend_from(&self, hop: usize, at: usize, segs: &[PointSeg]) -> bool {
-        let Some(h) = self.hops.get(hop) else {
-            return false;
-        };
-        let remaining = segs.len() - at;
-        if remaining == 0 {
-            return true;
-        }
-        match &h.segment {
-            SegSelector::Exact(seg) => &segs[at] == seg && self.extend_from(hop + 1, at + 1, segs),
-            SegSelector::Any => self.extend_from(hop + 1, at + 1, segs),
-            // Taking every remaining segment leaves a `**` able to take more.
-            SegSelector::Recursive | SegSelector::InclusiveRecursive => true,
-        }
-    }
-
-    fn match_from(&self, hop: usize, at: usize, segs: &[PointSeg], kinds: &[Kind]) -> bool {
-        let Some(h) = self.hops.get(hop) else {
-            return at == segs.len();
-        };
-        // The kind filter is checked on the prefix that ends after `end` segments.
-        let kind_ok = |end: usize| match &h.kind {
-            None => true,
-            Some(sel) if end == 0 => sel.matches(&Kind::Root),
-            Some(sel) => kinds.get(end - 1).is_some_and(|k| sel.matches(k)),
-        };
-        let remaining = segs.len() - at;
-        match &h.segment {
-            SegSelector::Exact(seg) => {
-                remaining > 0
-                    && &segs[at] == seg
-                    && kind_ok(at + 1)
-                    && self.match_from(hop + 1, at + 1, segs, kinds)
-            }
-            SegSelector::Any => {
-                remaining > 0 && kind_ok(at + 1) && self.match_from(hop + 1, at + 1, segs, kinds)
-            }
-            SegSelector::Recursive | SegSelector::InclusiveRecursive => {
-                let min = usize::from(h.segment == SegSelector::Recursive);
-                (min..=remaining).any(|take| {
-                    kind_ok(at + take) && self.match_from(hop + 1, at + take, segs, kinds)
-                })
-            }
-        }
-    }
 }
 
 impl fmt::Display for Selector {
@@ -276,6 +208,7 @@ impl FromStr for Selector {
         let mut hops = Vec::new();
         let mut at = offset;
         let mut inclusive_at = None;
+        let mut recursive_hops = 0;
         let parts = split_hops(rest);
         let count = parts.len();
         for (index, part) in parts.into_iter().enumerate() {
@@ -332,6 +265,18 @@ impl FromStr for Selector {
                     "'+' may only precede '**'",
                 ));
             }
+            let recursive = matches!(
+                segment,
+                SegSelector::Recursive | SegSelector::InclusiveRecursive
+            );
+            if recursive && recursive_hops == MAX_RECURSIVE_HOPS {
+                return Err(PointParseError::new(
+                    input,
+                    plus.unwrap_or(hop_at),
+                    format!("more than {MAX_RECURSIVE_HOPS} '**' hops"),
+                ));
+            }
+            recursive_hops += usize::from(recursive);
             hops.push(Hop { segment, kind });
         }
         if let Some(plus_at) = inclusive_at {
@@ -525,5 +470,25 @@ mod tests {
             let err = input.parse::<Selector>().unwrap_err();
             assert_eq!(err.column, column, "{input:?}: {err}");
         }
+    }
+
+    #[test]
+    fn recursive_hops_are_capped() {
+        let at_cap = format!("localhost{}:zz", ":+:**".repeat(MAX_RECURSIVE_HOPS));
+        assert_eq!(sel(&at_cap).hops().len(), MAX_RECURSIVE_HOPS + 2);
+        let mixed = format!("localhost{}:**", ":+:**".repeat(MAX_RECURSIVE_HOPS - 1));
+        assert_eq!(sel(&mixed).hops().len(), MAX_RECURSIVE_HOPS + 1);
+        // The report's grant: 200 of them.
+        let bomb = format!("localhost:private{}:zz", ":+:**".repeat(200));
+        let err = bomb.parse::<Selector>().unwrap_err();
+        // Columns count from 1: the 17th hop's '+' follows 17 + 16 × 5 bytes and a ':'.
+        assert_eq!(err.column, 17 + 5 * MAX_RECURSIVE_HOPS + 2, "{err}");
+        assert!(err.to_string().contains("more than 16 '**' hops"), "{err}");
+        let one_over = format!("localhost{}", ":**".repeat(MAX_RECURSIVE_HOPS + 1));
+        assert!(
+            one_over
+                .parse::<Selector>()
+                .is_err_and(|e| e.to_string().contains("'**' hops"))
+        );
     }
 }
