@@ -164,9 +164,10 @@ impl<Out, In: DeserializeOwned> Decoder for FrameCodec<Out, In> {
                 max: self.max_frame,
             });
         }
-        let need = LENGTH_PREFIX + len;
-        if src.len() < need {
-            src.reserve(need - src.len());
+        // Not all there yet: wait for more. Nothing is reserved for the announced length —
+        // the buffer grows with the bytes that actually arrive, so a peer that announces
+        // a large frame and sends a few bytes holds a few bytes.
+        if src.len() < LENGTH_PREFIX + len {
             return Ok(None);
         }
         // Step two: parse it.
@@ -244,6 +245,20 @@ mod tests {
         let err = codec.encode("x".repeat(2000), &mut dst).unwrap_err();
         assert!(matches!(err, WireError::FrameTooLarge { .. }));
         assert!(dst.is_empty(), "a refused frame leaves nothing behind");
+    }
+
+    #[test]
+    fn an_announced_length_reserves_nothing() {
+        let mut codec = Codec::default();
+        let mut src = BytesMut::with_capacity(64);
+        src.put_u32(DEFAULT_MAX_FRAME as u32);
+        src.put_slice(b"a few bytes of a frame that never comes");
+        assert!(codec.decode(&mut src).unwrap().is_none());
+        assert_eq!(
+            src.capacity(),
+            64,
+            "the buffer holds what arrived, not what was announced"
+        );
     }
 
     #[test]
