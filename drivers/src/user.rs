@@ -7,6 +7,7 @@ use async_trait::async_trait;
 use hyperverse_core::driver::{Driver, DriverCtx};
 use hyperverse_core::particle::ParticleRecord;
 use hyperverse_core::registry::content_hash;
+use hyperverse_core::security::secrets_equal;
 use hyperverse_core::wave::{Ping, Substance};
 use hyperverse_core::{BaseKind, Result};
 
@@ -20,20 +21,13 @@ pub fn token_hash(token: &str) -> String {
     content_hash(token.as_bytes())
 }
 
-/// Whether `token` is the login token of the user in `record` (constant time in the
-/// hash). A user without a token hash accepts no token.
+/// Whether `token` is the login token of the user in `record` (constant time, see
+/// [`secrets_equal`]). A user without a token hash accepts no token.
 pub fn verify_token(record: &ParticleRecord, token: &str) -> bool {
     let Some(stored) = record.details.properties.get(TOKEN_HASH) else {
         return false;
     };
-    let presented = token_hash(token);
-    stored.value.len() == presented.len()
-        && stored
-            .value
-            .bytes()
-            .zip(presented.bytes())
-            .fold(0u8, |acc, (a, b)| acc | (a ^ b))
-            == 0
+    secrets_equal(token_hash(token).as_bytes(), stored.value.as_bytes())
 }
 
 /// Serves `User` particles.

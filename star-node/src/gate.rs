@@ -23,6 +23,7 @@ use std::time::Instant;
 
 use futures::{SinkExt, StreamExt};
 use hyperverse_core::kind::BaseKind;
+use hyperverse_core::security::secrets_equal;
 use hyperverse_core::wave::{Handling, Method, Ping, Substance};
 use hyperverse_core::wire::handshake::{self, Handshake, PROTOCOL_VERSION, PeerKind};
 use hyperverse_core::wire::{FrameCodec, HandshakeReader, HandshakeWriter, WireError, next_queued};
@@ -209,7 +210,7 @@ async fn authenticate(machine: &Machine, token: Option<&str>) -> Result<Agent, R
     let Some(token) = token else {
         return Ok(Agent::Anonymous);
     };
-    if !machine.secret.is_empty() && constant_time_eq(token.as_bytes(), &machine.secret) {
+    if !machine.secret.is_empty() && secrets_equal(token.as_bytes(), &machine.secret) {
         return Ok(Agent::HyperUser);
     }
     let refuse = || Rejection::refuse("bad_token", "the token is not valid here");
@@ -227,10 +228,6 @@ async fn authenticate(machine: &Machine, token: Option<&str>) -> Result<Agent, R
         return Err(refuse());
     }
     Ok(Agent::Point(user))
-}
-
-fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
-    a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
 /// The next handshake message, or why there is none.

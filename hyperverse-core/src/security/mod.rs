@@ -1,4 +1,5 @@
-//! Security: permissions (`csd-rwx`), access levels, grants, and the access algorithm.
+//! Security: permissions (`csd-rwx`), access levels, grants, the access algorithm, and
+//! comparing secrets.
 //!
 //! Everything here is data and pure functions. The registry stores grants and answers
 //! `access` by gathering records and grants and running [`access::access`]; stars cache
@@ -7,9 +8,11 @@
 pub mod access;
 mod grant;
 mod permissions;
+mod secret;
 
 pub use access::{AccessSource, ParticleFacts, access, applicable_grants, grants_for};
 pub use grant::{
     AccessGrant, AccessGrantKind, GrantId, IndexedAccessGrant, MaskKind, PermissionsMask,
 };
 pub use permissions::{Access, ChildPerms, EnumeratedAccess, ParticlePerms, Permissions};
+pub use secret::secrets_equal;
