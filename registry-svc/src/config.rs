@@ -11,6 +11,7 @@
 //! | `vnodes` (virtual nodes per shard) | `HV_REGISTRY_VNODES` | 512 |
 //! | `star_ttl_ms` | `HV_REGISTRY_STAR_TTL_MS` | 10000 |
 //! | `max_artifact_bytes` | `HV_REGISTRY_MAX_ARTIFACT_BYTES` | 15 MiB |
+//! | `max_grants_per_point` | `HV_REGISTRY_MAX_GRANTS_PER_POINT` | 256 |
 //! | `max_frame_bytes` | `HV_REGISTRY_MAX_FRAME_BYTES` | 16 MiB |
 //! | `max_connections` | `HV_REGISTRY_MAX_CONNECTIONS` | 1024 |
 //! | `redis_timeout_ms` (per command) | `HV_REGISTRY_REDIS_TIMEOUT_MS` | 2000 |
@@ -43,6 +44,8 @@ pub struct Settings {
     pub star_ttl_ms: u64,
     /// The largest artifact accepted.
     pub max_artifact_bytes: usize,
+    /// The most grants indexed at one point.
+    pub max_grants_per_point: usize,
     /// The largest RPC frame accepted.
     pub max_frame_bytes: usize,
     /// RPC connections served at once.
@@ -63,6 +66,7 @@ impl Default for Settings {
             vnodes: DEFAULT_VNODES,
             star_ttl_ms: limits.star_ttl.as_millis() as u64,
             max_artifact_bytes: limits.max_artifact,
+            max_grants_per_point: limits.max_grants_per_point,
             max_frame_bytes: hyperverse_core::wire::DEFAULT_MAX_FRAME,
             max_connections: 1024,
             redis_timeout_ms: 2000,
@@ -135,9 +139,12 @@ impl Settings {
             || self.vnodes == 0
             || self.max_connections == 0
             || self.redis_timeout_ms == 0
+            || self.max_grants_per_point == 0
         {
             return Err(ConfigError(
-                "star_ttl_ms, vnodes, max_connections and redis_timeout_ms must be positive".into(),
+                "star_ttl_ms, vnodes, max_connections, redis_timeout_ms and \
+                 max_grants_per_point must be positive"
+                    .into(),
             ));
         }
         if self.max_artifact_bytes > self.max_frame_bytes.saturating_sub(64 * 1024) {

@@ -12,7 +12,8 @@
 //! | `get P` | `r` on P |
 //! | `select S` | `s` on S's root point |
 //! | `delete P` | owner or super on P, or `d` on its parent |
-//! | `grant`, `revoke` | checked by the access algorithm and the registry (a grant counts only while its granter holds what it grants; only a granter or super revokes) |
+//! | `grant` | a logged-in agent holding what it grants on the grant's root point (super for `super`, the privilege, every right of an `Or` mask, owner or super for an `And` mask); the grant then counts only while its granter still holds it |
+//! | `revoke` | its granter, or super on its root |
 //! | `access A P`, `stars` | nothing |
 //!
 //! `stars` answers with the live stars as this machine sees them: the directory it
@@ -81,6 +82,7 @@ pub async fn run(machine: &Rc<Machine>, agent: &Agent, request: ClientRequest) -
                 to_point: to,
                 by_particle: agent.point(),
             };
+            may_give(machine, agent, &grant).await?;
             let id = machine.registry.grant(&grant).await?;
             machine.invalidate(Vec::new());
             Answer::Granted(id)
@@ -261,6 +263,38 @@ async fn require(
     access
         .check(&needed)
         .map_err(|e| denied(machine, agent, point, e))
+}
+
+/// A grant is stored only when its granter could give it now: never by an anonymous
+/// agent, otherwise only with what it grants held on the grant's root point (the rule
+/// by which the access algorithm counts a stored grant, see [`Access::may_give`]).
+async fn may_give(machine: &Machine, agent: &Agent, grant: &AccessGrant) -> Result<()> {
+    let root = grant.on_point.root_point();
+    match agent {
+        Agent::HyperUser => return Ok(()),
+        Agent::Anonymous => {
+            let why = Error::forbidden("an anonymous agent may not grant; log in");
+            return Err(denied(machine, agent, &root, why));
+        }
+        Agent::Point(_) => {}
+    }
+    let access = machine.registry.access(agent, &root).await?;
+    if access.may_give(&grant.kind) {
+        return Ok(());
+    }
+    let what = match &grant.kind {
+        AccessGrantKind::Super => "super".to_string(),
+        AccessGrantKind::Privilege(name) => format!("privilege {name}"),
+        AccessGrantKind::PermissionsMask(mask) if mask.kind == MaskKind::And => {
+            format!(
+                "a restriction to {} (it takes the owner or super)",
+                mask.permissions
+            )
+        }
+        AccessGrantKind::PermissionsMask(mask) => mask.permissions.to_string(),
+    };
+    let why = Error::forbidden(format!("may not grant {what}: it has {access} here"));
+    Err(denied(machine, agent, &root, why))
 }
 
 /// Replacing a particle takes what deleting it takes: its owner, super, or `d` on its

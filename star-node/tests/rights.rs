@@ -23,7 +23,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use hyperverse_core::driver::{Driver, DriverCtx};
 use hyperverse_core::registry::{RegistryApi, Strategy};
-use hyperverse_core::security::{AccessGrant, AccessGrantKind, GrantId, MaskKind, PermissionsMask};
+use hyperverse_core::security::{
+    AccessGrant, AccessGrantKind, GrantId, MaskKind, Permissions, PermissionsMask,
+};
 use hyperverse_core::wave::{CmdMethod, HttpMethod, HypMethod, Method, Ping, Substance};
 use hyperverse_core::{BaseKind, Error, Kind, Point, Result, Selector};
 use local::*;
@@ -333,13 +335,19 @@ async fn x_to_nobody(by: &GateClient, on: &str) -> Result<GrantId> {
     to_nobody(by, "csd-rwX", on).await
 }
 
-/// `by` tries to grant `perms` on `on` to `nobody`. Stored and ignored today when `by`
-/// lacks the right; refused outright once grants are checked on the way in. Either way
-/// it must give nothing, which the caller checks.
-async fn tried(by: &GateClient, perms: &str, on: &str) {
-    match to_nobody(by, perms, on).await {
-        Ok(_) | Err(Error::Forbidden(_)) => {}
-        Err(e) => panic!("grant {perms} on {on}: {e}"),
+/// `by` grants `perms` on `on` to `to`; the grant's id.
+async fn to(by: &GateClient, perms: &str, on: &str, to: &str) -> GrantId {
+    let to = Selector::exact(&p(to));
+    by.grant(mask(perms), on.parse().unwrap(), to)
+        .await
+        .unwrap_or_else(|e| panic!("grant {perms} on {on}: {e}"))
+}
+
+/// A grant refused at the gate, saying what the granter may not give.
+fn refused(outcome: Result<GrantId>, what: &str) {
+    match outcome {
+        Err(Error::Forbidden(why)) if why.contains("grant") => {}
+        other => panic!("{what}: {other:?}"),
     }
 }
 
@@ -484,37 +492,48 @@ fn migrate_needs_the_owner_or_super() {
 }
 
 #[test]
-fn a_grant_counts_only_when_its_granter_holds_what_it_grants() {
+fn a_grant_is_stored_only_when_its_granter_holds_what_it_grants() {
     actix_rt::System::new().block_on(async {
         let world = World::start().await;
         let go = Method::Ext("Go".into());
         let update = Method::Cmd(CmdMethod::Update);
-        // Those without the right give nothing.
+        // Those without the right are refused, and give nothing.
         let anonymous_self = world.anonymous.grant(
             mask("csd-rwX"),
             APP.parse().unwrap(),
             Selector::exact(&Point::anonymous()),
         );
-        match anonymous_self.await {
-            Ok(_) | Err(Error::Forbidden(_)) => {}
-            Err(e) => panic!("anonymous grant: {e}"),
-        }
+        refused(anonymous_self.await, "anonymous may not grant");
         forbidden(
             ping(&world.anonymous, APP, &go).await,
             "anonymous after its own grant",
         );
-        tried(&world.nobody, "csd-rwX", APP).await;
+        refused(to_nobody(&world.nobody, "csd-rwX", APP).await, "x");
         forbidden(
             ping(&world.nobody, APP, &go).await,
             "nobody after its own grant",
         );
-        tried(&world.reader, "csd-rWx", APP).await;
+        refused(to_nobody(&world.reader, "csd-rWx", APP).await, "w");
+        refused(to_nobody(&world.runner, "csd-rWX", APP).await, "w with x");
         forbidden(
             ping(&world.nobody, APP, &update).await,
             "w given by a reader",
         );
+        let restrict = AccessGrantKind::PermissionsMask(PermissionsMask {
+            kind: MaskKind::And,
+            permissions: Permissions::none(),
+        });
+        let everyone = "localhost:users:*".parse().unwrap();
+        let restriction = world.runner.grant(restrict, APP.parse().unwrap(), everyone);
+        refused(restriction.await, "restricting others takes the owner");
+        let super_grant = world.olive.grant(
+            AccessGrantKind::Super,
+            OLIVES.parse().unwrap(),
+            Selector::exact(&p("localhost:users:nobody")),
+        );
+        refused(super_grant.await, "owning is not super");
         // Those with it do.
-        tried(&world.runner, "csd-rwX", APP).await;
+        to_nobody(&world.runner, "csd-rwX", APP).await.unwrap();
         assert_eq!(
             ping(&world.nobody, APP, &go).await.unwrap(),
             text("Ext<Go>")
@@ -523,10 +542,37 @@ fn a_grant_counts_only_when_its_granter_holds_what_it_grants() {
             ping(&world.nobody, OLIVES, &go).await,
             "x on olive's, not yet",
         );
-        tried(&world.olive, "csd-rwX", OLIVES).await;
+        to_nobody(&world.olive, "csd-rwX", OLIVES).await.unwrap();
         assert_eq!(
             ping(&world.nobody, OLIVES, &go).await.unwrap(),
             text("Ext<Go>")
+        );
+        world.stop().await;
+    });
+}
+
+#[test]
+fn a_stored_grant_counts_only_while_its_granter_holds_what_it_grants() {
+    actix_rt::System::new().block_on(async {
+        let world = World::start().await;
+        let go = Method::Ext("Go".into());
+        let writers_x = to(&world.root, "csd-rwX", APP, "localhost:users:writer").await;
+        to_nobody(&world.writer, "csd-rwX", APP).await.unwrap();
+        assert_eq!(
+            ping(&world.nobody, APP, &go).await.unwrap(),
+            text("Ext<Go>"),
+            "while the writer holds x"
+        );
+        world.root.revoke(writers_x).await.unwrap();
+        forbidden(
+            ping(&world.nobody, APP, &go).await,
+            "once the writer lost x, its grant gives nothing",
+        );
+        to(&world.root, "csd-rwX", APP, "localhost:users:writer").await;
+        assert_eq!(
+            ping(&world.nobody, APP, &go).await.unwrap(),
+            text("Ext<Go>"),
+            "the writer's grant counts again when it holds x again"
         );
         world.stop().await;
     });

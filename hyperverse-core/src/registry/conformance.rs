@@ -33,11 +33,15 @@ pub const STAR_TTL: Duration = Duration::from_secs(3);
 /// The artifact limit a backend under test must be built with.
 pub const MAX_ARTIFACT: usize = 64 * 1024;
 
+/// The grants per point a backend under test must be built with.
+pub const MAX_GRANTS_PER_POINT: usize = 8;
+
 /// The limits a backend under test must be built with.
 pub fn limits() -> RegistryLimits {
     RegistryLimits {
         star_ttl: STAR_TTL,
         max_artifact: MAX_ARTIFACT,
+        max_grants_per_point: MAX_GRANTS_PER_POINT,
     }
 }
 
@@ -50,7 +54,8 @@ macro_rules! registry_conformance_tests {
             register_strategies, register_checks_property_rules, assign_star_and_host, swap_star,
             status_and_properties, sequences_count_up, select_by_pattern, children_lists_direct,
             delete_is_recursive, access_owner_and_hyperuser, access_grants_apply,
-            chown_only_by_super, list_and_remove_access, star_directory,
+            chown_only_by_super, list_and_remove_access, grants_per_point_are_capped,
+            star_directory,
             star_directory_expires, artifacts, saved_state, concurrent_registrations
         );
     };
@@ -917,6 +922,56 @@ pub async fn list_and_remove_access(registry: Registry) {
         matches!(err, Error::NotFound(_)),
         "grant rooted at a missing point: {err}"
     );
+}
+
+/// A point holds at most `max_grants_per_point` grants: the next is refused, naming the
+/// point and the limit, and stores nothing; one revoked makes room for one more; other
+/// points are not affected.
+pub async fn grants_per_point_are_capped(registry: Registry) {
+    tree(&registry).await;
+    let grant = |n: usize| AccessGrant {
+        kind: AccessGrantKind::Privilege(format!("p{n}")),
+        on_point: sel("localhost:app:**"),
+        to_point: sel("localhost:users:bob"),
+        by_particle: Point::hyperuser(),
+    };
+    let mut ids = Vec::new();
+    for n in 0..MAX_GRANTS_PER_POINT {
+        ids.push(registry.grant(&grant(n)).await.expect("under the limit"));
+    }
+    let err = registry.grant(&grant(99)).await.unwrap_err();
+    match &err {
+        Error::BadRequest(why) => assert!(
+            why.contains("localhost:app") && why.contains(&MAX_GRANTS_PER_POINT.to_string()),
+            "{why}"
+        ),
+        other => panic!("the grant over the limit: {other:?}"),
+    }
+    let db = p("localhost:app:db");
+    let listed = registry.list_access(None, &db).await.expect("list");
+    assert_eq!(
+        listed.len(),
+        MAX_GRANTS_PER_POINT,
+        "the refused grant stored nothing"
+    );
+    let elsewhere = AccessGrant {
+        on_point: sel("localhost:users:**"),
+        ..grant(100)
+    };
+    registry
+        .grant(&elsewhere)
+        .await
+        .expect("another point has room");
+    registry
+        .remove_access(&ids[0], &Agent::HyperUser)
+        .await
+        .expect("revoke");
+    registry
+        .grant(&grant(99))
+        .await
+        .expect("room again after a revoke");
+    let err = registry.grant(&grant(100)).await.unwrap_err();
+    assert!(matches!(err, Error::BadRequest(_)), "full again: {err}");
 }
 
 fn star(name: &str, load: u64) -> StarEntry {

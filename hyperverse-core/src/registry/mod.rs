@@ -105,6 +105,10 @@ pub struct RegistryLimits {
     pub star_ttl: Duration,
     /// The largest artifact accepted, in bytes.
     pub max_artifact: usize,
+    /// The most grants one point may have indexed at it (grants whose `on_point`
+    /// selector is rooted there). Every access decision below the point reads them all,
+    /// so they are bounded; a grant over the limit is refused ([`too_many_grants`]).
+    pub max_grants_per_point: usize,
 }
 
 impl Default for RegistryLimits {
@@ -113,6 +117,7 @@ impl Default for RegistryLimits {
             star_ttl: Duration::from_secs(10),
             // Leaves room for the envelope inside a default 16 MiB frame.
             max_artifact: 15 * 1024 * 1024,
+            max_grants_per_point: 256,
         }
     }
 }
@@ -156,6 +161,15 @@ pub fn refuse_root(point: &Point, what: &str) -> Result<()> {
     } else {
         Ok(())
     }
+}
+
+/// The error for a grant refused because `root` holds `limit` grants already
+/// ([`RegistryLimits::max_grants_per_point`]).
+pub fn too_many_grants(root: &Point, limit: usize) -> crate::Error {
+    crate::Error::bad_request(format!(
+        "{root} already has {limit} grants indexed at it, the most a point may have: \
+         revoke some, or grant on a selector rooted deeper"
+    ))
 }
 
 /// SHA-256 of `bytes`, lower-case hex: an artifact's content hash.
@@ -222,7 +236,8 @@ pub trait RegistryApi: Send + Sync {
     /// artifacts; returns the deleted points, deepest first.
     async fn delete(&self, point: &Point) -> Result<Vec<Point>>;
 
-    /// Stores a grant, indexed at the root of its `on_point`; returns its id.
+    /// Stores a grant, indexed at the root of its `on_point`; returns its id. `BadRequest`
+    /// ([`too_many_grants`]) when that point holds `max_grants_per_point` already.
     async fn grant(&self, grant: &AccessGrant) -> Result<GrantId>;
 
     /// What `agent` may do on `point` (see [`crate::security::access`]).

@@ -6,7 +6,7 @@ use std::str::FromStr;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use super::Permissions;
+use super::{Access, Permissions};
 use crate::error::Error;
 use crate::point::Point;
 use crate::selector::Selector;
@@ -38,6 +38,25 @@ pub enum AccessGrantKind {
     Privilege(String),
     /// Rights added or restricted.
     PermissionsMask(PermissionsMask),
+}
+
+impl Access {
+    /// Whether a granter with this access on a point may give `kind` there: `Super`
+    /// takes super, a privilege takes that privilege, an `Or` mask takes every right in
+    /// it, an `And` mask (a restriction of others) takes the owner or super. Owners and
+    /// supers hold every right and privilege. The access algorithm applies the same
+    /// rule when it decides whether a stored grant counts; the gate applies it before
+    /// storing one.
+    pub fn may_give(&self, kind: &AccessGrantKind) -> bool {
+        match kind {
+            AccessGrantKind::Super => self.is_super(),
+            AccessGrantKind::Privilege(name) => self.has_privilege(name),
+            AccessGrantKind::PermissionsMask(mask) => match mask.kind {
+                MaskKind::Or => self.permissions().contains(&mask.permissions),
+                MaskKind::And => self.is_owner() || self.is_super(),
+            },
+        }
+    }
 }
 
 /// A grant: `kind` on the particles matching `on_point`, to the agents matching
@@ -130,5 +149,57 @@ mod tests {
             "Bad#1".parse::<GrantId>(),
             Err(Error::BadRequest(_))
         ));
+    }
+
+    fn rights(perms: &str, privileges: &[&str]) -> Access {
+        Access::Enumerated(super::super::EnumeratedAccess {
+            privileges: privileges.iter().map(|p| p.to_string()).collect(),
+            permissions: perms.parse().expect("test permissions parse"),
+        })
+    }
+
+    fn mask(kind: MaskKind, perms: &str) -> AccessGrantKind {
+        AccessGrantKind::PermissionsMask(PermissionsMask {
+            kind,
+            permissions: perms.parse().expect("test permissions parse"),
+        })
+    }
+
+    #[test]
+    fn a_granter_gives_only_what_it_holds() {
+        let reader = rights("csd-Rwx", &["property:email:read"]);
+        assert!(reader.may_give(&mask(MaskKind::Or, "csd-Rwx")));
+        assert!(
+            reader.may_give(&mask(MaskKind::Or, "csd-rwx")),
+            "nothing is held"
+        );
+        assert!(
+            !reader.may_give(&mask(MaskKind::Or, "csd-RWx")),
+            "w is not held"
+        );
+        assert!(
+            !reader.may_give(&mask(MaskKind::And, "csd-rwx")),
+            "restricting takes the owner"
+        );
+        assert!(reader.may_give(&AccessGrantKind::Privilege("property:email:read".into())));
+        assert!(!reader.may_give(&AccessGrantKind::Privilege("property:email:write".into())));
+        assert!(!reader.may_give(&AccessGrantKind::Super));
+        assert!(!Access::none().may_give(&mask(MaskKind::Or, "csd-rwX")));
+        for unlimited in [Access::Owner, Access::SuperOwner, Access::Super] {
+            assert!(
+                unlimited.may_give(&mask(MaskKind::Or, "CSD-RWX")),
+                "{unlimited}"
+            );
+            assert!(
+                unlimited.may_give(&mask(MaskKind::And, "csd-Rwx")),
+                "{unlimited}"
+            );
+            assert!(unlimited.may_give(&AccessGrantKind::Privilege("any".into())));
+        }
+        assert!(
+            !Access::Owner.may_give(&AccessGrantKind::Super),
+            "owning is not super"
+        );
+        assert!(Access::Super.may_give(&AccessGrantKind::Super));
     }
 }

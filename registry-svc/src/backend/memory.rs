@@ -16,6 +16,7 @@ use hyperverse_core::particle::{
 };
 use hyperverse_core::registry::{
     ArtifactMeta, Registration, RegistryApi, RegistryLimits, StarEntry, Strategy, refuse_root,
+    too_many_grants,
 };
 use hyperverse_core::security::{
     self, Access, AccessGrant, AccessSource, GrantId, IndexedAccessGrant, ParticleFacts,
@@ -372,7 +373,10 @@ impl RegistryApi for MemoryRegistry {
     async fn grant(&self, grant: &AccessGrant) -> Result<GrantId> {
         let root = grant.on_point.root_point();
         let mut state = self.lock();
-        state.get_mut(&root)?;
+        let limit = self.limits.max_grants_per_point;
+        if state.get_mut(&root)?.grants.len() >= limit {
+            return Err(too_many_grants(&root, limit));
+        }
         let seq = {
             let counter = state.grant_seqs.entry(root.clone()).or_default();
             *counter += 1;

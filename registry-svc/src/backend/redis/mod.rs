@@ -35,6 +35,7 @@ use hyperverse_core::particle::{
 };
 use hyperverse_core::registry::{
     ArtifactMeta, Registration, RegistryApi, RegistryLimits, StarEntry, refuse_root,
+    too_many_grants,
 };
 use hyperverse_core::security::{self, Access, AccessGrant, GrantId, IndexedAccessGrant};
 use hyperverse_core::{Agent, Error, Point, Result, Selector};
@@ -388,15 +389,22 @@ impl RegistryApi for RedisRegistry {
         ];
         let is_root = if root.is_root() { "1" } else { "0" };
         let blob = pack(grant)?;
+        let limit = inner.limits.max_grants_per_point;
         let seq: i64 = inner
             .shard(&root)
             .eval(&scripts::ADD_GRANT, &[&keys[0], &keys[1], &keys[2]], |c| {
-                c.arg(is_root).arg(&blob);
+                c.arg(is_root).arg(&blob).arg(limit);
             })
             .await?;
-        let seq = u64::try_from(seq).map_err(|_| {
-            Error::not_found(format!("particle {root}, the root of {}", grant.on_point))
-        })?;
+        let seq = match seq {
+            -1 => {
+                let root_of = format!("particle {root}, the root of {}", grant.on_point);
+                return Err(Error::not_found(root_of));
+            }
+            -2 => return Err(too_many_grants(&root, limit)),
+            seq => u64::try_from(seq)
+                .map_err(|_| Error::internal(format!("ADD_GRANT answered {seq}")))?,
+        };
         Ok(GrantId { root, seq })
     }
 

@@ -105,11 +105,13 @@ return redis.call('INCR', KEYS[2])
     )
 });
 
-/// KEYS: rec, gseq, grants. ARGV: is-root flag, grant. Stores a grant; its number or -1.
+/// KEYS: rec, gseq, grants. ARGV: is-root flag, grant, most grants. Stores a grant: its
+/// number, -1 when the root is not registered, -2 when it holds the most grants already.
 pub static ADD_GRANT: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 if ARGV[1] ~= '1' and redis.call('EXISTS', KEYS[1]) == 0 then return -1 end
+if redis.call('HLEN', KEYS[3]) >= tonumber(ARGV[3]) then return -2 end
 local n = redis.call('INCR', KEYS[2])
 redis.call('HSET', KEYS[3], n, ARGV[2])
 return n
