@@ -6,15 +6,16 @@
 //!
 //! | request | needs |
 //! |---|---|
-//! | `create P` | `c` on P's parent (and, to `Override` an existing P, what `delete P` needs) |
+//! | `create P` | `c` on P's parent; to `Override` an existing P, what `delete P` needs; for `Ensure` to answer an existing P, `r` on it (otherwise `409`, as for `Commit`, with nothing about P) |
 //! | `publish P` | `c` on P's parent |
 //! | `migrate P S` | owner or super on P |
 //! | `get P` | `r` on P |
-//! | `select S` | `s` on S's root point |
-//! | `delete P` | owner or super on P, or `d` on its parent |
+//! | `select S` | `s` on S's root point; answers only the points whose parent the agent may select |
+//! | `delete P` | for P and every particle below it: owner or super on it, or `d` on its parent |
 //! | `grant` | a logged-in agent holding what it grants on the grant's root point (super for `super`, the privilege, every right of an `Or` mask, owner or super for an `And` mask); the grant then counts only while its granter still holds it |
 //! | `revoke` | its granter, or super on its root |
-//! | `access A P`, `stars` | nothing |
+//! | `access A P` | a logged-in agent; `r` on A when A is another agent. A missing P answers "no rights" (to all but the hyperuser) |
+//! | `stars` | a logged-in agent |
 //!
 //! `stars` answers with the live stars as this machine sees them: the directory it
 //! reads every `directory_refresh_ms`, which is what it places particles by.
@@ -22,13 +23,14 @@
 //! A change to grants, owners or particles is broadcast to every live machine, which
 //! drops its cached access decisions (and releases deleted particles).
 
+use std::collections::HashMap;
 use std::rc::Rc;
 
-use hyperverse_core::particle::{ParticleRecord, PropertyMod, SetProperties, Status};
+use hyperverse_core::particle::{ParticleRecord, PropertyMod, SetProperties, Status, Stub};
 use hyperverse_core::registry::{Registration, Strategy};
 use hyperverse_core::security::{Access, AccessGrant, AccessGrantKind, MaskKind, Permissions};
 use hyperverse_core::wave::{HypMethod, Method, Ping, Substance};
-use hyperverse_core::{Agent, Error, Kind, Point, Result};
+use hyperverse_core::{Agent, Error, Kind, Point, Result, Selector};
 
 use crate::machine::Machine;
 use crate::protocol::{Answer, ClientRequest};
@@ -56,11 +58,13 @@ pub async fn run(machine: &Rc<Machine>, agent: &Agent, request: ClientRequest) -
             Answer::Record(machine.registry.record(&point).await?)
         }
         ClientRequest::Select { selector } => {
-            require(machine, agent, &selector.root_point(), select()).await?;
-            Answer::Stubs(machine.registry.select(&selector).await?)
+            let root = selector.root_point();
+            require(machine, agent, &root, select()).await?;
+            let stubs = machine.registry.select(&selector).await?;
+            Answer::Stubs(visible(machine, agent, &root, stubs).await?)
         }
         ClientRequest::Delete { point } => {
-            may_delete(machine, agent, &point).await?;
+            may_delete_subtree(machine, agent, &point).await?;
             let deleted = machine.registry.delete(&point).await?;
             machine.invalidate(deleted.clone());
             Answer::Deleted(deleted)
@@ -93,10 +97,12 @@ pub async fn run(machine: &Rc<Machine>, agent: &Agent, request: ClientRequest) -
             Answer::Done
         }
         ClientRequest::Access { agent: of, point } => {
-            let of = Agent::from_point(of);
-            Answer::Access(machine.registry.access(&of, &point).await?)
+            Answer::Access(access_of(machine, agent, of, &point).await?)
         }
-        ClientRequest::Stars => Answer::Stars(machine.directory.borrow().entries()),
+        ClientRequest::Stars => {
+            logged_in(machine, agent, &Point::root())?;
+            Answer::Stars(machine.directory.borrow().entries())
+        }
         ClientRequest::Ping { .. } | ClientRequest::Signal { .. } => {
             return Err(Error::internal("waves are the gate's to route"));
         }
@@ -130,8 +136,10 @@ async fn create(
             point
         }
     };
-    if strategy == Strategy::Override {
-        may_override(machine, agent, &point).await?;
+    match strategy {
+        Strategy::Override => may_override(machine, agent, &point).await?,
+        Strategy::Ensure => may_ensure(machine, agent, &point).await?,
+        Strategy::Commit => {}
     }
     let registration = Registration {
         point: point.clone(),
@@ -263,6 +271,135 @@ async fn require(
     access
         .check(&needed)
         .map_err(|e| denied(machine, agent, point, e))
+}
+
+/// `Ensure` answers with an existing particle's record, so it takes what `get` takes
+/// when the particle exists: an agent that may not read it is told only that the name
+/// is taken (the `409` a `Commit` would get).
+async fn may_ensure(machine: &Machine, agent: &Agent, point: &Point) -> Result<()> {
+    if *agent == Agent::HyperUser {
+        return Ok(());
+    }
+    match machine.registry.access(agent, point).await {
+        Ok(access) if access.check(&read()).is_ok() => Ok(()),
+        Ok(_) => Err(Error::AlreadyExists(format!("particle {point}"))),
+        Err(Error::NotFound(_)) => Ok(()),
+        Err(e) => Err(e),
+    }
+}
+
+/// The stubs of `stubs` that `agent` may see: the selection's root (whose `s` was
+/// checked), and every other point whose parent the agent may select (`s`; owners and
+/// supers hold it). One decision per distinct parent.
+async fn visible(
+    machine: &Machine,
+    agent: &Agent,
+    root: &Point,
+    stubs: Vec<Stub>,
+) -> Result<Vec<Stub>> {
+    if *agent == Agent::HyperUser {
+        return Ok(stubs);
+    }
+    let mut may_list: HashMap<Point, bool> = HashMap::new();
+    may_list.insert(root.clone(), true);
+    let mut seen = Vec::with_capacity(stubs.len());
+    for stub in stubs {
+        if stub.point == *root {
+            seen.push(stub);
+            continue;
+        }
+        let Some(parent) = stub.point.parent() else {
+            continue;
+        };
+        let listed = match may_list.get(&parent) {
+            Some(listed) => *listed,
+            None => {
+                let listed = match machine.registry.access(agent, &parent).await {
+                    Ok(access) => access.permissions().child.select,
+                    Err(Error::NotFound(_)) => false,
+                    Err(e) => return Err(e),
+                };
+                may_list.insert(parent, listed);
+                listed
+            }
+        };
+        if listed {
+            seen.push(stub);
+        }
+    }
+    Ok(seen)
+}
+
+/// Deleting `point` deletes its whole subtree, so it takes what deleting each particle
+/// in it takes; the first one refused is named, and nothing is deleted. (A particle
+/// created below `point` between this check and the delete goes with it.)
+async fn may_delete_subtree(machine: &Machine, agent: &Agent, point: &Point) -> Result<()> {
+    may_delete(machine, agent, point).await?;
+    if *agent == Agent::HyperUser {
+        return Ok(());
+    }
+    let below = machine.registry.select(&Selector::below(point)).await?;
+    let mut may_delete_children: HashMap<Point, bool> = HashMap::new();
+    for stub in &below {
+        let Some(parent) = stub.point.parent() else {
+            continue;
+        };
+        let by_parent = match may_delete_children.get(&parent) {
+            Some(may) => *may,
+            None => {
+                let may = match machine.registry.access(agent, &parent).await {
+                    Ok(access) => access.permissions().child.delete,
+                    Err(Error::NotFound(_)) => false,
+                    Err(e) => return Err(e),
+                };
+                may_delete_children.insert(parent, may);
+                may
+            }
+        };
+        if by_parent {
+            continue;
+        }
+        let access = match machine.registry.access(agent, &stub.point).await {
+            Ok(access) => access,
+            // Deleted meanwhile: nothing left to refuse.
+            Err(Error::NotFound(_)) => continue,
+            Err(e) => return Err(e),
+        };
+        if !access.is_owner() && !access.is_super() {
+            let why = Error::forbidden(format!(
+                "deleting {point} would delete {}, which it may not delete (it takes the \
+                 owner, super, or d on its parent)",
+                stub.point
+            ));
+            return Err(denied(machine, agent, point, why));
+        }
+    }
+    Ok(())
+}
+
+/// `Forbidden` for an anonymous agent: `on` names what it asked about.
+fn logged_in(machine: &Machine, agent: &Agent, on: &Point) -> Result<()> {
+    if *agent == Agent::Anonymous {
+        let why = Error::forbidden("this request takes a logged-in agent");
+        return Err(denied(machine, agent, on, why));
+    }
+    Ok(())
+}
+
+/// What `of` may do on `point`, asked by `agent`: a logged-in agent may ask about itself,
+/// and about another agent it may read. A point that does not exist answers "nothing",
+/// as one the agent has no rights on does, so the answer does not tell who may not see
+/// it whether it exists (the hyperuser gets `NotFound`).
+async fn access_of(machine: &Machine, agent: &Agent, of: Point, point: &Point) -> Result<Access> {
+    logged_in(machine, agent, point)?;
+    let of = Agent::from_point(of);
+    if of != *agent {
+        require(machine, agent, &of.point(), read()).await?;
+    }
+    match machine.registry.access(&of, point).await {
+        Err(Error::NotFound(_)) if *agent != Agent::HyperUser => Ok(Access::none()),
+        answer => answer,
+    }
 }
 
 /// A grant is stored only when its granter could give it now: never by an anonymous

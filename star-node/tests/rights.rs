@@ -399,7 +399,45 @@ fn select_needs_s_on_its_root() {
             .select(own)
             .await
             .expect("the owner may select below her own particle");
-        assert_eq!(world.root.select(all).await.unwrap().len(), listed.len());
+        world.stop().await;
+    });
+}
+
+#[test]
+fn select_answers_only_the_points_the_agent_may_see() {
+    actix_rt::System::new().block_on(async {
+        let world = World::start().await;
+        let all: Selector = "localhost:**".parse().unwrap();
+        let everything = world.root.select(all.clone()).await.unwrap();
+        assert!(
+            everything
+                .iter()
+                .any(|s| s.point == p("localhost:users:nobody")),
+            "the hyperuser sees every user: {everything:?}"
+        );
+        // `s` on localhost lists its children, not theirs.
+        let listed = world.lister.select(all).await.unwrap();
+        let listed: Vec<Point> = listed.into_iter().map(|s| s.point).collect();
+        let children: Vec<Point> = everything
+            .iter()
+            .map(|s| s.point.clone())
+            .filter(|point| point.parent() == Some(p("localhost")))
+            .collect();
+        assert_eq!(listed, children, "only the children of localhost");
+        assert!(children.contains(&p(APP)) && children.contains(&p("localhost:users")));
+        // An owner sees below what she owns.
+        let olive = "localhost:olive:grove";
+        world
+            .olive
+            .create(olive, Kind::Base, Vec::new(), Strategy::Commit)
+            .await
+            .unwrap();
+        let own = world
+            .olive
+            .select(format!("{OLIVES}:+:**").parse().unwrap())
+            .await;
+        let own: Vec<Point> = own.unwrap().into_iter().map(|s| s.point).collect();
+        assert_eq!(own, [p(OLIVES), p(olive)]);
         world.stop().await;
     });
 }
@@ -437,6 +475,123 @@ fn delete_needs_the_owner_super_or_d_on_the_parent() {
         assert!(!exists(&world, OLIVES).await);
         world.root.delete(p("localhost:doomed1")).await.unwrap();
         assert!(!exists(&world, "localhost:doomed1").await);
+        world.stop().await;
+    });
+}
+
+#[test]
+fn deleting_a_subtree_takes_the_right_to_delete_all_of_it() {
+    actix_rt::System::new().block_on(async {
+        let world = World::start().await;
+        // `d` on localhost deletes its children, not the users below localhost:users.
+        let users = world.deleter.delete(p("localhost:users")).await;
+        match users {
+            Err(Error::Forbidden(why)) => assert!(
+                why.contains("would delete localhost:users:"),
+                "names the particle it may not delete: {why}"
+            ),
+            other => panic!("deleting every user: {other:?}"),
+        }
+        assert!(
+            exists(&world, "localhost:users:nobody").await,
+            "nothing deleted"
+        );
+        assert!(exists(&world, "localhost:users").await, "nothing deleted");
+        // The owner deletes below what she owns, down to what others own below that.
+        let commit = Strategy::Commit;
+        let theirs = "localhost:olive:theirs";
+        world
+            .root
+            .create(theirs, Kind::Base, Vec::new(), commit)
+            .await
+            .unwrap();
+        let deeper = "localhost:olive:theirs:deeper";
+        world
+            .root
+            .create(deeper, Kind::Base, Vec::new(), commit)
+            .await
+            .unwrap();
+        match world.olive.delete(p(OLIVES)).await {
+            Err(Error::Forbidden(why)) => assert!(why.contains(deeper), "{why}"),
+            other => panic!("deleting what the hyperuser owns below hers: {other:?}"),
+        }
+        assert!(exists(&world, deeper).await && exists(&world, OLIVES).await);
+        world.root.delete(p(deeper)).await.unwrap();
+        let deleted = world.olive.delete(p(OLIVES)).await.unwrap();
+        assert_eq!(
+            deleted,
+            [p(theirs), p(OLIVES)],
+            "d on her own reaches its children"
+        );
+        world.stop().await;
+    });
+}
+
+#[test]
+fn create_ensure_answers_an_existing_particle_only_to_who_may_read_it() {
+    actix_rt::System::new().block_on(async {
+        let world = World::start().await;
+        // olive may create below localhost but not read localhost:app.
+        for (kind, strategy) in [
+            (Kind::App, Strategy::Ensure),
+            (Kind::Base, Strategy::Ensure),
+            (Kind::Base, Strategy::Commit),
+        ] {
+            let answer = world.olive.create(APP, kind, Vec::new(), strategy).await;
+            match answer {
+                Err(Error::AlreadyExists(why)) => {
+                    assert_eq!(why, format!("particle {APP}"), "nothing about it")
+                }
+                other => panic!("{strategy:?} {kind} over {APP}: {other:?}"),
+            }
+        }
+        let mine = world
+            .olive
+            .create(OLIVES, Kind::App, Vec::new(), Strategy::Ensure);
+        assert_eq!(mine.await.unwrap().point(), &p(OLIVES), "her own");
+        let mismatch = world
+            .olive
+            .create(OLIVES, Kind::Base, Vec::new(), Strategy::Ensure);
+        match mismatch.await {
+            Err(Error::AlreadyExists(why)) => assert!(why.contains("App"), "{why}"),
+            other => panic!("ensure of her own as another kind: {other:?}"),
+        }
+        let root = world
+            .root
+            .create(APP, Kind::App, Vec::new(), Strategy::Ensure);
+        assert_eq!(root.await.unwrap().point(), &p(APP));
+        world.stop().await;
+    });
+}
+
+#[test]
+fn stars_and_access_take_a_logged_in_agent() {
+    actix_rt::System::new().block_on(async {
+        let world = World::start().await;
+        forbidden(world.anonymous.stars().await, "stars as anonymous");
+        assert!(!world.nobody.stars().await.unwrap().is_empty());
+        let anonymous = Point::anonymous();
+        forbidden(
+            world.anonymous.access(anonymous.clone(), p(APP)).await,
+            "access as anonymous",
+        );
+        let reader = p("localhost:users:reader");
+        let own = world.reader.access(reader.clone(), p(APP)).await.unwrap();
+        assert!(own.permissions().particle.read, "{own}");
+        forbidden(
+            world.nobody.access(reader.clone(), p(APP)).await,
+            "another agent's access, without r on it",
+        );
+        // Missing and not visible answer alike, except to the hyperuser.
+        let nobody = p("localhost:users:nobody");
+        let missing = world
+            .nobody
+            .access(nobody.clone(), p("localhost:ghost"))
+            .await;
+        let hidden = world.nobody.access(nobody, p(APP)).await;
+        assert_eq!(missing.unwrap(), hidden.unwrap());
+        let root = world.root.access(reader, p("localhost:ghost")).await;
+        assert!(matches!(root, Err(Error::NotFound(_))), "{root:?}");
         world.stop().await;
     });
 }

@@ -214,3 +214,49 @@ fn a_counter_moves_between_machines_without_losing_a_wave() {
         staying.stop().await;
     });
 }
+
+#[test]
+fn denied_waves_do_not_count_toward_a_save() {
+    actix_rt::System::new().block_on(async {
+        let registry: Arc<dyn RegistryApi> =
+            Arc::new(MemoryRegistry::new(RegistryLimits::default()));
+        let hyperverse = Arc::new(Counting {
+            registry: registry.clone(),
+        });
+        let a = Node::start(settings("a"), hyperverse).await.unwrap();
+        let config = GateClientConfig::default();
+        let gate = a.gate.to_string();
+        let hv = GateClient::connect(&gate, Some(SECRET), config.clone())
+            .await
+            .unwrap();
+        hv.create("localhost", Kind::Space, Vec::new(), Strategy::Commit)
+            .await
+            .unwrap();
+        let counter = p("localhost:counter");
+        hv.create(counter.to_string(), Kind::App, Vec::new(), Strategy::Commit)
+            .await
+            .unwrap();
+        // 25 refused waves: were they counted, saves would start at the 10th and 20th.
+        let anonymous = GateClient::connect(&gate, None, config).await.unwrap();
+        for _ in 0..25 {
+            let refused = count(&anonymous, &counter).await;
+            assert!(matches!(refused, Err(Error::Forbidden(_))), "{refused:?}");
+        }
+        // The 10th wave the driver runs starts the first save.
+        for expected in 1..=10 {
+            assert_eq!(count(&hv, &counter).await.unwrap(), expected);
+        }
+        let deadline = std::time::Instant::now() + WAIT;
+        let saved = loop {
+            if let Some(state) = registry.get_state(&counter).await.unwrap() {
+                break u64::from_be_bytes(state.as_ref().try_into().unwrap());
+            }
+            assert!(std::time::Instant::now() < deadline, "never saved");
+            actix_rt::time::sleep(Duration::from_millis(10)).await;
+        };
+        // The save races the 10th wave itself, so it holds 9 or 10 — never the 0 of a
+        // save started by refused waves.
+        assert!((9..=10).contains(&saved), "saved after {saved} waves");
+        a.stop().await;
+    });
+}

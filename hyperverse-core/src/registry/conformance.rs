@@ -256,6 +256,13 @@ pub async fn register_strategies(registry: Registry) {
         matches!(err, Error::AlreadyExists(_)),
         "commit duplicate: {err}"
     );
+    let other_kind = Registration::new(p("localhost:base"), Kind::App, p("localhost:users:bob"));
+    let err = registry.register(&other_kind).await.unwrap_err();
+    assert_eq!(
+        err,
+        Error::AlreadyExists("particle localhost:base".into()),
+        "a commit is told only that the point is taken, not what holds it"
+    );
 
     reg.strategy = Strategy::Ensure;
     let existing = registry.register(&reg).await.expect("ensure same kind");

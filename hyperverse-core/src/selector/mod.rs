@@ -120,6 +120,17 @@ impl Selector {
         }
     }
 
+    /// A selector matching every point strictly below `point` (`point:**`), whatever
+    /// the length of `point`'s text.
+    pub fn below(point: &Point) -> Selector {
+        let mut selector = Selector::exact(point);
+        selector.hops.push(Hop {
+            segment: SegSelector::Recursive,
+            kind: None,
+        });
+        selector
+    }
+
     /// The route a point must have to match.
     pub fn route(&self) -> &RouteSeg {
         &self.route
@@ -451,6 +462,11 @@ mod tests {
         assert_eq!(sel("+:**").root_point(), Point::root());
         assert_eq!(sel("localhost:*:db").root_point(), p("localhost"));
         assert_eq!(sel("localhost:*:db").max_depth(), Some(3));
+        assert_eq!(
+            Selector::below(&p("localhost:app")),
+            sel("localhost:app:**")
+        );
+        assert_eq!(Selector::below(&Point::root()), sel("**"));
         assert_eq!(sel("localhost:**").max_depth(), None);
     }
 

@@ -347,9 +347,6 @@ impl Star {
             let error = Error::internal(format!("{} hosts a {kind} without its driver", self.key));
             return reply.fail(self.machine.next_id(), &ping, error);
         };
-        if driver.stateful() {
-            self.count_for_save(&ping.to, &driver, ctx);
-        }
         let required = required_permissions(&ping.method);
         if ping.agent == Agent::HyperUser {
             return self.call_driver(driver, ping, reply, ctx);
@@ -427,6 +424,10 @@ impl Star {
         ctx: &mut Context<Self>,
     ) {
         self.count_wave(driver.kind());
+        // Only waves the driver runs count toward a save: a denied one changes nothing.
+        if driver.stateful() {
+            self.count_for_save(&ping.to, &driver, ctx);
+        }
         let star = self.key.clone();
         let registry = self.machine.registry.clone();
         let outbound = self.outbound.clone();

@@ -4,7 +4,8 @@
 //! When state is saved (the registry's `put_state`), for kinds whose driver is
 //! [`stateful`](hyperverse_core::driver::Driver::stateful):
 //!
-//! - every `snapshot_every` waves delivered to the particle (a setting; 0 = never);
+//! - every `snapshot_every` waves its driver runs (a setting; 0 = never): a wave refused
+//!   by the access check does not count, so no one without rights makes it save;
 //! - before the particle moves to another star (`Hyp<Migrate>`);
 //! - when the machine stops cleanly ([`SaveAll`], after draining).
 //!

@@ -34,7 +34,7 @@ use hyperverse_core::particle::{
     properties_at_create,
 };
 use hyperverse_core::registry::{
-    ArtifactMeta, Registration, RegistryApi, RegistryLimits, StarEntry, refuse_root,
+    ArtifactMeta, Registration, RegistryApi, RegistryLimits, StarEntry, Strategy, refuse_root,
     too_many_grants,
 };
 use hyperverse_core::security::{self, Access, AccessGrant, GrantId, IndexedAccessGrant};
@@ -248,7 +248,10 @@ impl RegistryApi for RedisRegistry {
                 .await?
                 .map(|r| r.details)
                 .ok_or_else(|| Error::not_found(format!("particle {point} vanished"))),
-            _ if existing == registration.kind.to_string() => {
+            // A `Commit` says only that the point is taken, whatever holds it.
+            _ if registration.strategy == Strategy::Commit
+                || existing == registration.kind.to_string() =>
+            {
                 Err(Error::AlreadyExists(format!("particle {point}")))
             }
             _ => Err(Error::AlreadyExists(format!(
