@@ -489,6 +489,14 @@ mod tests {
     }
 
     #[test]
+    fn a_colon_inside_a_kind_filter_stays_in_the_filter() {
+        // Split at the ':' inside `<…>`, the filter would be cut short ("<Star").
+        let err = "a:*<Star:x>".parse::<Selector>().unwrap_err();
+        assert!(!err.to_string().contains("is written <Kind>"), "{err}");
+        assert_eq!(err.column, 4, "{err}");
+    }
+
+    #[test]
     fn recursive_hops_are_capped() {
         let at_cap = format!("localhost{}:zz", ":+:**".repeat(MAX_RECURSIVE_HOPS));
         assert_eq!(sel(&at_cap).hops().len(), MAX_RECURSIVE_HOPS + 2);
