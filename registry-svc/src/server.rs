@@ -208,9 +208,11 @@ struct Server {
 struct Rejection {
     /// The metric label.
     label: &'static str,
-    /// Told to the peer in `Refused`, when `tell`.
+    /// Told to the peer in `Refused` (or `Busy`), when `tell`.
     reason: String,
     tell: bool,
+    /// The peer may try again later: told with `Busy`.
+    busy: bool,
 }
 
 impl Rejection {
@@ -219,6 +221,14 @@ impl Rejection {
             label,
             reason: reason.into(),
             tell: true,
+            busy: false,
+        }
+    }
+
+    fn busy(label: &'static str, reason: impl Into<String>) -> Self {
+        Self {
+            busy: true,
+            ..Self::refuse(label, reason)
         }
     }
 
@@ -228,6 +238,7 @@ impl Rejection {
             label: e.label(),
             reason: e.to_string(),
             tell,
+            busy: false,
         }
     }
 }
@@ -269,8 +280,11 @@ impl Server {
         tracing::warn!(%peer, reason = %rejection.reason, "registry connection rejected");
         self.config.observer.connection_rejected(rejection.label);
         if rejection.tell {
-            let refused = Handshake::Refused {
-                reason: rejection.reason,
+            let reason = rejection.reason;
+            let refused = if rejection.busy {
+                Handshake::Busy { reason }
+            } else {
+                Handshake::Refused { reason }
             };
             let _ = tokio::time::timeout(REFUSE_TIMEOUT, writer.send(refused)).await;
         }
@@ -304,7 +318,7 @@ impl Server {
             _ => return Err(Rejection::refuse("unexpected", "expected Hello")),
         };
         if !has_slot {
-            return Err(Rejection::refuse(
+            return Err(Rejection::busy(
                 "too_many_connections",
                 "the registry is serving as many connections as it may",
             ));
@@ -415,6 +429,7 @@ async fn receive(reader: &mut HandshakeReader) -> Result<Handshake, Rejection> {
             label: "closed",
             reason: "closed during the handshake".into(),
             tell: false,
+            busy: false,
         }),
     }
 }

@@ -90,6 +90,8 @@ struct Rejection {
     label: &'static str,
     reason: String,
     tell: bool,
+    /// The peer may try again later: told with `Busy`, not `Refused`.
+    busy: bool,
 }
 
 impl Rejection {
@@ -98,6 +100,14 @@ impl Rejection {
             label,
             reason: reason.into(),
             tell: true,
+            busy: false,
+        }
+    }
+
+    fn busy(label: &'static str, reason: impl Into<String>) -> Self {
+        Self {
+            busy: true,
+            ..Self::refuse(label, reason)
         }
     }
 
@@ -107,6 +117,7 @@ impl Rejection {
             label: e.label(),
             reason: e.to_string(),
             tell,
+            busy: false,
         }
     }
 }
@@ -137,8 +148,11 @@ async fn connection(machine: Rc<Machine>, stream: TcpStream, peer: SocketAddr) {
         .with_label_values(&[rejection.label])
         .inc();
     if rejection.tell {
-        let refused = Handshake::Refused {
-            reason: rejection.reason,
+        let reason = rejection.reason;
+        let refused = if rejection.busy {
+            Handshake::Busy { reason }
+        } else {
+            Handshake::Refused { reason }
         };
         let _ = tokio::time::timeout(limit, writer.send(refused)).await;
     }
@@ -221,7 +235,7 @@ async fn authenticate(machine: &Machine, token: Option<&str>) -> Result<Agent, R
         Err(Error::NotFound(_)) => return Err(refuse()),
         Err(e) => {
             let reason = format!("the token cannot be checked now: {e}");
-            return Err(Rejection::refuse("registry_unavailable", reason));
+            return Err(Rejection::busy("registry_unavailable", reason));
         }
     };
     if record.kind().base() != BaseKind::User || !drivers::user::verify_token(&record, secret) {
@@ -239,6 +253,7 @@ async fn receive(reader: &mut HandshakeReader) -> Result<Handshake, Rejection> {
             label: "closed",
             reason: "closed during the handshake".into(),
             tell: false,
+            busy: false,
         }),
     }
 }

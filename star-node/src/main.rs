@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use clap::Parser;
 use drivers::mechtron::WasmMetrics;
 use hyperverse_core::registry::client::{ClientConfig, RegistryClient};
+use hyperverse_core::wire::jittered;
 use star_node::config::Settings;
 use star_node::hyperverse::Standard;
 use star_node::metrics::Metrics;
@@ -91,7 +92,8 @@ async fn run(settings: Settings) -> Result<(), String> {
     Ok(())
 }
 
-/// Connects to registry-svc, retrying until it answers or [`REGISTRY_WAIT`] passes.
+/// Connects to registry-svc, retrying (jittered back-off, 100 ms doubling to 2 s) until
+/// it answers or [`REGISTRY_WAIT`] passes. A refusal (wrong secret) is final at once.
 async fn connect_registry(settings: &Settings) -> Result<RegistryClient, String> {
     let config = ClientConfig {
         name: format!("star-node-{}", settings.machine),
@@ -101,9 +103,11 @@ async fn connect_registry(settings: &Settings) -> Result<RegistryClient, String>
     };
     let secret = settings.secret.clone().map(String::into_bytes);
     let deadline = Instant::now() + REGISTRY_WAIT;
+    let mut delay = Duration::from_millis(100);
     loop {
         match RegistryClient::connect(&settings.registry, secret.clone(), config.clone()).await {
             Ok(client) => return Ok(client),
+            // A wrong secret will not get better; a busy or absent registry may.
             Err(e @ hyperverse_core::Error::Forbidden(_)) => return Err(e.to_string()),
             Err(e) if Instant::now() >= deadline => {
                 return Err(format!(
@@ -113,7 +117,8 @@ async fn connect_registry(settings: &Settings) -> Result<RegistryClient, String>
             }
             Err(e) => {
                 tracing::warn!(registry = %settings.registry, error = %e, "waiting for the registry");
-                tokio::time::sleep(Duration::from_millis(250)).await;
+                tokio::time::sleep(jittered(delay)).await;
+                delay = (delay * 2).min(Duration::from_secs(2));
             }
         }
     }

@@ -44,7 +44,9 @@ use crate::security::{Access, AccessGrant, GrantId, IndexedAccessGrant};
 use crate::selector::Selector;
 use crate::wave::Agent;
 use crate::wire::handshake::PeerKind;
-use crate::wire::{Credentials, DEFAULT_MAX_FRAME, FrameCodec, WireError, dial, next_queued};
+use crate::wire::{
+    Credentials, DEFAULT_MAX_FRAME, FrameCodec, WireError, dial, jittered, next_queued,
+};
 
 /// Frames queued for the writer before callers wait for room.
 const OUTBOX: usize = 1024;
@@ -355,14 +357,6 @@ async fn supervise(shared: Arc<Shared>, mut connection: Connection, shutdown: Ca
         tracing::info!(addr = %shared.addr, "reconnected to the registry");
         shared.link.send_replace(Link::Up(connection.clone()));
     }
-}
-
-/// Somewhere between half of `delay` and all of it.
-fn jittered(delay: Duration) -> Duration {
-    let half = delay / 2;
-    let spread = u64::try_from(half.as_micros()).unwrap_or(u64::MAX).max(1);
-    let random = getrandom::u64().unwrap_or(0);
-    half + Duration::from_micros(random % spread)
 }
 
 /// Ends a connection: every waiting call fails, both tasks stop, the supervisor redials.

@@ -2,6 +2,7 @@
 //! lanes between machines and gate clients.
 
 use std::fmt;
+use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
@@ -41,9 +42,10 @@ impl fmt::Debug for Credentials<'_> {
 /// `what` names the other side in errors (`registry`, `gate`). Handshake frames are
 /// limited to `max_frame` bytes. The caller bounds the time it may take.
 ///
-/// Errors: `Unavailable` when the peer cannot be reached or breaks the protocol,
-/// `Forbidden` when it refuses us (the reason it gave is in the message) or fails to
-/// prove the shared secret in turn.
+/// Errors: `Unavailable` when the peer cannot be reached, breaks the protocol or is busy
+/// (`Busy`: full, or unable to check credentials now — worth retrying with
+/// [`jittered`] back-off), `Forbidden` when it refuses us (the reason it gave is in the
+/// message) or fails to prove the shared secret in turn: retrying will not help.
 pub async fn dial(
     addr: &str,
     what: &str,
@@ -96,11 +98,23 @@ pub async fn dial(
     }
 }
 
-/// The next handshake message; `Refused` becomes the error naming its reason.
+/// Somewhere between half of `delay` and all of it: the wait before redialing, spread
+/// so that dialers refused together do not come back together.
+pub fn jittered(delay: Duration) -> Duration {
+    let half = delay / 2;
+    let spread = u64::try_from(half.as_micros()).unwrap_or(u64::MAX).max(1);
+    let random = getrandom::u64().unwrap_or(0);
+    half + Duration::from_micros(random % spread)
+}
+
+/// The next handshake message; `Refused` and `Busy` become the error naming the reason.
 async fn receive(reader: &mut HandshakeReader, what: &str, addr: &str) -> Result<Handshake> {
     match reader.next().await {
         Some(Ok(Handshake::Refused { reason })) => Err(Error::forbidden(format!(
             "{what} {addr} refused the connection: {reason}"
+        ))),
+        Some(Ok(Handshake::Busy { reason })) => Err(Error::Unavailable(format!(
+            "{what} {addr} is busy: {reason}; try again later"
         ))),
         Some(Ok(message)) => Ok(message),
         Some(Err(e)) => Err(Error::Unavailable(format!(

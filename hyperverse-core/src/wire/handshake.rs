@@ -16,7 +16,8 @@
 //! sides know the other holds the secret, and the secret never crosses the wire. A
 //! client without the secret presents a token instead (which maps to an agent).
 //! Anything else — a wrong version, wrong magic, a bad MAC — is answered `Refused` and
-//! the connection is closed.
+//! the connection is closed. A listener that cannot take the connection now (full, or
+//! unable to check a token) answers `Busy` instead: the dialer may try again.
 
 use hmac::{Hmac, Mac};
 use serde::{Deserialize, Serialize};
@@ -87,8 +88,17 @@ pub enum Handshake {
         #[serde(with = "serde_bytes")]
         mac: Vec<u8>,
     },
-    /// The listener refuses; the connection closes after this.
+    /// The listener refuses; the connection closes after this. Dialing again will not
+    /// help (wrong secret, wrong protocol, a bad token).
     Refused {
+        /// Why, for the dialer's log.
+        reason: String,
+    },
+    /// The listener cannot take the connection now (it serves as many as it may, or
+    /// cannot check credentials right now); the connection closes after this and the
+    /// dialer may try again later. Last, so that adding it changed no other variant's
+    /// encoding.
+    Busy {
         /// Why, for the dialer's log.
         reason: String,
     },
@@ -117,6 +127,7 @@ impl Handshake {
             Handshake::Token { .. } => "Token",
             Handshake::Welcome { .. } => "Welcome",
             Handshake::Refused { .. } => "Refused",
+            Handshake::Busy { .. } => "Busy",
         }
     }
 }

@@ -12,5 +12,5 @@ pub mod handshake;
 mod outbox;
 
 pub use codec::{DEFAULT_MAX_FRAME, FrameCodec, LENGTH_PREFIX, MAX_NESTING, WireError};
-pub use dial::{Credentials, HandshakeReader, HandshakeWriter, dial};
+pub use dial::{Credentials, HandshakeReader, HandshakeWriter, dial, jittered};
 pub use outbox::{Outbox, next_queued};
