@@ -21,6 +21,7 @@
 //! | `lane_backlog` (frames queued per lane) | `HV_STAR_LANE_BACKLOG` | 65536 |
 //! | `max_frame_bytes` | `HV_STAR_MAX_FRAME_BYTES` | 16 MiB |
 //! | `max_in_flight` (client requests per connection) | `HV_STAR_MAX_IN_FLIGHT` | 4096 |
+//! | `client_idle_timeout_ms` (a client connection with no request for this long, and none pending, is closed) | `HV_STAR_CLIENT_IDLE_TIMEOUT_MS` | 300000 |
 //! | `max_connections` (gate connections at once) | `HV_STAR_MAX_CONNECTIONS` | 1024 |
 //! | `snapshot_every` (waves between saves of a stateful particle; 0 = never) | `HV_STAR_SNAPSHOT_EVERY` | 100 |
 //! | `wasm_fuel_per_call` (the same on every machine, or replays diverge) | `HV_STAR_WASM_FUEL_PER_CALL` | 50000000 |
@@ -76,6 +77,9 @@ pub struct Settings {
     pub max_frame_bytes: usize,
     /// Client requests in flight per connection.
     pub max_in_flight: usize,
+    /// A client connection that sent nothing for this long, with no request pending,
+    /// is closed.
+    pub client_idle_timeout_ms: u64,
     /// Gate connections served at once.
     pub max_connections: usize,
     /// Waves between saves of a stateful particle's state (0: only at moves and stops).
@@ -123,6 +127,7 @@ impl Default for Settings {
             lane_backlog: 65_536,
             max_frame_bytes: hyperverse_core::wire::DEFAULT_MAX_FRAME,
             max_in_flight: 4096,
+            client_idle_timeout_ms: 300_000,
             max_connections: 1024,
             snapshot_every: 100,
             wasm_fuel_per_call: MechtronConfig::default().fuel_per_call,
@@ -258,6 +263,7 @@ impl Settings {
             self.lane_backlog as u64,
             self.max_in_flight as u64,
             self.max_connections as u64,
+            self.client_idle_timeout_ms,
         ];
         if positive.contains(&0) {
             return Err(ConfigError(

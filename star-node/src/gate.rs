@@ -219,6 +219,19 @@ async fn listen(
     Ok(peer)
 }
 
+/// Resolves once the session has gone `limit` without a request while none of its
+/// requests is pending (`slots` holds all its permits but the one the reader holds):
+/// checked every `limit`, so an idle session closes between one and two `limit`s
+/// after its last answer. A client waiting for a long answer is not idle.
+async fn idle(slots: &Semaphore, max_in_flight: usize, limit: std::time::Duration) {
+    loop {
+        tokio::time::sleep(limit).await;
+        if slots.available_permits() + 1 >= max_in_flight {
+            return;
+        }
+    }
+}
+
 /// The agent a client's token stands for.
 async fn authenticate(machine: &Machine, token: Option<&str>) -> Result<Agent, Rejection> {
     let Some(token) = token else {
@@ -277,6 +290,7 @@ async fn client_session(
     let slots = Arc::new(Semaphore::new(limit));
     let (answers, outbox) = mpsc::channel(limit);
     let writing = actix::spawn(write_answers(writer, outbox));
+    let idle_limit = Settings::ms(machine.settings.client_idle_timeout_ms);
     loop {
         let Ok(permit) = slots.clone().acquire_owned().await else {
             break;
@@ -284,6 +298,11 @@ async fn client_session(
         let frame = tokio::select! {
             _ = machine.shutdown.cancelled() => break,
             frame = reader.next() => frame,
+            () = idle(&slots, limit, idle_limit) => {
+                tracing::debug!(%peer, "closing an idle client connection");
+                machine.metrics.idle_closed.inc();
+                break;
+            }
         };
         let ClientFrame { id, request } = match frame {
             Some(Ok(frame)) => frame,

@@ -13,6 +13,7 @@
 //! | `hv_lane_handshake_failures_total` | counter | `reason` |
 //! | `hv_gate_requests_total` | counter | `op`: client requests taken |
 //! | `hv_gate_errors_total` | counter | `kind`: client requests failed, by error kind |
+//! | `hv_gate_idle_closed_total` | counter | client connections closed for `client_idle_timeout_ms` without a request |
 //!
 //! Every field is thread-safe: stars update them on the machine's thread, the metrics
 //! thread reads them.
@@ -47,6 +48,8 @@ pub struct Metrics {
     pub gate_requests: IntCounterVec,
     /// Client requests that failed, by error kind.
     pub gate_errors: IntCounterVec,
+    /// Client connections closed for being idle.
+    pub idle_closed: IntCounter,
 }
 
 fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -129,8 +132,12 @@ impl Metrics {
                 "Client requests that failed, by error kind.",
                 &["kind"],
             ),
+            idle_closed: counter(
+                "hv_gate_idle_closed_total",
+                "Client connections closed after client_idle_timeout_ms without a request.",
+            ),
         };
-        let collectors: [Box<dyn prometheus::core::Collector>; 11] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 12] = [
             Box::new(metrics.waves.clone()),
             Box::new(metrics.wave_seconds.clone()),
             Box::new(metrics.particles.clone()),
@@ -142,6 +149,7 @@ impl Metrics {
             Box::new(metrics.handshake_failures.clone()),
             Box::new(metrics.gate_requests.clone()),
             Box::new(metrics.gate_errors.clone()),
+            Box::new(metrics.idle_closed.clone()),
         ];
         for collector in collectors {
             metrics

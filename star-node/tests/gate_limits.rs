@@ -2,8 +2,9 @@
 //! sessions at once (the next is closed at once, and counted; a slot frees when a
 //! session ends), `handshake_timeout_ms` for a connection that never speaks (told why,
 //! then closed), the largest handshake frame (`HANDSHAKE_MAX_FRAME` accepted, one byte
-//! more refused), and `max_in_flight` requests per client connection (the next one is
-//! not read until one of them is answered).
+//! more refused), `max_in_flight` requests per client connection (the next one is
+//! not read until one of them is answered), and `client_idle_timeout_ms` (a silent
+//! connection closed, one waiting for an answer kept).
 
 mod local;
 
@@ -261,5 +262,56 @@ fn max_in_flight_requests_are_read_and_the_next_waits_for_a_free_slot() {
             took >= HELD,
             "no slot left: the bounce is read only once a held ping is answered ({took:?})"
         );
+    });
+}
+
+#[test]
+fn an_idle_client_connection_is_closed_and_a_waiting_one_is_not() {
+    actix_rt::System::new().block_on(async {
+        const IDLE: Duration = Duration::from_millis(300);
+        let hyperverse = Arc::new(AppsBy::new(registry(), Arc::new(Mute), None));
+        let mut settings = local::settings("a");
+        settings.client_idle_timeout_ms = IDLE.as_millis() as u64;
+        let a = Node::start(settings, hyperverse).await.unwrap();
+        {
+            // Closed by the client at once: not an idle close.
+            let setup = client(&a, Some(SECRET)).await;
+            let commit = Strategy::Commit;
+            setup
+                .create("localhost", Kind::Space, Vec::new(), commit)
+                .await
+                .unwrap();
+            setup
+                .create("localhost:mute", Kind::App, Vec::new(), commit)
+                .await
+                .unwrap();
+        }
+        // One that says nothing is closed, not before the timeout, and counted.
+        let idle = client(&a, None).await;
+        let opened = Instant::now();
+        let deadline = opened + WAIT;
+        while total(&a, "hv_gate_idle_closed_total") < 1.0 {
+            assert!(Instant::now() < deadline, "the idle connection stayed open");
+            actix_rt::time::sleep(Duration::from_millis(10)).await;
+        }
+        assert!(opened.elapsed() >= IDLE, "closed before the idle timeout");
+        match idle.stars().await {
+            Err(Error::Unavailable(_)) => {}
+            other => panic!("a request on the closed connection: {other:?}"),
+        }
+        // A ping held past an idle check (at 300 ms) keeps its connection open: it gets
+        // the star's 408 at 450 ms, and the next request (before the check at 600 ms)
+        // is served on the same connection.
+        let held = Duration::from_millis(450);
+        let waiting = client(&a, Some(SECRET)).await;
+        let answer = waiting
+            .ping(p("localhost:mute"), bounce(), Substance::Empty, held)
+            .await;
+        match answer {
+            Err(Error::Timeout(why)) if why.contains("did not answer") => {}
+            other => panic!("the held ping: {other:?}"),
+        }
+        waiting.stars().await.expect("still open after a long wait");
+        a.stop().await;
     });
 }
