@@ -21,6 +21,8 @@
 //! | `lane_backlog` (frames queued per lane) | `HV_STAR_LANE_BACKLOG` | 65536 |
 //! | `max_frame_bytes` | `HV_STAR_MAX_FRAME_BYTES` | 16 MiB |
 //! | `max_in_flight` (client requests per connection) | `HV_STAR_MAX_IN_FLIGHT` | 4096 |
+//! | `login_failures_free` (failed logins per address or User before each next one must wait) | `HV_STAR_LOGIN_FAILURES_FREE` | 5 |
+//! | `login_max_wait_ms` (the longest such wait; 100 ms doubling up to it) | `HV_STAR_LOGIN_MAX_WAIT_MS` | 60000 |
 //! | `client_idle_timeout_ms` (a client connection with no request for this long, and none pending, is closed) | `HV_STAR_CLIENT_IDLE_TIMEOUT_MS` | 300000 |
 //! | `max_connections` (gate connections at once) | `HV_STAR_MAX_CONNECTIONS` | 1024 |
 //! | `snapshot_every` (waves between saves of a stateful particle; 0 = never) | `HV_STAR_SNAPSHOT_EVERY` | 100 |
@@ -77,6 +79,10 @@ pub struct Settings {
     pub max_frame_bytes: usize,
     /// Client requests in flight per connection.
     pub max_in_flight: usize,
+    /// Failed logins per address or User before each next attempt must wait.
+    pub login_failures_free: u32,
+    /// The longest wait between failed logins (100 ms doubling up to this).
+    pub login_max_wait_ms: u64,
     /// A client connection that sent nothing for this long, with no request pending,
     /// is closed.
     pub client_idle_timeout_ms: u64,
@@ -128,6 +134,8 @@ impl Default for Settings {
             max_frame_bytes: hyperverse_core::wire::DEFAULT_MAX_FRAME,
             max_in_flight: 4096,
             client_idle_timeout_ms: 300_000,
+            login_failures_free: 5,
+            login_max_wait_ms: 60_000,
             max_connections: 1024,
             snapshot_every: 100,
             wasm_fuel_per_call: MechtronConfig::default().fuel_per_call,
@@ -264,6 +272,7 @@ impl Settings {
             self.max_in_flight as u64,
             self.max_connections as u64,
             self.client_idle_timeout_ms,
+            self.login_max_wait_ms,
         ];
         if positive.contains(&0) {
             return Err(ConfigError(

@@ -16,7 +16,7 @@
 //! the gate keeps serving everyone else. At shutdown the gate stops accepting and
 //! sessions stop reading; answers still in flight are written before a session closes.
 
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
@@ -128,7 +128,7 @@ async fn connection(machine: Rc<Machine>, stream: TcpStream, peer: SocketAddr) {
     let mut reader = FramedRead::new(read, FrameCodec::with_max_frame(HANDSHAKE_MAX_FRAME));
     let mut writer = FramedWrite::new(write, FrameCodec::with_max_frame(HANDSHAKE_MAX_FRAME));
     let limit = Settings::ms(machine.settings.handshake_timeout_ms);
-    let listening = listen(&machine, &mut reader, &mut writer);
+    let listening = listen(&machine, &mut reader, &mut writer, peer.ip());
     let rejection = match tokio::time::timeout(limit, listening).await {
         Ok(Ok(Peer::Machine(name))) => {
             tracing::info!(%peer, machine = %name, "lane from a peer machine");
@@ -163,6 +163,7 @@ async fn listen(
     machine: &Machine,
     reader: &mut HandshakeReader,
     writer: &mut HandshakeWriter,
+    source: IpAddr,
 ) -> Result<Peer, Rejection> {
     let (kind, name, dialer_nonce) = match receive(reader).await? {
         Handshake::Hello {
@@ -204,7 +205,7 @@ async fn listen(
             (Peer::Machine(name), answer)
         }
         (PeerKind::Client, Handshake::Token { token }) => {
-            let agent = authenticate(machine, token.as_deref()).await?;
+            let agent = authenticate(machine, token.as_deref(), source).await?;
             (Peer::Client(agent), Vec::new())
         }
         (_, other) => {
@@ -232,15 +233,64 @@ async fn idle(slots: &Semaphore, max_in_flight: usize, limit: std::time::Duratio
     }
 }
 
-/// The agent a client's token stands for.
-async fn authenticate(machine: &Machine, token: Option<&str>) -> Result<Agent, Rejection> {
+/// The agent a client's token from `source` stands for. Failed logins are limited per
+/// address and per User ([`crate::logins`]): while one must wait, its tokens are refused
+/// unchecked.
+async fn authenticate(
+    machine: &Machine,
+    token: Option<&str>,
+    source: IpAddr,
+) -> Result<Agent, Rejection> {
     let Some(token) = token else {
         return Ok(Agent::Anonymous);
     };
+    // The User a token names, if it names one: it has strikes of its own.
+    let named: Option<Point> = token
+        .split_once('#')
+        .and_then(|(user, _)| user.parse().ok());
+    let failures = &machine.metrics.login_failures;
+    let limited = machine
+        .logins
+        .borrow_mut()
+        .check(source, named.as_ref(), Instant::now());
+    if let Err(wait) = limited {
+        failures.with_label_values(&["limited"]).inc();
+        let reason = format!(
+            "too many failed logins: try again in {} ms",
+            wait.as_millis().max(1)
+        );
+        return Err(Rejection::refuse("login_limited", reason));
+    }
+    match check_token(machine, token).await {
+        Ok(agent) => {
+            if let Agent::Point(user) = &agent {
+                machine.logins.borrow_mut().succeeded(user);
+            }
+            Ok(agent)
+        }
+        Err(rejection) => {
+            if rejection.label == BAD_TOKEN {
+                let now = Instant::now();
+                machine
+                    .logins
+                    .borrow_mut()
+                    .failed(source, named.as_ref(), now);
+                failures.with_label_values(&["bad_token"]).inc();
+            }
+            Err(rejection)
+        }
+    }
+}
+
+/// The label of a token that was checked and is wrong.
+const BAD_TOKEN: &str = "bad_token";
+
+/// The agent `token` stands for, or why it stands for none.
+async fn check_token(machine: &Machine, token: &str) -> Result<Agent, Rejection> {
     if !machine.secret.is_empty() && secrets_equal(token.as_bytes(), &machine.secret) {
         return Ok(Agent::HyperUser);
     }
-    let refuse = || Rejection::refuse("bad_token", "the token is not valid here");
+    let refuse = || Rejection::refuse(BAD_TOKEN, "the token is not valid here");
     let (user, secret) = token.split_once('#').ok_or_else(refuse)?;
     let user: Point = user.parse().map_err(|_| refuse())?;
     let record = match machine.registry.record(&user).await {

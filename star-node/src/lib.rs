@@ -5,7 +5,7 @@
 //! - [`gate`]: the TCP listener for peer lanes and clients; [`lane`]: outbound lanes.
 //! - [`ops`]: client requests other than pings (create, get, select, delete, grants).
 //! - Plain values without I/O: [`router`], [`location`], [`exchanger`], [`placement`],
-//!   [`access_cache`].
+//!   [`access_cache`], [`logins`].
 //! - [`protocol`]: what the gate speaks; [`client`]: the client side of it.
 //! - [`node`]: starting and stopping a whole star-node (the binary's body, and tests').
 
@@ -18,6 +18,7 @@ pub mod gate;
 pub mod hyperverse;
 pub mod lane;
 pub mod location;
+pub mod logins;
 pub mod machine;
 pub mod metrics;
 pub mod node;

@@ -25,6 +25,7 @@ use tokio_util::sync::CancellationToken;
 use crate::access_cache::AccessCache;
 use crate::config::Settings;
 use crate::lane::Lane;
+use crate::logins::LoginLimiter;
 use crate::metrics::Metrics;
 use crate::placement;
 use crate::protocol::LaneFrame;
@@ -103,6 +104,8 @@ pub struct Machine {
     pub directory: RefCell<Directory>,
     /// Recent access decisions.
     pub access: RefCell<AccessCache>,
+    /// Failed logins at the gate, per address and per User.
+    pub logins: RefCell<LoginLimiter>,
     /// Cancelled when the machine shuts down: the gate stops taking work.
     pub shutdown: CancellationToken,
     /// Counts the times the access cache was dropped.
@@ -145,6 +148,10 @@ impl Machine {
             metrics,
             directory: RefCell::default(),
             access: RefCell::new(access),
+            logins: RefCell::new(LoginLimiter::new(
+                settings.login_failures_free,
+                Settings::ms(settings.login_max_wait_ms),
+            )),
             shutdown: CancellationToken::new(),
             access_epoch: Default::default(),
             ids: WaveIdGen::random(),

@@ -13,6 +13,7 @@
 //! | `hv_lane_handshake_failures_total` | counter | `reason` |
 //! | `hv_gate_requests_total` | counter | `op`: client requests taken |
 //! | `hv_gate_errors_total` | counter | `kind`: client requests failed, by error kind |
+//! | `hv_gate_login_failures_total` | counter | `reason`: `bad_token` (checked and wrong), `limited` (refused unchecked during a wait) |
 //! | `hv_gate_idle_closed_total` | counter | client connections closed for `client_idle_timeout_ms` without a request |
 //!
 //! Every field is thread-safe: stars update them on the machine's thread, the metrics
@@ -50,6 +51,8 @@ pub struct Metrics {
     pub gate_errors: IntCounterVec,
     /// Client connections closed for being idle.
     pub idle_closed: IntCounter,
+    /// Failed logins, by reason.
+    pub login_failures: IntCounterVec,
 }
 
 fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -136,8 +139,14 @@ impl Metrics {
                 "hv_gate_idle_closed_total",
                 "Client connections closed after client_idle_timeout_ms without a request.",
             ),
+            login_failures: counter_vec(
+                "hv_gate_login_failures_total",
+                "Failed client logins at the gate: bad_token (checked, wrong), limited \
+                 (refused unchecked while the address or User must wait).",
+                &["reason"],
+            ),
         };
-        let collectors: [Box<dyn prometheus::core::Collector>; 12] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 13] = [
             Box::new(metrics.waves.clone()),
             Box::new(metrics.wave_seconds.clone()),
             Box::new(metrics.particles.clone()),
@@ -150,6 +159,7 @@ impl Metrics {
             Box::new(metrics.gate_requests.clone()),
             Box::new(metrics.gate_errors.clone()),
             Box::new(metrics.idle_closed.clone()),
+            Box::new(metrics.login_failures.clone()),
         ];
         for collector in collectors {
             metrics
@@ -159,6 +169,9 @@ impl Metrics {
         }
         for kind in hyperverse_core::Error::KIND_LABELS {
             metrics.gate_errors.with_label_values(&[kind]);
+        }
+        for reason in ["bad_token", "limited"] {
+            metrics.login_failures.with_label_values(&[reason]);
         }
         metrics
     }

@@ -3,6 +3,8 @@
 //! User when the token matches its stored hash, no token is anonymous — and every other
 //! token (a wrong one, a near miss of the secret, a particle that is not a User, a point
 //! that does not parse or does not exist) is refused in the handshake and counted.
+//! Failed logins make their address and User wait, and a burst of guesses is mostly
+//! refused without being checked.
 
 mod local;
 
@@ -16,6 +18,7 @@ use hyperverse_core::wave::{Method, Ping, Substance};
 use hyperverse_core::{BaseKind, Error, Kind, Result, Selector};
 use local::*;
 use star_node::client::{GateClient, GateClientConfig};
+use star_node::config::Settings;
 use star_node::node::Node;
 
 /// Answers with the agent the wave acts for.
@@ -33,10 +36,12 @@ impl Driver for WhoAmI {
 }
 
 /// A machine with `localhost:whoami` (everyone may `x` it) and User `localhost:alice`
-/// (token `alice-token`).
-async fn world() -> (Node, GateClient) {
+/// (token `alice-token`), its settings tuned by `tune`.
+async fn world(tune: impl FnOnce(&mut Settings)) -> (Node, GateClient) {
     let hyperverse = Arc::new(AppsBy::new(registry(), Arc::new(WhoAmI), None));
-    let node = Node::start(settings("a"), hyperverse).await.unwrap();
+    let mut settings = settings("a");
+    tune(&mut settings);
+    let node = Node::start(settings, hyperverse).await.unwrap();
     let root = client(&node, Some(SECRET)).await;
     let commit = Strategy::Commit;
     root.create("localhost", Kind::Space, Vec::new(), commit)
@@ -84,7 +89,7 @@ async fn who(client: &GateClient) -> String {
 #[test]
 fn the_token_decides_the_agent() {
     actix_rt::System::new().block_on(async {
-        let (a, root) = world().await;
+        let (a, root) = world(|_| {}).await;
         assert_eq!(who(&root).await, "GLOBAL::hyperuser");
         let alice = client(&a, Some("localhost:alice#alice-token")).await;
         assert_eq!(who(&alice).await, "localhost:alice");
@@ -97,7 +102,8 @@ fn the_token_decides_the_agent() {
 #[test]
 fn every_other_token_is_refused_in_the_handshake_and_counted() {
     actix_rt::System::new().block_on(async {
-        let (a, _root) = world().await;
+        // Every wrong token here is checked: none waits for an earlier failure.
+        let (a, _root) = world(|s| s.login_failures_free = 100).await;
         // As long as the secret, one byte off; two bytes off by the same bits (an XOR
         // fold would let their differences cancel).
         let mut one_off = SECRET.as_bytes().to_vec();
@@ -142,6 +148,74 @@ fn every_other_token_is_refused_in_the_handshake_and_counted() {
         assert_eq!(counted, near_misses.len() as f64);
         let alice = client(&a, Some("localhost:alice#alice-token")).await;
         assert_eq!(who(&alice).await, "localhost:alice", "still served");
+        a.stop().await;
+    });
+}
+
+/// Connects with `token`; the refusal's reason, or `None` when let in.
+async fn refusal(node: &Node, token: &str) -> Option<String> {
+    let config = GateClientConfig::default();
+    match GateClient::connect(&node.gate.to_string(), Some(token), config).await {
+        Ok(_) => None,
+        Err(Error::Forbidden(why)) => Some(why),
+        Err(e) => panic!("token {token:?}: {e}"),
+    }
+}
+
+#[test]
+fn failed_logins_make_the_address_and_the_user_wait() {
+    actix_rt::System::new().block_on(async {
+        let (a, _root) = world(|s| {
+            s.login_failures_free = 3;
+            s.login_max_wait_ms = 400;
+        })
+        .await;
+        let failures = |reason: &str| {
+            let labels = format!("reason=\"{reason}\"");
+            sample(&a, "hv_gate_login_failures_total", &labels)
+        };
+        // Three free failures, and a fourth that is checked and starts the wait.
+        for _ in 0..4 {
+            let why = refusal(&a, "localhost:alice#guess").await.expect("refused");
+            assert!(why.contains("not valid"), "{why}");
+        }
+        assert_eq!(failures("bad_token"), 4.0);
+        // Meanwhile even the right tokens are refused unchecked, from this address.
+        for token in ["localhost:alice#alice-token", SECRET] {
+            let why = refusal(&a, token).await.expect("refused while waiting");
+            assert!(why.contains("too many failed logins"), "{why}");
+        }
+        assert_eq!(failures("limited"), 2.0);
+        assert_eq!(failures("bad_token"), 4.0, "nothing was checked meanwhile");
+        // Anonymous has no token to guess.
+        let anonymous = client(&a, None).await;
+        assert_eq!(who(&anonymous).await, "GLOBAL::anonymous");
+        // A burst of guesses is mostly refused unchecked: each checked one doubles the
+        // wait (100, 200, 400 ms), so a tight loop gets few checks.
+        let burst = 200;
+        let started = std::time::Instant::now();
+        for _ in 0..burst {
+            let why = refusal(&a, "localhost:alice#guess").await.expect("refused");
+            assert!(
+                why.contains("not valid") || why.contains("too many"),
+                "{why}"
+            );
+        }
+        let checked = failures("bad_token") - 4.0;
+        assert_eq!(checked + failures("limited") - 2.0, burst as f64);
+        // At most one check per wait: waits of 100 and 200 ms, then 400 ms each.
+        let took = started.elapsed();
+        let most = 3.0 + (took.as_millis() as f64 / 400.0).ceil();
+        assert!(
+            checked <= most,
+            "{checked} of {burst} guesses checked in {took:?}"
+        );
+        // Once the wait is over, the right token gets in and clears alice's strikes.
+        let deadline = std::time::Instant::now() + WAIT;
+        while refusal(&a, "localhost:alice#alice-token").await.is_some() {
+            assert!(std::time::Instant::now() < deadline, "never let in again");
+            actix_rt::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
         a.stop().await;
     });
 }
