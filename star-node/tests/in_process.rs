@@ -742,3 +742,54 @@ fn deleted_particles_are_released_on_every_machine() {
         b.stop().await;
     });
 }
+
+#[test]
+fn a_particle_its_star_let_go_comes_back_on_the_same_star() {
+    actix_rt::System::new().block_on(async {
+        let registry = registry();
+        let standard = Arc::new(Standard::new(registry.clone(), SECRET.into()));
+        let a = Node::start(settings("a"), standard.clone()).await.unwrap();
+        let b = Node::start(settings("b"), standard).await.unwrap();
+        until_it_sees(&a, 8).await;
+        let hv = client(&a, Some(SECRET)).await;
+        let none = Vec::new();
+        hv.create("localhost", Kind::Space, none.clone(), Strategy::Commit)
+            .await
+            .unwrap();
+        let mut homes = Vec::new();
+        for i in 0..6 {
+            let point = p(&format!("localhost:kept{i}"));
+            let record = hv
+                .create(
+                    point.to_string(),
+                    Kind::Base,
+                    none.clone(),
+                    Strategy::Commit,
+                )
+                .await
+                .unwrap();
+            homes.push((point, record.location.star.expect("placed")));
+        }
+        // Both machines let every one go from memory; the registry still names their
+        // stars, so the next wave activates each where it was, without placing it anew.
+        let points: Vec<hyperverse_core::Point> =
+            homes.iter().map(|(point, _)| point.clone()).collect();
+        let hosted = a.machine.hosted().await + b.machine.hosted().await;
+        a.machine.invalidated(points.clone());
+        b.machine.invalidated(points);
+        let deadline = std::time::Instant::now() + WAIT;
+        while a.machine.hosted().await + b.machine.hosted().await > hosted - homes.len() {
+            assert!(std::time::Instant::now() < deadline, "never let go");
+            actix_rt::time::sleep(Duration::from_millis(10)).await;
+        }
+        for (point, home) in &homes {
+            let answer = hv.ping(point.clone(), bounce(), text("back"), WAIT).await;
+            assert_eq!(answer.unwrap(), text("back"));
+            let record = registry.record(point).await.unwrap();
+            assert_eq!(record.location.star.as_ref(), Some(home), "{point} moved");
+        }
+        assert_eq!(a.machine.hosted().await + b.machine.hosted().await, hosted);
+        a.stop().await;
+        b.stop().await;
+    });
+}
