@@ -21,7 +21,8 @@ use hyperverse_core::registry::RegistryApi;
 use hyperverse_core::wave::{HypMethod, Method, Ping, Substance};
 use hyperverse_core::{Agent, Error, Point, Result};
 
-use super::{Star, answer};
+use super::Star;
+use super::calls::answer;
 use crate::reply::{Answered, Reply};
 
 /// Saves the state of every stateful particle the star hosts; answers how many.
