@@ -384,8 +384,15 @@ impl Server {
                         Some(Ok(RequestFrame { id, request })) => {
                             let api = self.api.clone();
                             let observer = self.config.observer.clone();
+                            // A task of its own, so that a request busy on its thread
+                            // (CPU-bound work) holds up no other on this connection.
+                            let task = tokio::spawn(async move {
+                                run(api.as_ref(), observer.as_ref(), request).await
+                            });
                             running.push(async move {
-                                let response = run(api.as_ref(), observer.as_ref(), request).await;
+                                let response = task.await.unwrap_or_else(|e| {
+                                    Err(Error::internal(format!("the request's task failed: {e}")))
+                                });
                                 ResponseFrame { id, response }
                             });
                         }

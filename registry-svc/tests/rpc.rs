@@ -589,11 +589,14 @@ async fn the_client_reconnects_after_the_server_restarts() {
     server.stop().await;
 }
 
-/// A backend whose `sequence` takes `delay`, counting the calls that started.
+/// A backend whose `sequence` takes `delay`, counting the calls that started and
+/// finished; `blocking` spends the delay holding its thread, as CPU-bound work does.
 struct Slow {
     inner: MemoryRegistry,
     delay: Duration,
     started: AtomicUsize,
+    finished: AtomicUsize,
+    blocking: bool,
 }
 
 #[rustfmt::skip]
@@ -601,7 +604,12 @@ struct Slow {
 impl RegistryApi for Slow {
     async fn sequence(&self, point: &Point) -> Result<u64> {
         self.started.fetch_add(1, Ordering::SeqCst);
-        tokio::time::sleep(self.delay).await;
+        if self.blocking {
+            std::thread::sleep(self.delay);
+        } else {
+            tokio::time::sleep(self.delay).await;
+        }
+        self.finished.fetch_add(1, Ordering::SeqCst);
         self.inner.sequence(point).await
     }
     async fn register(&self, r: &Registration) -> Result<Details> { self.inner.register(r).await }
@@ -636,6 +644,8 @@ async fn shutdown_lets_in_flight_requests_finish() {
         inner: MemoryRegistry::new(conformance::limits()),
         delay: Duration::from_millis(300),
         started: AtomicUsize::new(0),
+        finished: AtomicUsize::new(0),
+        blocking: false,
     });
     let recorder = Arc::new(Recorder::default());
     let server = Server::start(backend.clone(), with_secret(recorder.clone())).await;
@@ -665,4 +675,38 @@ async fn shutdown_lets_in_flight_requests_finish() {
     }
     assert_eq!(numbers, (1..=5).collect());
     assert_eq!(recorder.requests.load(Ordering::SeqCst), 6);
+}
+
+/// A request that holds its thread (CPU-bound work) does not hold up the others on its
+/// connection: each request runs as a task of its own.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_busy_on_its_thread_does_not_hold_up_the_others() {
+    let backend = Arc::new(Slow {
+        inner: MemoryRegistry::new(conformance::limits()),
+        delay: Duration::from_secs(2),
+        started: AtomicUsize::new(0),
+        finished: AtomicUsize::new(0),
+        blocking: true,
+    });
+    let server = Server::start(backend.clone(), with_secret(Arc::default())).await;
+    let client = client(server.addr, ClientConfig::default()).await;
+    let localhost = Registration::new(p("localhost"), Kind::Space, Point::hyperuser());
+    client.register(&localhost).await.unwrap();
+    let busy = {
+        let client = client.clone();
+        tokio::spawn(async move { client.sequence(&p("localhost")).await })
+    };
+    eventually("the busy request runs", || async {
+        backend.started.load(Ordering::SeqCst) == 1
+    })
+    .await;
+    let record = client.record(&p("localhost")).await.expect("answered");
+    assert_eq!(record.kind(), Kind::Space);
+    assert_eq!(
+        backend.finished.load(Ordering::SeqCst),
+        0,
+        "answered while the busy one still holds its thread"
+    );
+    assert_eq!(busy.await.unwrap(), Ok(1));
+    server.stop().await;
 }
