@@ -28,7 +28,9 @@ use std::rc::Rc;
 
 use hyperverse_core::particle::{ParticleRecord, PropertyMod, SetProperties, Status, Stub};
 use hyperverse_core::registry::{Registration, Strategy};
-use hyperverse_core::security::{Access, AccessGrant, AccessGrantKind, MaskKind, Permissions};
+use hyperverse_core::security::{
+    Access, AccessGrant, AccessGrantKind, ChildPerms, MaskKind, Permissions,
+};
 use hyperverse_core::wave::{HypMethod, Method, Ping, Substance};
 use hyperverse_core::{Agent, Error, Kind, Point, Result, Selector};
 
@@ -300,8 +302,8 @@ async fn visible(
     if *agent == Agent::HyperUser {
         return Ok(stubs);
     }
-    let mut may_list: HashMap<Point, bool> = HashMap::new();
-    may_list.insert(root.clone(), true);
+    let mut may_list = ChildRight::new(|child| child.select);
+    may_list.decided.insert(root.clone(), true); // checked before the selection
     let mut seen = Vec::with_capacity(stubs.len());
     for stub in stubs {
         if stub.point == *root {
@@ -311,23 +313,40 @@ async fn visible(
         let Some(parent) = stub.point.parent() else {
             continue;
         };
-        let listed = match may_list.get(&parent) {
-            Some(listed) => *listed,
-            None => {
-                let listed = match machine.registry.access(agent, &parent).await {
-                    Ok(access) => access.permissions().child.select,
-                    Err(Error::NotFound(_)) => false,
-                    Err(e) => return Err(e),
-                };
-                may_list.insert(parent, listed);
-                listed
-            }
-        };
-        if listed {
+        if may_list.held(machine, agent, parent).await? {
             seen.push(stub);
         }
     }
     Ok(seen)
+}
+
+/// One right over children (`s`, `d`) of one agent, decided once per parent.
+struct ChildRight {
+    right: fn(&ChildPerms) -> bool,
+    decided: HashMap<Point, bool>,
+}
+
+impl ChildRight {
+    fn new(right: fn(&ChildPerms) -> bool) -> Self {
+        Self {
+            right,
+            decided: HashMap::new(),
+        }
+    }
+
+    /// Whether `agent` holds the right on `parent` (not when `parent` is gone).
+    async fn held(&mut self, machine: &Machine, agent: &Agent, parent: Point) -> Result<bool> {
+        if let Some(held) = self.decided.get(&parent) {
+            return Ok(*held);
+        }
+        let held = match machine.registry.access(agent, &parent).await {
+            Ok(access) => (self.right)(&access.permissions().child),
+            Err(Error::NotFound(_)) => false,
+            Err(e) => return Err(e),
+        };
+        self.decided.insert(parent, held);
+        Ok(held)
+    }
 }
 
 /// Deleting `point` deletes its whole subtree, so it takes what deleting each particle
@@ -339,24 +358,12 @@ async fn may_delete_subtree(machine: &Machine, agent: &Agent, point: &Point) -> 
         return Ok(());
     }
     let below = machine.registry.select(&Selector::below(point)).await?;
-    let mut may_delete_children: HashMap<Point, bool> = HashMap::new();
+    let mut may_delete_children = ChildRight::new(|child| child.delete);
     for stub in &below {
         let Some(parent) = stub.point.parent() else {
             continue;
         };
-        let by_parent = match may_delete_children.get(&parent) {
-            Some(may) => *may,
-            None => {
-                let may = match machine.registry.access(agent, &parent).await {
-                    Ok(access) => access.permissions().child.delete,
-                    Err(Error::NotFound(_)) => false,
-                    Err(e) => return Err(e),
-                };
-                may_delete_children.insert(parent, may);
-                may
-            }
-        };
-        if by_parent {
+        if may_delete_children.held(machine, agent, parent).await? {
             continue;
         }
         let access = match machine.registry.access(agent, &stub.point).await {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use hyperverse_core::driver::{Driver, DriverCtx};
+use hyperverse_core::driver::{Driver, DriverCtx, Hyperverse};
 use hyperverse_core::particle::PropertyMod;
 use hyperverse_core::registry::{RegistryApi, RegistryLimits, Strategy};
 use hyperverse_core::security::{AccessGrantKind, MaskKind, Permissions, PermissionsMask};
@@ -22,19 +22,32 @@ mod local;
 
 use local::*;
 
+/// Machines a and b serving `hyperverse` (configured by `settings` per machine), each
+/// listing the other's stars, and a hyperuser client of a that has created `localhost`.
+async fn pair(
+    hyperverse: Arc<impl Hyperverse + 'static>,
+    settings: impl Fn(&str) -> Settings,
+) -> (Node, Node, GateClient) {
+    let a = Node::start(settings("a"), hyperverse.clone())
+        .await
+        .unwrap();
+    let b = Node::start(settings("b"), hyperverse).await.unwrap();
+    until_it_sees(&a, 8).await;
+    until_it_sees(&b, 8).await;
+    let hv = client(&a, Some(SECRET)).await;
+    hv.create("localhost", Kind::Space, Vec::new(), Strategy::Commit)
+        .await
+        .unwrap();
+    (a, b, hv)
+}
+
 #[test]
 fn two_machines_create_spread_and_ping_each_other() {
     actix_rt::System::new().block_on(async {
         let registry = registry();
         let standard = Arc::new(Standard::new(registry.clone(), SECRET.into()));
-        let a = Node::start(settings("a"), standard.clone()).await.unwrap();
-        let b = Node::start(settings("b"), standard).await.unwrap();
-        until_it_sees(&a, 8).await;
-        let hv = client(&a, Some(SECRET)).await;
+        let (a, b, hv) = pair(standard, settings).await;
         let none = Vec::new();
-        hv.create("localhost", Kind::Space, none.clone(), Strategy::Commit)
-            .await
-            .unwrap();
         let mut machines = std::collections::BTreeSet::new();
         for i in 0..40 {
             let point = format!("localhost:base{i}");
@@ -140,14 +153,8 @@ fn creation_errors_are_clear() {
 fn access_is_checked_at_the_home_star_and_grants_open_it() {
     actix_rt::System::new().block_on(async {
         let standard = Arc::new(Standard::new(registry(), SECRET.into()));
-        let a = Node::start(settings("a"), standard.clone()).await.unwrap();
-        let b = Node::start(settings("b"), standard).await.unwrap();
-        until_it_sees(&a, 8).await;
-        let root = client(&a, Some(SECRET)).await;
+        let (a, b, root) = pair(standard, settings).await;
         let none = Vec::new();
-        root.create("localhost", Kind::Space, none.clone(), Strategy::Commit)
-            .await
-            .unwrap();
         let hash = drivers::user::token_hash("alice-token");
         let alice_props = vec![PropertyMod::set(drivers::user::TOKEN_HASH, hash)];
         root.create("localhost:alice", Kind::User, alice_props, Strategy::Commit)
@@ -276,13 +283,7 @@ fn a_driver_that_never_answers_gets_a_408_and_hurts_no_one() {
     actix_rt::System::new().block_on(async {
         let registry = registry();
         let muted = Arc::new(AppsBy::new(registry.clone(), Arc::new(Mute), None));
-        let a = Node::start(settings("a"), muted.clone()).await.unwrap();
-        let b = Node::start(settings("b"), muted).await.unwrap();
-        until_it_sees(&a, 8).await;
-        let hv = client(&a, Some(SECRET)).await;
-        hv.create("localhost", Kind::Space, Vec::new(), Strategy::Commit)
-            .await
-            .unwrap();
+        let (a, b, hv) = pair(muted, settings).await;
         for i in 0..8 {
             hv.create(
                 format!("localhost:mute{i}"),
@@ -333,13 +334,7 @@ fn ripples_gather_one_echo_per_recipient() {
 
     actix_rt::System::new().block_on(async {
         let standard = Arc::new(Standard::new(registry(), SECRET.into()));
-        let a = Node::start(settings("a"), standard.clone()).await.unwrap();
-        let b = Node::start(settings("b"), standard).await.unwrap();
-        until_it_sees(&a, 8).await;
-        let hv = client(&a, Some(SECRET)).await;
-        hv.create("localhost", Kind::Space, Vec::new(), Strategy::Commit)
-            .await
-            .unwrap();
+        let (a, b, hv) = pair(standard, settings).await;
         let mut to = Vec::new();
         for i in 0..10 {
             let record = hv
@@ -484,13 +479,7 @@ fn a_panicking_driver_or_an_oversized_answer_fails_one_wave_only() {
             max_frame_bytes: 100_000,
             ..settings(machine)
         };
-        let a = Node::start(small("a"), hyperverse.clone()).await.unwrap();
-        let b = Node::start(small("b"), hyperverse).await.unwrap();
-        until_it_sees(&a, 8).await;
-        let hv = client(&a, Some(SECRET)).await;
-        hv.create("localhost", Kind::Space, Vec::new(), Strategy::Commit)
-            .await
-            .unwrap();
+        let (a, b, hv) = pair(hyperverse, small).await;
         for i in 0..8 {
             hv.create(
                 format!("localhost:app{i}"),
@@ -697,15 +686,8 @@ fn a_ripple_waits_for_its_deadline_then_answers_with_what_came() {
 fn deleted_particles_are_released_on_every_machine() {
     actix_rt::System::new().block_on(async {
         let standard = Arc::new(Standard::new(registry(), SECRET.into()));
-        let a = Node::start(settings("a"), standard.clone()).await.unwrap();
-        let b = Node::start(settings("b"), standard).await.unwrap();
-        until_it_sees(&a, 8).await;
-        until_it_sees(&b, 8).await;
-        let hv = client(&a, Some(SECRET)).await;
+        let (a, b, hv) = pair(standard, settings).await;
         let commit = Strategy::Commit;
-        hv.create("localhost", Kind::Space, Vec::new(), commit)
-            .await
-            .unwrap();
         for i in 0..12 {
             hv.create(format!("localhost:gone{i}"), Kind::Base, Vec::new(), commit)
                 .await
@@ -748,14 +730,8 @@ fn a_particle_its_star_let_go_comes_back_on_the_same_star() {
     actix_rt::System::new().block_on(async {
         let registry = registry();
         let standard = Arc::new(Standard::new(registry.clone(), SECRET.into()));
-        let a = Node::start(settings("a"), standard.clone()).await.unwrap();
-        let b = Node::start(settings("b"), standard).await.unwrap();
-        until_it_sees(&a, 8).await;
-        let hv = client(&a, Some(SECRET)).await;
+        let (a, b, hv) = pair(standard, settings).await;
         let none = Vec::new();
-        hv.create("localhost", Kind::Space, none.clone(), Strategy::Commit)
-            .await
-            .unwrap();
         let mut homes = Vec::new();
         for i in 0..6 {
             let point = p(&format!("localhost:kept{i}"));
