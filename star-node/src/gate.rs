@@ -220,19 +220,6 @@ async fn listen(
     Ok(peer)
 }
 
-/// Resolves once the session has gone `limit` without a request while none of its
-/// requests is pending (`slots` holds all its permits but the one the reader holds):
-/// checked every `limit`, so an idle session closes between one and two `limit`s
-/// after its last answer. A client waiting for a long answer is not idle.
-async fn idle(slots: &Semaphore, max_in_flight: usize, limit: std::time::Duration) {
-    loop {
-        tokio::time::sleep(limit).await;
-        if slots.available_permits() + 1 >= max_in_flight {
-            return;
-        }
-    }
-}
-
 /// The agent a client's token from `source` stands for. Failed logins are limited per
 /// address and per User ([`crate::logins`]): while one must wait, its tokens are refused
 /// unchecked.
@@ -340,7 +327,15 @@ async fn client_session(
     let slots = Arc::new(Semaphore::new(limit));
     let (answers, outbox) = mpsc::channel(limit);
     let writing = actix::spawn(write_answers(writer, outbox));
+    // Idle: nothing read for `idle_limit` and nothing pending (the slots hold every
+    // permit but the reader's). Checked every `idle_limit`, so an idle session closes
+    // between one and two limits after its last request; one timer per session, and
+    // one clock read per request.
     let idle_limit = Settings::ms(machine.settings.client_idle_timeout_ms);
+    let first_check = tokio::time::Instant::now() + idle_limit;
+    let mut idle_check = tokio::time::interval_at(first_check, idle_limit);
+    idle_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let mut last_read = Instant::now();
     loop {
         let Ok(permit) = slots.clone().acquire_owned().await else {
             break;
@@ -348,12 +343,17 @@ async fn client_session(
         let frame = tokio::select! {
             _ = machine.shutdown.cancelled() => break,
             frame = reader.next() => frame,
-            () = idle(&slots, limit, idle_limit) => {
+            _ = idle_check.tick() => {
+                let pending = slots.available_permits() + 1 < limit;
+                if pending || last_read.elapsed() < idle_limit {
+                    continue;
+                }
                 tracing::debug!(%peer, "closing an idle client connection");
                 machine.metrics.idle_closed.inc();
                 break;
             }
         };
+        last_read = Instant::now();
         let ClientFrame { id, request } = match frame {
             Some(Ok(frame)) => frame,
             Some(Err(e)) => {

@@ -312,6 +312,15 @@ fn an_idle_client_connection_is_closed_and_a_waiting_one_is_not() {
             other => panic!("the held ping: {other:?}"),
         }
         waiting.stars().await.expect("still open after a long wait");
+        // Requests two thirds of a limit apart keep a connection open across checks.
+        let active = client(&a, Some(SECRET)).await;
+        for _ in 0..5 {
+            actix_rt::time::sleep(IDLE * 2 / 3).await;
+            active
+                .stars()
+                .await
+                .expect("an active connection stays open");
+        }
         a.stop().await;
     });
 }
