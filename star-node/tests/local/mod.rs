@@ -67,6 +67,19 @@ pub fn user_props(token: &str) -> Vec<PropertyMod> {
     vec![PropertyMod::set(drivers::user::TOKEN_HASH, hash)]
 }
 
+/// Polls `check` every 10 ms until it holds; fails the test, naming `what`, once
+/// [`WAIT`] has passed.
+pub async fn eventually<F>(what: &str, mut check: impl FnMut() -> F)
+where
+    F: std::future::Future<Output = bool>,
+{
+    let deadline = Instant::now() + WAIT;
+    while !check().await {
+        assert!(Instant::now() < deadline, "not within {WAIT:?}: {what}");
+        actix_rt::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
 /// Polls until `node` lists `stars` live stars in its directory (every node starts
 /// with four).
 pub async fn until_it_sees(node: &Node, stars: usize) {
