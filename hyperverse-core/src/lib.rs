@@ -16,6 +16,7 @@
 pub mod driver;
 pub mod error;
 pub mod kind;
+pub mod memory;
 #[cfg(feature = "metrics-http")]
 pub mod metrics_http;
 pub mod particle;

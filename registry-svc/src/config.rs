@@ -14,6 +14,7 @@
 //! | `max_grants_per_point` | `HV_REGISTRY_MAX_GRANTS_PER_POINT` | 256 |
 //! | `max_frame_bytes` | `HV_REGISTRY_MAX_FRAME_BYTES` | 16 MiB |
 //! | `max_connections` | `HV_REGISTRY_MAX_CONNECTIONS` | 1024 |
+//! | `max_buffered_bytes` (partial frames and large requests, all connections) | `HV_REGISTRY_MAX_BUFFERED_BYTES` | 256 MiB |
 //! | `redis_timeout_ms` (per command) | `HV_REGISTRY_REDIS_TIMEOUT_MS` | 2000 |
 
 use std::net::SocketAddr;
@@ -50,6 +51,8 @@ pub struct Settings {
     pub max_frame_bytes: usize,
     /// RPC connections served at once.
     pub max_connections: usize,
+    /// Bytes all connections may hold at once in partial frames and large requests.
+    pub max_buffered_bytes: usize,
     /// How long one Redis command may take.
     pub redis_timeout_ms: u64,
 }
@@ -69,6 +72,7 @@ impl Default for Settings {
             max_grants_per_point: limits.max_grants_per_point,
             max_frame_bytes: hyperverse_core::wire::DEFAULT_MAX_FRAME,
             max_connections: 1024,
+            max_buffered_bytes: hyperverse_core::wire::DEFAULT_BUDGET,
             redis_timeout_ms: 2000,
         }
     }
@@ -138,11 +142,12 @@ impl Settings {
         if self.star_ttl_ms == 0
             || self.vnodes == 0
             || self.max_connections == 0
+            || self.max_buffered_bytes == 0
             || self.redis_timeout_ms == 0
             || self.max_grants_per_point == 0
         {
             return Err(ConfigError(
-                "star_ttl_ms, vnodes, max_connections, redis_timeout_ms and \
+                "star_ttl_ms, vnodes, max_connections, max_buffered_bytes, redis_timeout_ms and \
                  max_grants_per_point must be positive"
                     .into(),
             ));

@@ -72,6 +72,8 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let cli = Cli::parse();
+    raise_fd_limit();
+    hyperverse_core::memory::purge_promptly();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -177,6 +179,7 @@ async fn serve(config: Option<PathBuf>) -> Result<(), String> {
         secret: settings.secret.clone().map(String::into_bytes),
         max_frame: settings.max_frame_bytes,
         max_connections: settings.max_connections,
+        budget: hyperverse_core::wire::ByteBudget::new(settings.max_buffered_bytes),
         observer: metrics,
         ..ServerConfig::default()
     };
@@ -210,4 +213,13 @@ async fn shutdown_signal() {
         let _ = ctrl_c.await;
     }
     tracing::info!("shutting down: no new connections, draining requests");
+}
+
+/// Raises the soft limit on open files to the hard one: every connection is a file, and
+/// a shell's default soft limit (often 1024) is below what the connection limits allow.
+fn raise_fd_limit() {
+    match rlimit::increase_nofile_limit(u64::MAX) {
+        Ok(limit) => tracing::debug!(limit, "open files limit"),
+        Err(e) => tracing::warn!(error = %e, "cannot raise the open files limit"),
+    }
 }

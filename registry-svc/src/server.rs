@@ -2,11 +2,18 @@
 //! [`RegistryClient`](hyperverse_core::registry::client::RegistryClient)s over TCP.
 //!
 //! ```text
-//! serve (accept loop; a connection limit; the `stop` token every task watches)
-//!   └─ per connection: listener side of the handshake (bounded by handshake_timeout),
+//! serve (accept loop; connection slots; the `stop` token every task watches)
+//!   └─ per connection: wire::listener::handshake (bounded by handshake_timeout),
 //!      then a reader loop ─RequestFrame─▶ one task per request (≤ max_in_flight)
-//!        └─ dispatch(backend) ─ResponseFrame─▶ writer task (feed…feed, flush when idle)
+//!        └─ dispatch(backend) ─ResponseFrame─▶ wire::write_frames task
 //! ```
+//!
+//! The session layer's limits apply ([`hyperverse_core::wire`]): at most
+//! `max_handshakes` connections in their handshake (past it the oldest is closed), at
+//! most `max_connections` sessions (past it `Busy`, which clients retry), a read
+//! buffer may hold a frame up to `max_frame` and all of them together what the
+//! process's byte budget spares, and a peer that reads nothing for `write_stall` loses
+//! its connection.
 //!
 //! A peer that breaks the protocol (garbage, an oversized length, EOF inside a frame, a
 //! wrong version or secret, a slow handshake) loses its own connection: it is told why
@@ -28,30 +35,27 @@ use std::panic::AssertUnwindSafe;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use futures::future::{self, BoxFuture};
 use futures::stream::FuturesUnordered;
-use futures::{FutureExt, SinkExt, StreamExt};
+use futures::{FutureExt, StreamExt};
 use hyperverse_core::Error;
 use hyperverse_core::registry::RegistryApi;
 use hyperverse_core::registry::rpc::{
     self, HANDSHAKE_MAX_FRAME, Request, RequestFrame, ResponseFrame,
 };
-use hyperverse_core::wire::handshake::{self, Handshake, PROTOCOL_VERSION, PeerKind};
+use hyperverse_core::wire::handshake::PeerKind;
+use hyperverse_core::wire::listener::{AuthPolicy, Rejection, handshake};
+use hyperverse_core::wire::slots::{Class, SlotLimits, Slots, Ticket};
 use hyperverse_core::wire::{
-    DEFAULT_MAX_FRAME, FrameCodec, HandshakeReader, HandshakeWriter, WireError, next_queued,
+    ByteBudget, DEFAULT_BUDGET, DEFAULT_MAX_FRAME, DEFAULT_STALL, FrameCodec, Held, Outgoing,
+    WireError, write_frames,
 };
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::mpsc;
 use tokio::task::JoinSet;
 use tokio_util::codec::{FramedRead, FramedWrite};
 use tokio_util::sync::CancellationToken;
-
-/// How long a `Refused` may take to send before the connection is simply dropped.
-const REFUSE_TIMEOUT: Duration = Duration::from_secs(1);
-
-/// Connections over `max_connections` that are still read, to be told why they are
-/// refused; more are closed without a word.
-const MAX_REFUSING: usize = 64;
 
 /// The pause after a failed `accept` (out of file descriptors, say).
 const ACCEPT_BACKOFF: Duration = Duration::from_millis(100);
@@ -83,8 +87,14 @@ pub struct ServerConfig {
     pub secret: Option<Vec<u8>>,
     /// The largest frame accepted or sent.
     pub max_frame: usize,
-    /// Connections served at once; more are refused after their `Hello`.
+    /// Connections served at once; more are told `Busy` after their `Hello`.
     pub max_connections: usize,
+    /// Connections in their handshake at once; past it the oldest is closed.
+    pub max_handshakes: usize,
+    /// Bytes all connections may hold at once in partial frames and large requests.
+    pub budget: ByteBudget,
+    /// How long a peer may leave our answers unread before its connection is closed.
+    pub write_stall: Duration,
     /// Requests of one connection run at once; past it the connection is not read.
     pub max_in_flight: usize,
     /// How long a peer has for the whole handshake.
@@ -101,6 +111,9 @@ impl Default for ServerConfig {
             secret: None,
             max_frame: DEFAULT_MAX_FRAME,
             max_connections: 1024,
+            max_handshakes: 256,
+            budget: ByteBudget::new(DEFAULT_BUDGET),
+            write_stall: DEFAULT_STALL,
             max_in_flight: 256,
             handshake_timeout: Duration::from_secs(5),
             drain_timeout: Duration::from_secs(5),
@@ -115,6 +128,9 @@ impl fmt::Debug for ServerConfig {
             .field("secret", &self.secret.as_ref().map(|_| "<set>"))
             .field("max_frame", &self.max_frame)
             .field("max_connections", &self.max_connections)
+            .field("max_handshakes", &self.max_handshakes)
+            .field("budget", &self.budget.limit())
+            .field("write_stall", &self.write_stall)
             .field("max_in_flight", &self.max_in_flight)
             .field("handshake_timeout", &self.handshake_timeout)
             .field("drain_timeout", &self.drain_timeout)
@@ -133,10 +149,13 @@ pub async fn serve(
 ) -> io::Result<()> {
     let local = listener.local_addr()?;
     tracing::info!(addr = %local, "registry RPC listening");
-    let slots = Arc::new(Semaphore::new(
-        config.max_connections.min(Semaphore::MAX_PERMITS),
-    ));
-    let refusing = Arc::new(Semaphore::new(MAX_REFUSING));
+    let slots = Slots::new(SlotLimits {
+        handshakes: config.max_handshakes,
+        sessions: config.max_connections,
+        per_source: usize::MAX,
+        lanes: 0,
+        evict_idle: false,
+    });
     let server = Arc::new(Server {
         api,
         config,
@@ -151,29 +170,18 @@ pub async fn serve(
         };
         while connections.try_join_next().is_some() {}
         match accepted {
-            Ok((stream, peer)) => match slots.clone().try_acquire_owned() {
-                Ok(slot) => {
-                    connections.spawn(server.clone().connection(stream, peer, Some(slot)));
+            Ok((stream, peer)) => {
+                let (ticket, closed_one) = slots.accept(peer.ip());
+                if closed_one {
+                    let observer = &server.config.observer;
+                    observer.connection_rejected("too_many_handshakes");
                 }
-                // Full: a few extra connections are read to tell them why; past that,
-                // they are closed at once, so no one can pile up sockets for free.
-                Err(_) => match refusing.clone().try_acquire_owned() {
-                    Ok(permit) => {
-                        let refusal = server.clone().connection(stream, peer, None);
-                        connections.spawn(async move {
-                            refusal.await;
-                            drop(permit);
-                        });
-                    }
-                    Err(_) => {
-                        server
-                            .config
-                            .observer
-                            .connection_rejected("too_many_connections");
-                        drop(stream);
-                    }
-                },
-            },
+                connections.spawn(
+                    server
+                        .clone()
+                        .connection(stream, peer, slots.clone(), ticket),
+                );
+            }
             Err(e) => {
                 tracing::warn!(addr = %local, error = %e, "accept failed");
                 tokio::select! {
@@ -204,42 +212,54 @@ struct Server {
     stop: CancellationToken,
 }
 
-/// Why a connection is closed during the handshake.
-struct Rejection {
-    /// The metric label.
-    label: &'static str,
-    /// Told to the peer in `Refused` (or `Busy`), when `tell`.
-    reason: String,
-    tell: bool,
-    /// The peer may try again later: told with `Busy`.
-    busy: bool,
+/// Who may open a registry session: registry clients proving the shared secret, or
+/// presenting a token when the registry has none; `Busy` when every slot is taken.
+struct Policy<'a> {
+    secret: Option<&'a [u8]>,
 }
 
-impl Rejection {
-    fn refuse(label: &'static str, reason: impl Into<String>) -> Self {
-        Self {
-            label,
-            reason: reason.into(),
-            tell: true,
-            busy: false,
-        }
+impl AuthPolicy for Policy<'_> {
+    type Peer = String;
+
+    fn name(&self) -> &'static str {
+        "the registry"
     }
 
-    fn busy(label: &'static str, reason: impl Into<String>) -> Self {
-        Self {
-            busy: true,
-            ..Self::refuse(label, reason)
-        }
+    fn class(&self, _peer: &String) -> Class {
+        Class::Client
     }
 
-    fn wire(e: WireError) -> Self {
-        let tell = !matches!(e, WireError::Io(_) | WireError::Truncated { .. });
-        Self {
-            label: e.label(),
-            reason: e.to_string(),
-            tell,
-            busy: false,
+    fn hello(&self, kind: PeerKind) -> Result<(), Rejection> {
+        if kind != PeerKind::RegistryClient {
+            return Err(Rejection::refuse(
+                "wrong_peer",
+                format!("registry-svc serves registry clients, not {kind:?}"),
+            ));
         }
+        Ok(())
+    }
+
+    fn secret(&self) -> Option<&[u8]> {
+        self.secret
+    }
+
+    fn proved(&self, _kind: PeerKind, name: String) -> Result<String, Rejection> {
+        Ok(name)
+    }
+
+    async fn token(
+        &self,
+        _kind: PeerKind,
+        name: String,
+        _token: Option<String>,
+    ) -> Result<String, Rejection> {
+        if self.secret.is_some() {
+            return Err(Rejection::refuse(
+                "secret_required",
+                "this registry requires proof of the shared secret",
+            ));
+        }
+        Ok(name)
     }
 }
 
@@ -248,127 +268,50 @@ type RequestReader = FramedRead<OwnedReadHalf, RpcCodec>;
 type ResponseWriter = FramedWrite<OwnedWriteHalf, RpcCodec>;
 
 impl Server {
-    /// One connection, from handshake to close. `slot` is `None` when the server is full.
+    /// One connection, from handshake to close.
     async fn connection(
         self: Arc<Self>,
         stream: TcpStream,
         peer: SocketAddr,
-        slot: Option<OwnedSemaphorePermit>,
+        slots: Arc<Slots>,
+        mut ticket: Ticket,
     ) {
-        let _ = stream.set_nodelay(true);
-        let (read, write) = stream.into_split();
-        let codec = || FrameCodec::with_max_frame(HANDSHAKE_MAX_FRAME);
-        let mut reader = FramedRead::new(read, codec());
-        let mut writer = FramedWrite::new(write, codec());
-        let handshake = self.listen(&mut reader, &mut writer, slot.is_some());
+        let policy = Policy {
+            secret: self.config.secret.as_deref(),
+        };
+        let limit = self.config.handshake_timeout;
+        let place = (&*slots, &mut ticket);
+        let handshake = handshake(stream, &policy, place, limit, HANDSHAKE_MAX_FRAME);
         let outcome = tokio::select! {
             _ = self.stop.cancelled() => return,
-            outcome = tokio::time::timeout(self.config.handshake_timeout, handshake) => outcome,
+            outcome = handshake => outcome,
         };
         let rejection = match outcome {
-            Ok(Ok(name)) => {
+            Ok((name, reader, writer)) => {
                 tracing::debug!(%peer, %name, "registry client connected");
                 let max = self.config.max_frame;
-                let reader = reader.map_decoder(|_| RpcCodec::with_max_frame(max));
+                let budget = self.config.budget.clone();
+                let reader =
+                    reader.map_decoder(|_| RpcCodec::with_max_frame(max).with_budget(budget));
                 let writer = writer.map_encoder(|_| RpcCodec::with_max_frame(max));
                 self.requests(reader, writer, peer).await;
+                drop(ticket);
                 return;
             }
-            Ok(Err(rejection)) => rejection,
-            Err(_) => Rejection::refuse("handshake_timeout", "handshake timed out"),
+            Err(rejection) => rejection,
         };
         tracing::warn!(%peer, reason = %rejection.reason, "registry connection rejected");
         self.config.observer.connection_rejected(rejection.label);
-        if rejection.tell {
-            let reason = rejection.reason;
-            let refused = if rejection.busy {
-                Handshake::Busy { reason }
-            } else {
-                Handshake::Refused { reason }
-            };
-            let _ = tokio::time::timeout(REFUSE_TIMEOUT, writer.send(refused)).await;
-        }
     }
 
-    /// The listener side of the handshake; the dialer's name on success.
-    async fn listen(
-        &self,
-        reader: &mut HandshakeReader,
-        writer: &mut HandshakeWriter,
-        has_slot: bool,
-    ) -> Result<String, Rejection> {
-        let (name, dialer_nonce) = match receive(reader).await? {
-            Handshake::Hello {
-                magic,
-                version,
-                peer,
-                name,
-                nonce,
-            } => {
-                handshake::check_hello(&magic, version)
-                    .map_err(|e| Rejection::refuse("bad_hello", e.to_string()))?;
-                if peer != PeerKind::RegistryClient {
-                    return Err(Rejection::refuse(
-                        "wrong_peer",
-                        format!("registry-svc serves registry clients, not {peer:?}"),
-                    ));
-                }
-                (name, nonce)
-            }
-            _ => return Err(Rejection::refuse("unexpected", "expected Hello")),
-        };
-        if !has_slot {
-            return Err(Rejection::busy(
-                "too_many_connections",
-                "the registry is serving as many connections as it may",
-            ));
-        }
-        let listener_nonce =
-            handshake::nonce().map_err(|e| Rejection::refuse("internal", e.to_string()))?;
-        let challenge = Handshake::Challenge {
-            version: PROTOCOL_VERSION,
-            nonce: listener_nonce.clone(),
-        };
-        writer.send(challenge).await.map_err(Rejection::wire)?;
-        let secret = self.config.secret.as_deref();
-        let mac = match (receive(reader).await?, secret) {
-            (Handshake::Proof { mac }, Some(secret)) => {
-                if !handshake::verify_dialer(secret, &name, &dialer_nonce, &listener_nonce, &mac) {
-                    return Err(Rejection::refuse("wrong_secret", "wrong shared secret"));
-                }
-                handshake::listener_proof(secret, &name, &dialer_nonce, &listener_nonce)
-            }
-            (Handshake::Token { .. }, None) => Vec::new(),
-            (Handshake::Token { .. }, Some(_)) => {
-                return Err(Rejection::refuse(
-                    "secret_required",
-                    "this registry requires proof of the shared secret",
-                ));
-            }
-            (Handshake::Proof { .. }, None) => {
-                return Err(Rejection::refuse(
-                    "no_secret",
-                    "this registry has no shared secret; present a token",
-                ));
-            }
-            _ => return Err(Rejection::refuse("unexpected", "expected Proof or Token")),
-        };
-        writer
-            .send(Handshake::Welcome { mac })
-            .await
-            .map_err(Rejection::wire)?;
-        Ok(name)
-    }
-
-    /// Reads requests and runs them concurrently, all within this connection's task,
-    /// until EOF, a broken frame or shutdown; then finishes those in flight and flushes
-    /// their answers. Running them here rather than in a task each saves a spawn and a
-    /// cross-thread wake per request; a backend call that waits (on Redis) does not block
-    /// the others.
+    /// Reads requests and runs them concurrently, each in a task of its own (at most
+    /// `max_in_flight`; past it the connection is not read), until EOF, a broken frame
+    /// or shutdown; then finishes those in flight and flushes their answers.
     async fn requests(&self, mut reader: RequestReader, writer: ResponseWriter, peer: SocketAddr) {
         let limit = self.config.max_in_flight.max(1);
         let (answers, outbox) = mpsc::channel(limit);
-        let writing = tokio::spawn(write_responses(writer, outbox, peer));
+        let stall = self.config.write_stall;
+        let writing = tokio::spawn(write_responses(writer, outbox, peer, stall));
         let mut running = FuturesUnordered::new();
         let mut reading = true;
         while reading || !running.is_empty() {
@@ -382,19 +325,8 @@ impl Server {
                 frame = reader.next(), if reading && running.len() < limit => {
                     match frame {
                         Some(Ok(RequestFrame { id, request })) => {
-                            let api = self.api.clone();
-                            let observer = self.config.observer.clone();
-                            // A task of its own, so that a request busy on its thread
-                            // (CPU-bound work) holds up no other on this connection.
-                            let task = tokio::spawn(async move {
-                                run(api.as_ref(), observer.as_ref(), request).await
-                            });
-                            running.push(async move {
-                                let response = task.await.unwrap_or_else(|e| {
-                                    Err(Error::internal(format!("the request's task failed: {e}")))
-                                });
-                                ResponseFrame { id, response }
-                            });
+                            let len = reader.decoder().last_frame_len();
+                            running.push(self.start(id, request, len));
                         }
                         Some(Err(e)) => {
                             tracing::warn!(%peer, error = %e, "closing registry connection");
@@ -408,6 +340,38 @@ impl Server {
         }
         drop(answers);
         let _ = writing.await;
+    }
+}
+
+impl Server {
+    /// Starts request `id` of `len` bytes in a task of its own, so that a request busy
+    /// on its thread (CPU-bound work) holds up no other on this connection; its answer
+    /// when the future completes. A large request the byte budget cannot hold now is
+    /// answered `Unavailable` at once.
+    fn start(&self, id: u64, request: Request, len: usize) -> BoxFuture<'static, Answer> {
+        let Some(held) = self.config.budget.hold(len) else {
+            let response = Err(Error::Unavailable(
+                "the registry holds as many bytes as it may; try again".into(),
+            ));
+            return future::ready(Answer {
+                frame: ResponseFrame { id, response },
+                _held: None,
+            })
+            .boxed();
+        };
+        let api = self.api.clone();
+        let observer = self.config.observer.clone();
+        let task = tokio::spawn(async move { run(api.as_ref(), observer.as_ref(), request).await });
+        async move {
+            let response = task.await.unwrap_or_else(|e| {
+                Err(Error::internal(format!("the request's task failed: {e}")))
+            });
+            Answer {
+                frame: ResponseFrame { id, response },
+                _held: Some(held),
+            }
+        }
+        .boxed()
     }
 }
 
@@ -427,51 +391,35 @@ async fn run(
     response
 }
 
-/// The next handshake message, or why there is none.
-async fn receive(reader: &mut HandshakeReader) -> Result<Handshake, Rejection> {
-    match reader.next().await {
-        Some(Ok(message)) => Ok(message),
-        Some(Err(e)) => Err(Rejection::wire(e)),
-        None => Err(Rejection {
-            label: "closed",
-            reason: "closed during the handshake".into(),
-            tell: false,
-            busy: false,
-        }),
+/// An answer on its way out: the frame, and the bytes held for its request.
+struct Answer {
+    frame: ResponseFrame,
+    _held: Option<Held>,
+}
+
+impl Outgoing for Answer {
+    type Frame = ResponseFrame;
+    type Tag = u64;
+
+    fn into_frame(self) -> (ResponseFrame, u64) {
+        let id = self.frame.id;
+        (self.frame, id)
     }
 }
 
-/// Writes answers as they come: `feed` for each queued one, `flush` when none is
-/// waiting. An answer too large for a frame is replaced by its error.
+/// Writes answers as they come (see [`write_frames`]); an answer too large for a
+/// frame is replaced by its error.
 async fn write_responses(
     mut writer: ResponseWriter,
-    mut outbox: mpsc::Receiver<ResponseFrame>,
+    mut outbox: mpsc::Receiver<Answer>,
     peer: SocketAddr,
+    stall: Duration,
 ) {
-    while let Some(first) = outbox.recv().await {
-        let mut next = Some(first);
-        let mut yielded = false;
-        while let Some(frame) = next {
-            if let Err(e) = feed(&mut writer, frame).await {
-                tracing::debug!(%peer, error = %e, "registry connection failed while writing");
-                return;
-            }
-            next = next_queued(&mut outbox, &mut yielded).await;
-        }
-        if let Err(e) = writer.flush().await {
-            tracing::debug!(%peer, error = %e, "registry connection failed while writing");
-            return;
-        }
-    }
-}
-
-async fn feed(writer: &mut ResponseWriter, frame: ResponseFrame) -> Result<(), WireError> {
-    let id = frame.id;
-    match writer.feed(frame).await {
-        Err(e @ (WireError::FrameTooLarge { .. } | WireError::Encode(_))) => {
-            let response = Err(Error::from(e));
-            writer.feed(ResponseFrame { id, response }).await
-        }
-        done => done,
+    let unsendable = |id, e: WireError| {
+        let response = Err(Error::from(e));
+        Some(ResponseFrame { id, response })
+    };
+    if let Err(e) = write_frames(&mut writer, &mut outbox, stall, unsendable).await {
+        tracing::debug!(%peer, error = %e, "registry connection failed while writing");
     }
 }

@@ -326,7 +326,15 @@ async fn sigterm_drains_the_requests_in_flight_and_exits_zero() {
     loop {
         let connect = tokio::net::TcpStream::connect(service.rpc);
         match tokio::time::timeout_at(deadline, connect).await {
-            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => break,
+            // Refused; or reset, when the listener closed while the SYN was on its way.
+            Ok(Err(e))
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::ConnectionReset
+                ) =>
+            {
+                break;
+            }
             Ok(Err(e)) => panic!("connecting after SIGTERM: {e}"),
             Ok(Ok(_)) if tokio::time::Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(20)).await;

@@ -24,7 +24,13 @@
 //! | `login_failures_free` (failed logins per address or User before each next one must wait) | `HV_STAR_LOGIN_FAILURES_FREE` | 5 |
 //! | `login_max_wait_ms` (the longest such wait; 100 ms doubling up to it) | `HV_STAR_LOGIN_MAX_WAIT_MS` | 60000 |
 //! | `client_idle_timeout_ms` (a client connection with no request for this long, and none pending, is closed) | `HV_STAR_CLIENT_IDLE_TIMEOUT_MS` | 300000 |
-//! | `max_connections` (gate connections at once) | `HV_STAR_MAX_CONNECTIONS` | 1024 |
+//! | `max_connections` (client sessions at the gate at once; when full, the least recently active idle one is closed to make room) | `HV_STAR_MAX_CONNECTIONS` | 1024 |
+//! | `max_connections_per_source` (client sessions from one IP address) | `HV_STAR_MAX_CONNECTIONS_PER_SOURCE` | 256 |
+//! | `max_lanes` (lanes from peer machines, never competing with clients) | `HV_STAR_MAX_LANES` | 256 |
+//! | `max_handshakes` (connections in their handshake; past it the oldest is closed) | `HV_STAR_MAX_HANDSHAKES` | 256 |
+//! | `max_connection_bytes` (bytes of one client's requests in flight, past 64 KiB each) | `HV_STAR_MAX_CONNECTION_BYTES` | 16 MiB |
+//! | `max_buffered_bytes` (partial frames and large requests, all connections) | `HV_STAR_MAX_BUFFERED_BYTES` | 256 MiB |
+//! | `write_stall_ms` (a peer that reads none of our bytes for this long loses its connection) | `HV_STAR_WRITE_STALL_MS` | 30000 |
 //! | `snapshot_every` (waves between saves of a stateful particle; 0 = never) | `HV_STAR_SNAPSHOT_EVERY` | 100 |
 //! | `wasm_fuel_per_call` (the same on every machine, or replays diverge) | `HV_STAR_WASM_FUEL_PER_CALL` | 50000000 |
 //! | `wasm_max_memory_bytes` (per mechtron) | `HV_STAR_WASM_MAX_MEMORY_BYTES` | 16 MiB |
@@ -86,8 +92,20 @@ pub struct Settings {
     /// A client connection that sent nothing for this long, with no request pending,
     /// is closed.
     pub client_idle_timeout_ms: u64,
-    /// Gate connections served at once.
+    /// Client sessions at the gate at once.
     pub max_connections: usize,
+    /// Client sessions from one IP address at once.
+    pub max_connections_per_source: usize,
+    /// Lanes from peer machines at once.
+    pub max_lanes: usize,
+    /// Connections in their handshake at once; past it the oldest is closed.
+    pub max_handshakes: usize,
+    /// Bytes of one client's requests in flight (past 64 KiB each) before it is not read.
+    pub max_connection_bytes: usize,
+    /// Bytes all connections may hold in partial frames and large requests.
+    pub max_buffered_bytes: usize,
+    /// How long a peer may read none of our bytes before its connection is closed.
+    pub write_stall_ms: u64,
     /// Waves between saves of a stateful particle's state (0: only at moves and stops).
     pub snapshot_every: u64,
     /// Fuel for one mechtron call.
@@ -137,6 +155,12 @@ impl Default for Settings {
             login_failures_free: 5,
             login_max_wait_ms: 60_000,
             max_connections: 1024,
+            max_connections_per_source: 256,
+            max_lanes: 256,
+            max_handshakes: 256,
+            max_connection_bytes: 16 * 1024 * 1024,
+            max_buffered_bytes: hyperverse_core::wire::DEFAULT_BUDGET,
+            write_stall_ms: 30_000,
             snapshot_every: 100,
             wasm_fuel_per_call: MechtronConfig::default().fuel_per_call,
             wasm_max_memory_bytes: MechtronConfig::default().max_memory_bytes,
@@ -271,13 +295,19 @@ impl Settings {
             self.lane_backlog as u64,
             self.max_in_flight as u64,
             self.max_connections as u64,
+            self.max_connections_per_source as u64,
+            self.max_lanes as u64,
+            self.max_handshakes as u64,
+            self.max_connection_bytes as u64,
+            self.max_buffered_bytes as u64,
+            self.write_stall_ms,
             self.client_idle_timeout_ms,
             self.login_max_wait_ms,
         ];
         if positive.contains(&0) {
             return Err(ConfigError(
-                "caches, periods, timeouts, lane_backlog, max_in_flight and max_connections \
-                 must be positive"
+                "caches, periods, timeouts, lane_backlog, max_in_flight and the connection \
+                 and byte limits must be positive"
                     .into(),
             ));
         }

@@ -1,7 +1,8 @@
 //! The gate: the machine's TCP listener, for lanes from other machines and for clients.
 //!
-//! Owns every inbound connection: the listener side of the handshake (bounded by
-//! `handshake_timeout_ms`), then one of two sessions —
+//! Owns every inbound connection: the listener side of the handshake under the gate's
+//! [`AuthPolicy`] (bounded by `handshake_timeout_ms`; `hyperverse_core::wire::listener`),
+//! a place in the connection [`Slots`], then one of two sessions —
 //!
 //! - **Lane** (peer `Machine`, proved the shared secret by HMAC): pings and signals
 //!   from a peer's star go into the named local star's mailbox with arrival `Lane`;
@@ -21,20 +22,25 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
 use hyperverse_core::kind::BaseKind;
 use hyperverse_core::security::secrets_equal;
 use hyperverse_core::wave::{Handling, Method, Ping, Substance};
-use hyperverse_core::wire::handshake::{self, Handshake, PROTOCOL_VERSION, PeerKind};
-use hyperverse_core::wire::{FrameCodec, HandshakeReader, HandshakeWriter, WireError, next_queued};
+use hyperverse_core::wire::handshake::PeerKind;
+use hyperverse_core::wire::listener::{AuthPolicy, Rejection, handshake};
+use hyperverse_core::wire::slots::{Activity, Class, Slots, Ticket};
+use hyperverse_core::wire::{
+    FREE_BYTES, FrameCodec, HandshakeReader, HandshakeWriter, Held, Outgoing, WireError,
+    write_frames,
+};
 use hyperverse_core::{Agent, Error, Point};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{Semaphore, mpsc};
-use tokio_util::codec::{FramedRead, FramedWrite};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio_util::sync::CancellationToken;
 
 use crate::config::Settings;
 use crate::counted::Counted;
-use crate::lane::frame_name;
+use crate::lane::{Unsent, frame_name};
 use crate::machine::Machine;
 use crate::ops;
 use crate::protocol::{
@@ -44,33 +50,30 @@ use crate::reply::{Answered, Reply, undeliverable};
 use crate::router::Arrival;
 use crate::star::Inbound;
 
-/// Accepts connections until the machine shuts down; beyond `max_connections` at once,
-/// a new connection is closed at once (and counted).
+/// Accepts connections until the machine shuts down. Which connections are held, and
+/// whom the gate lets go when full, is [`Slots`]'s business (see its docs): handshakes
+/// past `max_handshakes` close the oldest, lanes have `max_lanes` of their own, clients
+/// share `max_connections` with at most `max_connections_per_source` per address.
 pub async fn serve(listener: TcpListener, machine: Rc<Machine>) {
-    let slots = Arc::new(Semaphore::new(machine.settings.max_connections));
+    let slots = machine.slots.clone();
     loop {
         let accepted = tokio::select! {
             _ = machine.shutdown.cancelled() => return,
             accepted = listener.accept() => accepted,
         };
         match accepted {
-            Ok((stream, peer)) => match slots.clone().try_acquire_owned() {
-                Ok(slot) => {
-                    let machine = machine.clone();
-                    actix::spawn(async move {
-                        connection(machine, stream, peer).await;
-                        drop(slot);
-                    });
-                }
-                Err(_) => {
-                    tracing::warn!(%peer, "gate full: connection closed");
+            Ok((stream, peer)) => {
+                let (ticket, closed_one) = slots.accept(peer.ip());
+                if closed_one {
                     machine
                         .metrics
                         .handshake_failures
-                        .with_label_values(&["too_many_connections"])
+                        .with_label_values(&["too_many_handshakes"])
                         .inc();
                 }
-            },
+                let (machine, slots) = (machine.clone(), slots.clone());
+                actix::spawn(connection(machine, stream, peer, slots, ticket));
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "gate accept failed");
                 tokio::time::sleep(std::time::Duration::from_millis(50)).await;
@@ -85,61 +88,100 @@ enum Peer {
     Client(Agent),
 }
 
-/// Why a connection is closed during the handshake.
-struct Rejection {
-    label: &'static str,
-    reason: String,
-    tell: bool,
-    /// The peer may try again later: told with `Busy`, not `Refused`.
-    busy: bool,
+/// Who may open a session at this gate: peer machines proving the shared secret (a
+/// lane), clients presenting a token or none (anonymous).
+struct Policy<'a> {
+    machine: &'a Machine,
+    source: IpAddr,
 }
 
-impl Rejection {
-    fn refuse(label: &'static str, reason: impl Into<String>) -> Self {
-        Self {
-            label,
-            reason: reason.into(),
-            tell: true,
-            busy: false,
+impl AuthPolicy for Policy<'_> {
+    type Peer = Peer;
+
+    fn name(&self) -> &'static str {
+        "the gate"
+    }
+
+    fn class(&self, peer: &Peer) -> Class {
+        match peer {
+            Peer::Machine(_) => Class::Lane,
+            Peer::Client(Agent::Anonymous) => Class::Anonymous,
+            Peer::Client(_) => Class::Client,
         }
     }
 
-    fn busy(label: &'static str, reason: impl Into<String>) -> Self {
-        Self {
-            busy: true,
-            ..Self::refuse(label, reason)
+    fn hello(&self, kind: PeerKind) -> Result<(), Rejection> {
+        if kind == PeerKind::RegistryClient {
+            return Err(Rejection::refuse(
+                "wrong_peer",
+                "this is a star-node gate, not registry-svc",
+            ));
+        }
+        Ok(())
+    }
+
+    fn secret(&self) -> Option<&[u8]> {
+        Some(&self.machine.secret)
+    }
+
+    fn proved(&self, kind: PeerKind, name: String) -> Result<Peer, Rejection> {
+        match kind {
+            PeerKind::Machine => Ok(Peer::Machine(name)),
+            _ => Err(Rejection::refuse(
+                "unexpected",
+                format!("{kind:?} sent Proof instead of its credentials"),
+            )),
         }
     }
 
-    fn wire(e: WireError) -> Self {
-        let tell = !matches!(e, WireError::Io(_) | WireError::Truncated { .. });
-        Self {
-            label: e.label(),
-            reason: e.to_string(),
-            tell,
-            busy: false,
+    async fn token(
+        &self,
+        kind: PeerKind,
+        _name: String,
+        token: Option<String>,
+    ) -> Result<Peer, Rejection> {
+        match kind {
+            PeerKind::Client => {
+                let agent = authenticate(self.machine, token.as_deref(), self.source).await?;
+                Ok(Peer::Client(agent))
+            }
+            _ => Err(Rejection::refuse(
+                "unexpected",
+                format!("{kind:?} sent Token instead of its credentials"),
+            )),
         }
     }
 }
 
-async fn connection(machine: Rc<Machine>, stream: TcpStream, peer: SocketAddr) {
-    let _ = stream.set_nodelay(true);
-    let (read, write) = stream.into_split();
-    let mut reader = FramedRead::new(read, FrameCodec::with_max_frame(HANDSHAKE_MAX_FRAME));
-    let mut writer = FramedWrite::new(write, FrameCodec::with_max_frame(HANDSHAKE_MAX_FRAME));
+/// One connection, from handshake to close.
+async fn connection(
+    machine: Rc<Machine>,
+    stream: TcpStream,
+    peer: SocketAddr,
+    slots: Arc<Slots>,
+    mut ticket: Ticket,
+) {
+    let policy = Policy {
+        machine: &machine,
+        source: peer.ip(),
+    };
     let limit = Settings::ms(machine.settings.handshake_timeout_ms);
-    let listening = listen(&machine, &mut reader, &mut writer, peer.ip());
-    let rejection = match tokio::time::timeout(limit, listening).await {
-        Ok(Ok(Peer::Machine(name))) => {
+    let place = (&*slots, &mut ticket);
+    let handshake = handshake(stream, &policy, place, limit, HANDSHAKE_MAX_FRAME);
+    let outcome = tokio::select! {
+        _ = machine.shutdown.cancelled() => return,
+        outcome = handshake => outcome,
+    };
+    let rejection = match outcome {
+        Ok((Peer::Machine(name), reader, writer)) => {
             tracing::info!(%peer, machine = %name, "lane from a peer machine");
-            return lane_session(machine, name, reader, writer).await;
+            return lane_session(machine, name, reader, writer, ticket).await;
         }
-        Ok(Ok(Peer::Client(agent))) => {
+        Ok((Peer::Client(agent), reader, writer)) => {
             tracing::debug!(%peer, %agent, "client connected");
-            return client_session(machine, agent, reader, writer, peer).await;
+            return client_session(machine, agent, reader, writer, peer, ticket).await;
         }
-        Ok(Err(rejection)) => rejection,
-        Err(_) => Rejection::refuse("handshake_timeout", "handshake timed out"),
+        Err(rejection) => rejection,
     };
     tracing::warn!(%peer, reason = %rejection.reason, "gate connection rejected");
     machine
@@ -147,77 +189,6 @@ async fn connection(machine: Rc<Machine>, stream: TcpStream, peer: SocketAddr) {
         .handshake_failures
         .with_label_values(&[rejection.label])
         .inc();
-    if rejection.tell {
-        let reason = rejection.reason;
-        let refused = if rejection.busy {
-            Handshake::Busy { reason }
-        } else {
-            Handshake::Refused { reason }
-        };
-        let _ = tokio::time::timeout(limit, writer.send(refused)).await;
-    }
-}
-
-/// The listener side of the handshake.
-async fn listen(
-    machine: &Machine,
-    reader: &mut HandshakeReader,
-    writer: &mut HandshakeWriter,
-    source: IpAddr,
-) -> Result<Peer, Rejection> {
-    let (kind, name, dialer_nonce) = match receive(reader).await? {
-        Handshake::Hello {
-            magic,
-            version,
-            peer,
-            name,
-            nonce,
-        } => {
-            handshake::check_hello(&magic, version)
-                .map_err(|e| Rejection::refuse("bad_hello", e.to_string()))?;
-            (peer, name, nonce)
-        }
-        other => {
-            let reason = format!("expected Hello, got {}", other.name());
-            return Err(Rejection::refuse("unexpected", reason));
-        }
-    };
-    if kind == PeerKind::RegistryClient {
-        return Err(Rejection::refuse(
-            "wrong_peer",
-            "this is a star-node gate, not registry-svc",
-        ));
-    }
-    let listener_nonce =
-        handshake::nonce().map_err(|e| Rejection::refuse("internal", e.to_string()))?;
-    let challenge = Handshake::Challenge {
-        version: PROTOCOL_VERSION,
-        nonce: listener_nonce.clone(),
-    };
-    writer.send(challenge).await.map_err(Rejection::wire)?;
-    let secret = &machine.secret;
-    let (peer, mac) = match (kind, receive(reader).await?) {
-        (PeerKind::Machine, Handshake::Proof { mac }) => {
-            if !handshake::verify_dialer(secret, &name, &dialer_nonce, &listener_nonce, &mac) {
-                return Err(Rejection::refuse("wrong_secret", "wrong shared secret"));
-            }
-            let answer = handshake::listener_proof(secret, &name, &dialer_nonce, &listener_nonce);
-            (Peer::Machine(name), answer)
-        }
-        (PeerKind::Client, Handshake::Token { token }) => {
-            let agent = authenticate(machine, token.as_deref(), source).await?;
-            (Peer::Client(agent), Vec::new())
-        }
-        (_, other) => {
-            let reason = format!("{kind:?} sent {} instead of its credentials", other.name());
-            return Err(Rejection::refuse("unexpected", reason));
-        }
-    };
-    writer
-        .send(Handshake::Welcome { mac })
-        .await
-        .map_err(Rejection::wire)?;
-    Ok(peer)
 }
 
 /// The agent a client's token from `source` stands for. Failed logins are limited per
@@ -294,54 +265,93 @@ async fn check_token(machine: &Machine, token: &str) -> Result<Agent, Rejection>
     Ok(Agent::Point(user))
 }
 
-/// The next handshake message, or why there is none.
-async fn receive(reader: &mut HandshakeReader) -> Result<Handshake, Rejection> {
-    match reader.next().await {
-        Some(Ok(message)) => Ok(message),
-        Some(Err(e)) => Err(Rejection::wire(e)),
-        None => Err(Rejection {
-            label: "closed",
-            reason: "closed during the handshake".into(),
-            tell: false,
-            busy: false,
-        }),
+type ClientCodec = FrameCodec<GateFrame, ClientFrame>;
+
+/// An answer on its way to a client, with what its request holds until it is written:
+/// its place among `max_in_flight`, its bytes of the connection's and the process's
+/// budgets.
+struct Queued {
+    frame: GateFrame,
+    _slot: OwnedSemaphorePermit,
+    _bytes: Option<OwnedSemaphorePermit>,
+    _held: Option<Held>,
+    activity: Arc<Activity>,
+}
+
+impl Outgoing for Queued {
+    type Frame = GateFrame;
+    type Tag = u64;
+
+    fn into_frame(self) -> (GateFrame, u64) {
+        self.activity.end();
+        let id = self.frame.id;
+        (self.frame, id)
     }
 }
 
-type ClientCodec = FrameCodec<GateFrame, ClientFrame>;
-
-/// Serves one client until it closes, breaks the protocol, or the machine shuts down.
+/// Serves one client until it closes, breaks the protocol, reads nothing for
+/// `write_stall_ms`, idles past `client_idle_timeout_ms`, is let go to make room, or
+/// the machine shuts down.
 async fn client_session(
     machine: Rc<Machine>,
     agent: Agent,
     reader: HandshakeReader,
     writer: HandshakeWriter,
     peer: SocketAddr,
+    ticket: Ticket,
 ) {
-    let max = machine.settings.max_frame_bytes;
-    let mut reader = reader.map_decoder(|_| ClientCodec::with_max_frame(max));
-    let writer = writer.map_encoder(|_| ClientCodec::with_max_frame(max));
+    let settings = &machine.settings;
+    let max = settings.max_frame_bytes;
+    let budget = machine.budget.clone();
+    let mut reader = reader.map_decoder(|_| ClientCodec::with_max_frame(max).with_budget(budget));
+    let mut writer = writer.map_encoder(|_| ClientCodec::with_max_frame(max));
     // A permit per request in flight travels with its answer to the writer, so answers
     // queued plus requests running never exceed the limit and the queue never overflows.
-    let limit = machine.settings.max_in_flight;
+    let limit = settings.max_in_flight;
     let slots = Arc::new(Semaphore::new(limit));
-    let (answers, outbox) = mpsc::channel(limit);
-    let writing = actix::spawn(write_answers(writer, outbox));
+    // Bytes of requests in flight past the free allowance: past it, the connection is
+    // not read until answers have been written.
+    let connection_bytes = settings.max_connection_bytes.max(1);
+    let bytes = Arc::new(Semaphore::new(connection_bytes));
+    let (answers, mut outbox) = mpsc::channel::<Queued>(limit);
+    let dead = CancellationToken::new();
+    let stall = Settings::ms(settings.write_stall_ms);
+    let writing = {
+        let (dead, failures) = (dead.clone(), machine.metrics.handshake_failures.clone());
+        actix::spawn(async move {
+            let unsendable = |id, e: WireError| {
+                let result = Err(Error::from(e));
+                Some(GateFrame { id, result })
+            };
+            if let Err(e) = write_frames(&mut writer, &mut outbox, stall, unsendable).await {
+                tracing::debug!(%peer, error = %e, "client connection failed while writing");
+                failures.with_label_values(&[e.label()]).inc();
+                dead.cancel();
+            }
+        })
+    };
     // Idle: nothing read for `idle_limit` and nothing pending (the slots hold every
     // permit but the reader's). Checked every `idle_limit`, so an idle session closes
     // between one and two limits after its last request; one timer per session, and
     // one clock read per request.
-    let idle_limit = Settings::ms(machine.settings.client_idle_timeout_ms);
+    let idle_limit = Settings::ms(settings.client_idle_timeout_ms);
     let first_check = tokio::time::Instant::now() + idle_limit;
     let mut idle_check = tokio::time::interval_at(first_check, idle_limit);
     idle_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_read = Instant::now();
+    let activity = ticket.activity().clone();
     loop {
         let Ok(permit) = slots.clone().acquire_owned().await else {
             break;
         };
         let frame = tokio::select! {
             _ = machine.shutdown.cancelled() => break,
+            _ = dead.cancelled() => break,
+            _ = ticket.evicted().cancelled() => {
+                tracing::debug!(%peer, "closing an idle client connection to make room");
+                machine.metrics.idle_closed.inc();
+                break;
+            }
             frame = reader.next() => frame,
             _ = idle_check.tick() => {
                 let pending = slots.available_permits() + 1 < limit;
@@ -367,19 +377,47 @@ async fn client_session(
             }
             None => break,
         };
+        let len = reader.decoder().last_frame_len();
+        let excess = len.saturating_sub(FREE_BYTES).min(connection_bytes);
+        let connection_held = if excess == 0 {
+            None
+        } else {
+            let wanted = u32::try_from(excess).unwrap_or(u32::MAX);
+            tokio::select! {
+                _ = machine.shutdown.cancelled() => break,
+                _ = dead.cancelled() => break,
+                held = bytes.clone().acquire_many_owned(wanted) => held.ok(),
+            }
+        };
         machine
             .metrics
             .gate_requests
             .with_label_values(&[request.op()])
             .inc();
+        activity.begin();
+        let process_held = machine.budget.hold(len);
+        let over_budget = process_held.is_none();
         let answers = answers.clone();
         let errors = machine.metrics.gate_errors.clone();
+        let activity = activity.clone();
         let respond = move |result: Result<Answer, Error>| {
             if let Err(e) = &result {
                 errors.with_label_values(&[e.kind_label()]).inc();
             }
-            let _ = answers.try_send((GateFrame { id, result }, permit));
+            let _ = answers.try_send(Queued {
+                frame: GateFrame { id, result },
+                _slot: permit,
+                _bytes: connection_held,
+                _held: process_held,
+                activity,
+            });
         };
+        if over_budget {
+            respond(Err(Error::Unavailable(
+                "the gate holds as many bytes as it may; try again".into(),
+            )));
+            continue;
+        }
         match request {
             ClientRequest::Ping {
                 to,
@@ -472,50 +510,23 @@ fn enter(
     });
 }
 
-/// Writes answers as they come: `feed` each queued one, `flush` when none waits.
-async fn write_answers(
-    mut writer: FramedWrite<tokio::net::tcp::OwnedWriteHalf, ClientCodec>,
-    mut outbox: mpsc::Receiver<(GateFrame, tokio::sync::OwnedSemaphorePermit)>,
-) {
-    while let Some(first) = outbox.recv().await {
-        let mut next = Some(first);
-        let mut yielded = false;
-        while let Some((frame, _permit)) = next {
-            let id = frame.id;
-            let fed = match writer.feed(frame).await {
-                Err(e @ (WireError::FrameTooLarge { .. } | WireError::Encode(_))) => {
-                    let result = Err(Error::from(e));
-                    writer.feed(GateFrame { id, result }).await
-                }
-                fed => fed,
-            };
-            if let Err(e) = fed {
-                tracing::debug!(error = %e, "client connection failed while writing");
-                return;
-            }
-            next = next_queued(&mut outbox, &mut yielded).await;
-        }
-        if writer.flush().await.is_err() {
-            return;
-        }
-    }
-}
-
 type LaneCodec = Counted<FrameCodec<LaneFrame, LaneFrame>>;
 
-/// Serves a peer machine's lane into this one.
+/// Serves a peer machine's lane into this one. Answers wait in a queue of
+/// `lane_backlog`; past it an answer is dropped (the peer's exchanger answers 408).
 async fn lane_session(
     machine: Rc<Machine>,
     peer: String,
     reader: HandshakeReader,
     writer: HandshakeWriter,
+    _ticket: Ticket,
 ) {
     let max = machine.settings.max_frame_bytes;
     let metrics = &machine.metrics;
     let label = format!("from:{peer}");
     let codec = |direction: &str| {
         LaneCodec::new(
-            FrameCodec::with_max_frame(max),
+            FrameCodec::with_max_frame(max).with_budget(machine.budget.clone()),
             metrics
                 .lane_frames
                 .with_label_values(&[label.as_str(), direction]),
@@ -525,12 +536,31 @@ async fn lane_session(
         )
     };
     let mut reader = reader.map_decoder(|_| codec("in"));
-    let writer = writer.map_encoder(|_| codec("out"));
-    let (answers, outbox) = mpsc::unbounded_channel::<LaneFrame>();
-    let writing = actix::spawn(write_lane(writer, outbox));
+    let mut writer = writer.map_encoder(|_| codec("out"));
+    let (answers, mut outbox) = mpsc::channel::<LaneFrame>(machine.settings.lane_backlog);
+    let dead = CancellationToken::new();
+    let stall = Settings::ms(machine.settings.write_stall_ms);
+    let writing = {
+        let (dead, peer) = (dead.clone(), peer.clone());
+        let failures = machine.metrics.handshake_failures.clone();
+        actix::spawn(async move {
+            let unsendable = |tag, e: WireError| match tag {
+                Some(Unsent::Answer { id, reply_to }) => {
+                    Some(LaneFrame::Pong(undeliverable(id, reply_to, Error::from(e))))
+                }
+                _ => None,
+            };
+            if let Err(e) = write_frames(&mut writer, &mut outbox, stall, unsendable).await {
+                tracing::debug!(%peer, error = %e, "lane answer write failed");
+                failures.with_label_values(&[e.label()]).inc();
+                dead.cancel();
+            }
+        })
+    };
     loop {
         let frame = tokio::select! {
             _ = machine.shutdown.cancelled() => break,
+            _ = dead.cancelled() => break,
             frame = reader.next() => frame,
         };
         match frame {
@@ -541,7 +571,7 @@ async fn lane_session(
                         Answered::Pong(pong) => LaneFrame::Pong(pong),
                         Answered::Moved { ping, location } => LaneFrame::Moved { ping, location },
                     };
-                    let _ = answers.send(frame);
+                    let _ = answers.try_send(frame);
                 });
                 deliver(&machine, star, ping, reply);
             }
@@ -583,45 +613,5 @@ fn deliver(machine: &Machine, star: Point, ping: Ping, reply: Reply) {
             ping,
             location: None,
         }),
-    }
-}
-
-/// Writes a lane's answers, one flush per batch.
-async fn write_lane(
-    mut writer: FramedWrite<tokio::net::tcp::OwnedWriteHalf, LaneCodec>,
-    mut outbox: mpsc::UnboundedReceiver<LaneFrame>,
-) {
-    while let Some(first) = outbox.recv().await {
-        let mut next = Some(first);
-        let mut yielded = false;
-        while let Some(frame) = next {
-            let answering = match &frame {
-                LaneFrame::Pong(pong) => Some((pong.id, pong.reply_to)),
-                LaneFrame::Moved { ping, .. } => Some((ping.id, ping.id)),
-                _ => None,
-            };
-            let fed = match writer.feed(frame).await {
-                // An answer too large for a frame becomes its error (413), not a
-                // broken lane.
-                Err(e @ (WireError::FrameTooLarge { .. } | WireError::Encode(_))) => {
-                    match answering {
-                        Some((id, reply_to)) => {
-                            let pong = undeliverable(id, reply_to, Error::from(e));
-                            writer.feed(LaneFrame::Pong(pong)).await
-                        }
-                        None => Ok(()),
-                    }
-                }
-                fed => fed,
-            };
-            if let Err(e) = fed {
-                tracing::debug!(error = %e, "lane answer write failed");
-                return;
-            }
-            next = next_queued(&mut outbox, &mut yielded).await;
-        }
-        if writer.flush().await.is_err() {
-            return;
-        }
     }
 }

@@ -16,17 +16,18 @@
 //! wave sent while the lane is down (within the back-off) is answered 503 at once; a
 //! wave that finds the backlog full is answered 503. Nothing waits in silence, and the
 //! sending star's exchanger answers 408 for a peer that holds a wave too long. Waves on
-//! one lane are written in the order they were sent. Writes coalesce: every frame
-//! queued when the writer wakes goes out in one flush.
+//! one lane are written in the order they were sent, by the session layer's
+//! coalescing writer (`hyperverse_core::wire::write_frames`); a peer that reads
+//! nothing for `write_stall_ms` loses the lane.
 
 use std::cell::RefCell;
 use std::rc::{Rc, Weak};
 use std::time::{Duration, Instant};
 
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
 use hyperverse_core::wave::Ping;
 use hyperverse_core::wire::handshake::PeerKind;
-use hyperverse_core::wire::{Credentials, FrameCodec, WireError, dial, next_queued};
+use hyperverse_core::wire::{Credentials, FrameCodec, Outgoing, WireError, dial, write_frames};
 use hyperverse_core::{Error, Point, WaveId};
 use tokio::sync::mpsc;
 use tokio_util::codec::{FramedRead, FramedWrite};
@@ -275,7 +276,11 @@ impl Lane {
         }
         tracing::info!(peer = %self.peer, "lane up");
         let closed = CancellationToken::new();
-        actix::spawn(self.clone().write_frames(writer, queued, closed.clone()));
+        let stall = Settings::ms(machine.settings.write_stall_ms);
+        actix::spawn(
+            self.clone()
+                .write_frames(writer, queued, closed.clone(), stall),
+        );
         actix::spawn(self.clone().read_answers(reader, closed, generation));
     }
 
@@ -361,48 +366,61 @@ type LaneCodec = Counted<FrameCodec<LaneFrame, LaneFrame>>;
 type LaneReader = FramedRead<tokio::net::tcp::OwnedReadHalf, LaneCodec>;
 type LaneWriter = FramedWrite<tokio::net::tcp::OwnedWriteHalf, LaneCodec>;
 
+/// What names a lane frame that could not be encoded.
+#[derive(Debug, Clone, Copy)]
+pub enum Unsent {
+    /// A ping of ours: its reply is failed.
+    Ping(WaveId),
+    /// An answer (`Pong`, `Moved`) to the ping `reply_to`: an error pong goes instead.
+    Answer { id: WaveId, reply_to: WaveId },
+}
+
+impl Outgoing for LaneFrame {
+    type Frame = LaneFrame;
+    type Tag = Option<Unsent>;
+
+    fn into_frame(self) -> (LaneFrame, Option<Unsent>) {
+        let tag = match &self {
+            LaneFrame::Ping { ping, .. } => Some(Unsent::Ping(ping.id)),
+            LaneFrame::Pong(pong) => Some(Unsent::Answer {
+                id: pong.id,
+                reply_to: pong.reply_to,
+            }),
+            LaneFrame::Moved { ping, .. } => Some(Unsent::Answer {
+                id: ping.id,
+                reply_to: ping.id,
+            }),
+            LaneFrame::Signal { .. } | LaneFrame::Invalidate { .. } => None,
+        };
+        (self, tag)
+    }
+}
+
 impl Lane {
-    /// Writes queued frames, one flush per batch, until the queue closes or writing
-    /// fails. A frame that cannot be encoded (over the frame limit) fails only its own
-    /// ping (413), not the lane.
+    /// Writes queued frames ([`write_frames`]) until the queue closes or writing fails.
+    /// A frame that cannot be encoded (over the frame limit) fails only its own ping
+    /// (413), not the lane.
     async fn write_frames(
         self: Rc<Self>,
         mut writer: LaneWriter,
         mut queue: mpsc::Receiver<LaneFrame>,
         closed: CancellationToken,
+        stall: Duration,
     ) {
-        loop {
-            let first = tokio::select! {
-                _ = closed.cancelled() => return,
-                first = queue.recv() => first,
-            };
-            let Some(first) = first else { return };
-            let mut next = Some(first);
-            let mut yielded = false;
-            while let Some(frame) = next {
-                let ping_id = match &frame {
-                    LaneFrame::Ping { ping, .. } => Some(ping.id),
-                    _ => None,
-                };
-                match writer.feed(frame).await {
-                    Ok(()) => {}
-                    Err(e @ (WireError::FrameTooLarge { .. } | WireError::Encode(_))) => {
-                        tracing::warn!(peer = %self.peer, error = %e, "a frame was not sent");
-                        if let Some(id) = ping_id {
-                            self.fail_pending(id, Error::from(e));
-                        }
-                    }
-                    Err(e) => {
-                        tracing::debug!(error = %e, "lane write failed");
-                        closed.cancel();
-                        return;
-                    }
-                }
-                next = next_queued(&mut queue, &mut yielded).await;
+        let unsendable = |tag, e: WireError| {
+            tracing::warn!(peer = %self.peer, error = %e, "a frame was not sent");
+            if let Some(Unsent::Ping(id)) = tag {
+                self.fail_pending(id, Error::from(e));
             }
-            if writer.flush().await.is_err() {
-                closed.cancel();
-                return;
+            None
+        };
+        tokio::select! {
+            _ = closed.cancelled() => {}
+            written = write_frames(&mut writer, &mut queue, stall, unsendable) => {
+                if let Err(e) = written {
+                    tracing::debug!(error = %e, "lane write failed");
+                    closed.cancel();
+                }
             }
         }
     }

@@ -32,6 +32,8 @@ use crate::protocol::LaneFrame;
 use crate::reply::Reply;
 use crate::router::{Arrival, Live};
 use crate::star::{Forget, GetActivity, Inbound, SaveAll, Star};
+use hyperverse_core::wire::ByteBudget;
+use hyperverse_core::wire::slots::{SlotLimits, Slots};
 
 /// The key of the star of role `role` on machine `machine`: `<<machine>>::role`.
 pub fn star_key(machine: &str, role: StarSub) -> Result<Point> {
@@ -106,6 +108,11 @@ pub struct Machine {
     pub access: RefCell<AccessCache>,
     /// Failed logins at the gate, per address and per User.
     pub logins: RefCell<LoginLimiter>,
+    /// Bytes the gate's connections may hold in partial frames and large requests
+    /// (`max_buffered_bytes`; one machine per process in production, so process-wide).
+    pub budget: ByteBudget,
+    /// The gate's connections: handshakes, lanes and client sessions.
+    pub slots: Arc<Slots>,
     /// Cancelled when the machine shuts down: the gate stops taking work.
     pub shutdown: CancellationToken,
     /// Counts the times the access cache was dropped.
@@ -152,6 +159,14 @@ impl Machine {
                 settings.login_failures_free,
                 Settings::ms(settings.login_max_wait_ms),
             )),
+            budget: ByteBudget::new(settings.max_buffered_bytes),
+            slots: Slots::new(SlotLimits {
+                handshakes: settings.max_handshakes,
+                sessions: settings.max_connections,
+                per_source: settings.max_connections_per_source,
+                lanes: settings.max_lanes,
+                evict_idle: true,
+            }),
             shutdown: CancellationToken::new(),
             access_epoch: Default::default(),
             ids: WaveIdGen::random(),

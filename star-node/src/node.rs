@@ -70,6 +70,11 @@ impl Node {
         })
     }
 
+    /// Client sessions the gate holds now.
+    pub fn sessions(&self) -> usize {
+        self.machine.slots.clients()
+    }
+
     /// Stops cleanly: the gate stops accepting and sessions stop reading, waves in
     /// flight are drained (up to `drain_timeout_ms`), stateful particles save their
     /// state, then the stars leave the directory. Returns how many waves were still in

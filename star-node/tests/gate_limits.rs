@@ -1,6 +1,7 @@
 //! The gate's limits at their edges, on one machine in process: `max_connections`
-//! sessions at once (the next is closed at once, and counted; a slot frees when a
-//! session ends), `handshake_timeout_ms` for a connection that never speaks (told why,
+//! client sessions at once (a newcomer takes the place of the idlest session, or is
+//! told `Busy` when every session has a request in flight), `max_connections_per_source`,
+//! lanes in slots of their own (`max_lanes`), `handshake_timeout_ms` for a connection that never speaks (told why,
 //! then closed), the largest handshake frame (`HANDSHAKE_MAX_FRAME` accepted, one byte
 //! more refused), `max_in_flight` requests per client connection (the next one is
 //! not read until one of them is answered), and `client_idle_timeout_ms` (a silent
@@ -51,40 +52,140 @@ fn failures(node: &Node, reason: &str) -> f64 {
     )
 }
 
+/// A node whose `localhost:mute` particle never answers (pings held in flight until
+/// their own timeout), with `tune`d settings.
+async fn mute_node(tune: impl FnOnce(&mut Settings)) -> Node {
+    let hyperverse = Arc::new(AppsBy::new(registry(), Arc::new(Mute), None));
+    let mut settings = local::settings("a");
+    tune(&mut settings);
+    let a = Node::start(settings, hyperverse).await.unwrap();
+    let setup = client(&a, Some(SECRET)).await;
+    let commit = Strategy::Commit;
+    setup
+        .create("localhost", Kind::Space, Vec::new(), commit)
+        .await
+        .unwrap();
+    setup
+        .create("localhost:mute", Kind::App, Vec::new(), commit)
+        .await
+        .unwrap();
+    drop(setup);
+    eventually("the setup session gone", || async { a.sessions() == 0 }).await;
+    a
+}
+
+/// Holds a ping to `localhost:mute` in flight on `client` for `held`.
+fn hold(client: &GateClient, held: Duration) -> actix_rt::task::JoinHandle<Result<Substance>> {
+    let client = client.clone();
+    actix_rt::spawn(async move {
+        client
+            .ping(p("localhost:mute"), bounce(), Substance::Empty, held)
+            .await
+    })
+}
+
 #[test]
-fn max_connections_are_served_and_the_next_is_closed_at_once() {
+fn a_full_gate_closes_its_idlest_session_for_a_newcomer_and_says_busy_when_none_is_idle() {
     actix_rt::System::new().block_on(async {
-        let a = node(|s| s.max_connections = 3).await;
+        let a = mute_node(|s| s.max_connections = 3).await;
         let mut held = Vec::new();
         for _ in 0..3 {
             let client = connect(&a).await.expect("within the limit");
             client.stars().await.expect("served");
             held.push(client);
         }
+        // The fourth is let in: the least recently active idle session makes room.
+        let fourth = connect(&a).await.expect("a newcomer is let in");
+        fourth.stars().await.expect("and served");
+        assert!(
+            matches!(held[0].stars().await, Err(Error::Unavailable(_))),
+            "the idlest session was closed"
+        );
+        assert_eq!(total(&a, "hv_gate_idle_closed_total"), 1.0);
+        for client in &held[1..] {
+            client.stars().await.expect("the others are still served");
+        }
+        // With a request in flight on every session, none is idle: the next is told
+        // the gate is busy (retryable), not closed in silence.
+        let busy = [&held[1], &held[2], &fourth].map(|c| hold(c, WAIT));
+        eventually("three pings in flight", || async {
+            sample(&a, "hv_gate_requests_total", "op=\"ping\"") >= 3.0
+        })
+        .await;
         match connect(&a).await {
-            // Closed before the handshake: EOF or a reset, as the timing falls.
             Err(Error::Unavailable(why)) => {
-                assert!(why.contains("closed") || why.contains("reset"), "{why}")
+                assert!(
+                    why.contains("busy") && why.contains("as many connections"),
+                    "{why}"
+                )
             }
-            other => panic!("the fourth connection: {other:?}"),
+            other => panic!("the fifth connection: {other:?}"),
         }
         assert_eq!(failures(&a, "too_many_connections"), 1.0);
-        // The three are still served, and a slot frees when one leaves.
-        for client in &held {
-            client.stars().await.expect("still served");
-        }
-        held.pop();
-        let deadline = Instant::now() + WAIT;
-        let fourth = loop {
-            match connect(&a).await {
-                Ok(client) => break client,
-                Err(Error::Unavailable(_)) if Instant::now() < deadline => {
-                    actix_rt::time::sleep(Duration::from_millis(20)).await
-                }
-                Err(e) => panic!("no slot freed: {e}"),
+        assert_eq!(a.sessions(), 3);
+        drop(busy);
+        a.stop().await;
+    });
+}
+
+#[test]
+fn a_source_over_its_limit_gives_up_its_own_idlest_session() {
+    actix_rt::System::new().block_on(async {
+        let a = mute_node(|s| {
+            s.max_connections = 10;
+            s.max_connections_per_source = 2;
+        })
+        .await;
+        let first = connect(&a).await.unwrap();
+        first.stars().await.unwrap();
+        let second = connect(&a).await.unwrap();
+        let _busy = hold(&second, WAIT);
+        eventually("a ping in flight", || async {
+            sample(&a, "hv_gate_requests_total", "op=\"ping\"") >= 1.0
+        })
+        .await;
+        let third = connect(&a).await.expect("let in");
+        third.stars().await.expect("served");
+        assert!(matches!(first.stars().await, Err(Error::Unavailable(_))));
+        assert!(second.is_connected(), "the busy one stays");
+        assert_eq!(a.sessions(), 2, "never more than two from one address");
+        a.stop().await;
+    });
+}
+
+#[test]
+fn lanes_have_slots_of_their_own() {
+    use hyperverse_core::wire::handshake::PeerKind;
+    use hyperverse_core::wire::{Credentials, dial};
+    actix_rt::System::new().block_on(async {
+        let a = mute_node(|s| {
+            s.max_connections = 1;
+            s.max_lanes = 1;
+        })
+        .await;
+        let client = connect(&a).await.unwrap();
+        let _busy = hold(&client, WAIT);
+        eventually("a ping in flight", || async {
+            sample(&a, "hv_gate_requests_total", "op=\"ping\"") >= 1.0
+        })
+        .await;
+        let gate = a.gate.to_string();
+        let lane = |name: &'static str| {
+            let gate = gate.clone();
+            async move {
+                let secret = Credentials::Secret(SECRET.as_bytes());
+                dial(&gate, "gate", PeerKind::Machine, name, secret, 4096).await
             }
         };
-        fourth.stars().await.expect("served in the freed slot");
+        let first = lane("b")
+            .await
+            .expect("a lane is let in while clients fill the gate");
+        match lane("c").await {
+            Err(Error::Unavailable(why)) => assert!(why.contains("as many lanes"), "{why}"),
+            other => panic!("a second lane over max_lanes: {:?}", other.map(|_| ())),
+        }
+        assert_eq!(failures(&a, "too_many_lanes"), 1.0);
+        drop(first);
         a.stop().await;
     });
 }

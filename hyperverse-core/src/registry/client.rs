@@ -6,33 +6,25 @@
 //! RegistryClient ── Arc<Inner>: dropping the last handle cancels `shutdown`
 //!   └─ supervisor task: publishes the current Link; when it drops, redials with
 //!      jittered exponential backoff (backoff_min .. backoff_max)
-//!        └─ per connection (child token of `shutdown`):
-//!             writer task: outbox (mpsc) ─feed…feed, flush when empty─▶ socket
-//!             reader task: socket ─ResponseFrame{id}─▶ pending[id] (oneshot)
+//!        └─ per connection (child token of `shutdown`): a wire::mux::Mux
 //! ```
 //!
-//! Delivery: a call registers its oneshot under a fresh id, then queues its frame. It
-//! ends with the answer, with `Timeout` after `request_timeout` (its entry is removed
-//! however the call ends), or with `Unavailable` as soon as its connection is lost —
-//! a request that may have reached the server is never resent. A call made while the
+//! Delivery is the [`Mux`]'s: a call ends with the answer, with `Timeout` after
+//! `request_timeout`, or with `Unavailable` as soon as its connection is lost — a
+//! request that may have reached the server is never resent. A call made while the
 //! link is down waits for the reconnection, within its own timeout.
 //!
-//! This module owns the dialer side of the handshake and the connection's tasks; the
-//! message shapes are [`rpc`]'s.
+//! This module owns the reconnection; the session is [`Mux`]'s and the message shapes
+//! are [`rpc`]'s.
 
-use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures::{SinkExt, StreamExt};
 use serde_bytes::ByteBuf;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::sync::{mpsc, oneshot, watch};
-use tokio_util::codec::{FramedRead, FramedWrite};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 use super::rpc::{self, HANDSHAKE_MAX_FRAME, RequestFrame, Response, ResponseFrame, Rpc};
@@ -44,12 +36,8 @@ use crate::security::{Access, AccessGrant, GrantId, IndexedAccessGrant};
 use crate::selector::Selector;
 use crate::wave::Agent;
 use crate::wire::handshake::PeerKind;
-use crate::wire::{
-    Credentials, DEFAULT_MAX_FRAME, FrameCodec, WireError, dial, jittered, next_queued,
-};
-
-/// Frames queued for the writer before callers wait for room.
-const OUTBOX: usize = 1024;
+use crate::wire::mux::{Exchange, Mux};
+use crate::wire::{Credentials, DEFAULT_MAX_FRAME, dial, jittered};
 
 /// How a [`RegistryClient`] connects and how long it waits.
 #[derive(Debug, Clone)]
@@ -104,7 +92,6 @@ struct Shared {
     addr: String,
     secret: Option<Vec<u8>>,
     config: ClientConfig,
-    next_id: AtomicU64,
     link: watch::Sender<Link>,
 }
 
@@ -112,77 +99,24 @@ struct Shared {
 #[derive(Clone)]
 enum Link {
     Down,
-    Up(Connection),
+    Up(Arc<Mux<Registry>>),
 }
 
-/// One live connection: where to queue frames and who waits for answers.
-#[derive(Clone)]
-struct Connection {
-    outbox: mpsc::Sender<RequestFrame>,
-    pending: Arc<Pending>,
-    closed: CancellationToken,
-}
+/// The registry RPC as a [`Mux`] exchange.
+struct Registry;
 
-type Reply = oneshot::Sender<Result<Response>>;
+impl Exchange for Registry {
+    type Request = rpc::Request;
+    type Answer = Response;
+    type Out = RequestFrame;
+    type In = ResponseFrame;
 
-/// The calls waiting for an answer on one connection; `None` once it is gone.
-struct Pending(Mutex<Option<HashMap<u64, Reply>>>);
-
-impl Pending {
-    fn new() -> Self {
-        Self(Mutex::new(Some(HashMap::new())))
+    fn frame(id: u64, request: rpc::Request) -> RequestFrame {
+        RequestFrame { id, request }
     }
 
-    fn calls(&self) -> MutexGuard<'_, Option<HashMap<u64, Reply>>> {
-        self.0.lock().unwrap_or_else(PoisonError::into_inner)
-    }
-
-    /// Registers a waiting call; false if the connection is gone already.
-    fn insert(&self, id: u64, reply: Reply) -> bool {
-        match self.calls().as_mut() {
-            Some(calls) => {
-                calls.insert(id, reply);
-                true
-            }
-            None => false,
-        }
-    }
-
-    fn remove(&self, id: u64) {
-        if let Some(calls) = self.calls().as_mut() {
-            calls.remove(&id);
-        }
-    }
-
-    /// Hands `response` to the call waiting for `id`, if it still waits.
-    fn complete(&self, id: u64, response: Result<Response>) {
-        let reply = self.calls().as_mut().and_then(|calls| calls.remove(&id));
-        match reply {
-            Some(reply) => {
-                let _ = reply.send(response);
-            }
-            None => tracing::debug!(id, "registry answered a call that no longer waits"),
-        }
-    }
-
-    /// Fails every waiting call with `error`; later inserts are refused.
-    fn fail_all(&self, error: &Error) {
-        let calls = self.calls().take();
-        for (_, reply) in calls.into_iter().flatten() {
-            let _ = reply.send(Err(error.clone()));
-        }
-    }
-}
-
-/// Removes a call's pending entry however the call ends (answer, timeout, drop).
-struct Waiting<'a> {
-    pending: &'a Pending,
-    id: u64,
-}
-
-impl Drop for Waiting<'_> {
-    fn drop(&mut self) {
-        self.pending.remove(self.id);
+    fn answer(frame: ResponseFrame) -> (u64, Result<Response>) {
+        (frame.id, frame.response)
     }
 }
 
@@ -201,10 +135,9 @@ impl RegistryClient {
             addr: addr.to_string(),
             secret,
             config,
-            next_id: AtomicU64::new(1),
             link,
         });
-        let connection = shared.open(&shutdown).await?;
+        let connection = Arc::new(shared.open(&shutdown).await?);
         shared.link.send_replace(Link::Up(connection.clone()));
         tokio::spawn(supervise(shared.clone(), connection, shutdown.clone()));
         Ok(Self {
@@ -214,7 +147,7 @@ impl RegistryClient {
 
     /// Whether a connection is up right now.
     pub fn is_connected(&self) -> bool {
-        matches!(&*self.inner.shared.link.borrow(), Link::Up(c) if !c.closed.is_cancelled())
+        matches!(&*self.inner.shared.link.borrow(), Link::Up(c) if c.is_up())
     }
 
     /// A health check that goes to the server and back.
@@ -249,46 +182,30 @@ impl Shared {
     /// Sends `request` on the current connection (waiting for one if the link is down)
     /// and waits for its answer. The caller bounds the wait.
     async fn exchange(&self, request: rpc::Request) -> Result<Response> {
-        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        let shut = || Error::Unavailable("registry client is shut down".into());
         let mut link = self.link.subscribe();
-        let (connection, answer) = loop {
+        loop {
             let connection = {
                 let current = link
                     .wait_for(|l| matches!(l, Link::Up(_)))
                     .await
-                    .map_err(|_| Error::Unavailable("registry client is shut down".into()))?;
+                    .map_err(|_| shut())?;
                 match &*current {
                     Link::Up(connection) => connection.clone(),
                     Link::Down => continue,
                 }
             };
-            let (reply, answer) = oneshot::channel();
-            if connection.pending.insert(id, reply) {
-                break (connection, answer);
+            if let Ok(call) = connection.open_call() {
+                return call.send(request).await;
             }
             // That connection died before this call used it: wait for the next one.
-            link.changed()
-                .await
-                .map_err(|_| Error::Unavailable("registry client is shut down".into()))?;
-        };
-        let _waiting = Waiting {
-            pending: &connection.pending,
-            id,
-        };
-        let frame = RequestFrame { id, request };
-        if connection.outbox.send(frame).await.is_err() {
-            return Err(self.lost());
+            link.changed().await.map_err(|_| shut())?;
         }
-        answer.await.unwrap_or_else(|_| Err(self.lost()))
-    }
-
-    fn lost(&self) -> Error {
-        Error::Unavailable(format!("connection to registry {} lost", self.addr))
     }
 
     /// Dials, runs the handshake within `connect_timeout` and starts the connection's
     /// reader and writer.
-    async fn open(&self, shutdown: &CancellationToken) -> Result<Connection> {
+    async fn open(&self, shutdown: &CancellationToken) -> Result<Mux<Registry>> {
         let limit = self.config.connect_timeout;
         let credentials = match self.secret.as_deref() {
             Some(secret) => Credentials::Secret(secret),
@@ -311,28 +228,26 @@ impl Shared {
                 )));
             }
         };
-        let codec =
-            || FrameCodec::<RequestFrame, ResponseFrame>::with_max_frame(self.config.max_frame);
-        let reader = reader.map_decoder(|_| codec());
-        let writer = writer.map_encoder(|_| codec());
-        let (outbox, queued) = mpsc::channel(OUTBOX);
-        let connection = Connection {
-            outbox,
-            pending: Arc::new(Pending::new()),
-            closed: shutdown.child_token(),
-        };
-        tokio::spawn(write_requests(writer, queued, connection.clone()));
-        tokio::spawn(read_responses(reader, connection.clone()));
-        Ok(connection)
+        Ok(Mux::start(
+            reader,
+            writer,
+            self.config.max_frame,
+            &format!("registry {}", self.addr),
+            shutdown.child_token(),
+        ))
     }
 }
 
 /// Keeps the link up until the client is dropped.
-async fn supervise(shared: Arc<Shared>, mut connection: Connection, shutdown: CancellationToken) {
+async fn supervise(
+    shared: Arc<Shared>,
+    mut connection: Arc<Mux<Registry>>,
+    shutdown: CancellationToken,
+) {
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = connection.closed.cancelled() => {}
+            _ = connection.closed().cancelled() => {}
         }
         shared.link.send_replace(Link::Down);
         tracing::warn!(addr = %shared.addr, "lost the registry connection; reconnecting");
@@ -343,7 +258,7 @@ async fn supervise(shared: Arc<Shared>, mut connection: Connection, shutdown: Ca
                 attempt = shared.open(&shutdown) => attempt,
             };
             match attempt {
-                Ok(connection) => break connection,
+                Ok(connection) => break Arc::new(connection),
                 Err(e) => {
                     tracing::debug!(addr = %shared.addr, error = %e, "registry reconnect failed")
                 }
@@ -357,78 +272,6 @@ async fn supervise(shared: Arc<Shared>, mut connection: Connection, shutdown: Ca
         tracing::info!(addr = %shared.addr, "reconnected to the registry");
         shared.link.send_replace(Link::Up(connection.clone()));
     }
-}
-
-/// Ends a connection: every waiting call fails, both tasks stop, the supervisor redials.
-fn close(connection: &Connection, error: &Error) {
-    connection.pending.fail_all(error);
-    connection.closed.cancel();
-}
-
-/// Drains the outbox into the socket: `feed` for every queued frame, one `flush` when
-/// the queue is momentarily empty.
-async fn write_requests(
-    mut writer: FramedWrite<OwnedWriteHalf, FrameCodec<RequestFrame, ResponseFrame>>,
-    mut queued: mpsc::Receiver<RequestFrame>,
-    connection: Connection,
-) {
-    // Everything, waits on a slow peer included, stops when the connection is closed.
-    let writing = async {
-        loop {
-            let mut next = Some(queued.recv().await?);
-            let mut yielded = false;
-            while let Some(frame) = next {
-                let id = frame.id;
-                match writer.feed(frame).await {
-                    Ok(()) => {}
-                    // This one frame cannot be sent; the connection is fine.
-                    Err(e @ (WireError::FrameTooLarge { .. } | WireError::Encode(_))) => {
-                        connection.pending.complete(id, Err(e.into()));
-                    }
-                    Err(e) => return Some(e),
-                }
-                next = next_queued(&mut queued, &mut yielded).await;
-            }
-            if let Err(e) = writer.flush().await {
-                return Some(e);
-            }
-        }
-    };
-    let failure = tokio::select! {
-        _ = connection.closed.cancelled() => return,
-        failure = writing => match failure {
-            Some(failure) => failure,
-            None => return,
-        },
-    };
-    tracing::debug!(error = %failure, "registry connection failed while writing");
-    close(
-        &connection,
-        &Error::Unavailable(format!("connection to registry lost: {failure}")),
-    );
-}
-
-/// Routes each answer to the call waiting for its id.
-async fn read_responses(
-    mut reader: FramedRead<OwnedReadHalf, FrameCodec<RequestFrame, ResponseFrame>>,
-    connection: Connection,
-) {
-    let why = loop {
-        let frame = tokio::select! {
-            _ = connection.closed.cancelled() => return,
-            frame = reader.next() => frame,
-        };
-        match frame {
-            Some(Ok(ResponseFrame { id, response })) => connection.pending.complete(id, response),
-            Some(Err(e)) => break e.to_string(),
-            None => break "closed by the registry".to_string(),
-        }
-    };
-    tracing::debug!(reason = %why, "registry connection ended");
-    close(
-        &connection,
-        &Error::Unavailable(format!("connection to registry lost: {why}")),
-    );
 }
 
 #[async_trait]

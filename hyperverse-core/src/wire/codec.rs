@@ -7,6 +7,7 @@ use serde::Serialize;
 use serde::de::DeserializeOwned;
 use tokio_util::codec::{Decoder, Encoder};
 
+use super::budget::{ByteBudget, FREE_BYTES};
 use crate::error::Error;
 
 /// The default largest frame body: 16 MiB.
@@ -51,6 +52,16 @@ pub enum WireError {
     /// The value could not be encoded.
     #[error("unencodable value: {0}")]
     Encode(String),
+    /// A partial frame needed more of the process's [`ByteBudget`] than it could spare;
+    /// the connection is closed so that the others keep their share.
+    #[error("a partial frame of {have} bytes is over what this process may buffer now")]
+    OverBudget {
+        /// Bytes of the frame received so far.
+        have: usize,
+    },
+    /// The peer took none of our bytes for as long as a write may wait.
+    #[error("the peer read nothing for {0:?}")]
+    Stalled(std::time::Duration),
 }
 
 impl WireError {
@@ -62,6 +73,8 @@ impl WireError {
             WireError::Truncated { .. } => "truncated",
             WireError::Decode(_) => "garbage",
             WireError::Encode(_) => "encode",
+            WireError::OverBudget { .. } => "over_budget",
+            WireError::Stalled(_) => "stalled",
         }
     }
 }
@@ -75,22 +88,51 @@ impl From<WireError> for Error {
                 limit: max as u64,
             },
             WireError::Io(e) => Error::Unavailable(format!("connection: {e}")),
+            e @ (WireError::OverBudget { .. } | WireError::Stalled(_)) => {
+                Error::Unavailable(e.to_string())
+            }
             WireError::Encode(e) => Error::internal(e),
             other => Error::bad_request(other.to_string()),
         }
     }
 }
 
+/// A read buffer holding at most [`FREE_BYTES`] but with more than this capacity (left
+/// by a large frame) is replaced by a fresh one, so memory a large frame took returns.
+const SHRINK_ABOVE: usize = 4 * FREE_BYTES;
+
 /// Encodes `Out` and decodes `In` as length-prefixed MessagePack frames.
+///
+/// With a [`ByteBudget`] ([`FrameCodec::with_budget`]) the decoder takes from it what
+/// its read buffer holds past [`FREE_BYTES`] — a partial frame, mostly — and fails with
+/// [`WireError::OverBudget`] when the budget cannot spare it; the bytes go back as the
+/// buffer is consumed and when the codec is dropped.
 #[derive(Debug)]
 pub struct FrameCodec<Out, In> {
     max_frame: usize,
+    budget: Option<ByteBudget>,
+    /// Bytes taken from `budget`.
+    charged: usize,
+    /// The body length of the last frame decoded.
+    last_len: usize,
     _types: PhantomData<fn(Out) -> In>,
 }
 
 impl<Out, In> Clone for FrameCodec<Out, In> {
     fn clone(&self) -> Self {
-        Self::with_max_frame(self.max_frame)
+        let clone = Self::with_max_frame(self.max_frame);
+        match &self.budget {
+            Some(budget) => clone.with_budget(budget.clone()),
+            None => clone,
+        }
+    }
+}
+
+impl<Out, In> Drop for FrameCodec<Out, In> {
+    fn drop(&mut self) {
+        if let Some(budget) = &self.budget {
+            budget.give(self.charged);
+        }
     }
 }
 
@@ -105,13 +147,49 @@ impl<Out, In> FrameCodec<Out, In> {
     pub fn with_max_frame(max_frame: usize) -> Self {
         Self {
             max_frame,
+            budget: None,
+            charged: 0,
+            last_len: 0,
             _types: PhantomData,
         }
+    }
+
+    /// The same codec, taking what its read buffer holds past [`FREE_BYTES`] from
+    /// `budget`.
+    pub fn with_budget(mut self, budget: ByteBudget) -> Self {
+        self.budget = Some(budget);
+        self
     }
 
     /// The largest body accepted.
     pub fn max_frame(&self) -> usize {
         self.max_frame
+    }
+
+    /// The body length of the frame decoded last (what a request costs to hold).
+    pub fn last_frame_len(&self) -> usize {
+        self.last_len
+    }
+
+    /// Lets go of a large buffer that now holds little, and brings the bytes taken from
+    /// the budget in line with what `src` holds.
+    fn charge(&mut self, src: &mut BytesMut) -> Result<(), WireError> {
+        if src.capacity() > SHRINK_ABOVE && src.len() <= FREE_BYTES {
+            *src = BytesMut::from(&src[..]);
+        }
+        let Some(budget) = &self.budget else {
+            return Ok(());
+        };
+        let want = src.len().saturating_sub(FREE_BYTES);
+        if want > self.charged {
+            if !budget.try_take(want - self.charged) {
+                return Err(WireError::OverBudget { have: src.len() });
+            }
+        } else {
+            budget.give(self.charged - want);
+        }
+        self.charged = want;
+        Ok(())
     }
 }
 
@@ -154,6 +232,7 @@ impl<Out, In: DeserializeOwned> Decoder for FrameCodec<Out, In> {
     type Error = WireError;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<In>, WireError> {
+        self.charge(src)?;
         // Step one: is a whole frame there? Check the length before reserving anything.
         let Some(len) = announced_len(src) else {
             return Ok(None);
@@ -173,6 +252,8 @@ impl<Out, In: DeserializeOwned> Decoder for FrameCodec<Out, In> {
         // Step two: parse it.
         src.advance(LENGTH_PREFIX);
         let body = src.split_to(len);
+        self.last_len = len;
+        self.charge(src)?;
         let mut de = rmp_serde::Deserializer::from_read_ref(&body);
         // rmp-serde refuses the array or map that spends the last unit of its depth
         // budget, so the budget is one more than the levels allowed.

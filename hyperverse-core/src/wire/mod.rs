@@ -6,11 +6,16 @@
 //! between frames and an error on an EOF inside one. Every connection starts with the
 //! versioned [`handshake`].
 
+mod budget;
 mod codec;
 mod dial;
 pub mod handshake;
-mod outbox;
+pub mod listener;
+pub mod mux;
+pub mod slots;
+mod writer;
 
+pub use budget::{ByteBudget, DEFAULT_BUDGET, FREE_BYTES, Held};
 pub use codec::{DEFAULT_MAX_FRAME, FrameCodec, LENGTH_PREFIX, MAX_NESTING, WireError};
 pub use dial::{Credentials, HandshakeReader, HandshakeWriter, dial, jittered};
-pub use outbox::{Outbox, next_queued};
+pub use writer::{DEFAULT_STALL, Outbox, Outgoing, write_frames};

@@ -4,16 +4,15 @@
 //!
 //! A [`RawFrame`] is an id, the size the answer should have, and padding. [`RawClient`]
 //! is built like `star_node::client::GateClient`: one connection multiplexing every
-//! call by id, a writer task that `feed`s every queued frame and flushes once the queue
-//! is empty (yielding once first, [`next_queued`]), a reader task completing each
-//! call's oneshot.
+//! call by id, the session layer's writer ([`wire::write_frames`]: `feed` every queued
+//! frame, flush once the queue is empty), a reader task completing each call's oneshot.
 
 use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 
-use futures::{SinkExt, StreamExt};
+use futures::StreamExt;
 use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use tokio::net::TcpStream;
@@ -22,7 +21,7 @@ use tokio::sync::{mpsc, oneshot};
 use tokio_util::codec::{FramedRead, FramedWrite};
 use tokio_util::sync::CancellationToken;
 
-use hyperverse_core::wire::{FrameCodec, Outbox, next_queued};
+use hyperverse_core::wire::{self, DEFAULT_STALL, FrameCodec, Outbox, Outgoing};
 
 use super::frames::encoded;
 
@@ -207,50 +206,31 @@ impl RawClient {
     }
 }
 
-/// Writes queued frames: `feed` each, one `flush` when none is left (as star-node's
-/// writers do). Stops when the queue closes, writing fails or `closed` is cancelled.
-pub async fn write_frames<Q: Outbox<RawFrame> + Recv>(
+impl Outgoing for RawFrame {
+    type Frame = RawFrame;
+    type Tag = ();
+
+    fn into_frame(self) -> (RawFrame, ()) {
+        (self, ())
+    }
+}
+
+/// Writes queued frames with the session layer's writer ([`wire::write_frames`]: `feed`
+/// each, one `flush` when none is left), as star-node's connections do. Stops when the
+/// queue closes, writing fails or `closed` is cancelled.
+pub async fn write_frames<Q: Outbox<RawFrame>>(
     mut writer: FramedWrite<OwnedWriteHalf, RawCodec>,
     mut queue: Q,
     closed: CancellationToken,
 ) {
-    loop {
-        let first = tokio::select! {
-            _ = closed.cancelled() => return,
-            first = queue.recv_next() => first,
-        };
-        let Some(first) = first else { return };
-        let mut next = Some(first);
-        let mut yielded = false;
-        while let Some(frame) = next {
-            if writer.feed(frame).await.is_err() {
+    let writing = wire::write_frames(&mut writer, &mut queue, DEFAULT_STALL, |(), _| None);
+    tokio::select! {
+        _ = closed.cancelled() => {}
+        written = writing => {
+            if written.is_err() {
                 closed.cancel();
-                return;
             }
-            next = next_queued(&mut queue, &mut yielded).await;
         }
-        if writer.flush().await.is_err() {
-            closed.cancel();
-            return;
-        }
-    }
-}
-
-/// Waiting for the next frame of a queue, bounded or not.
-pub trait Recv {
-    /// The next frame, or `None` once every sender is gone.
-    fn recv_next(&mut self) -> impl Future<Output = Option<RawFrame>> + Send;
-}
-
-impl Recv for mpsc::Receiver<RawFrame> {
-    fn recv_next(&mut self) -> impl Future<Output = Option<RawFrame>> + Send {
-        self.recv()
-    }
-}
-
-impl Recv for mpsc::UnboundedReceiver<RawFrame> {
-    fn recv_next(&mut self) -> impl Future<Output = Option<RawFrame>> + Send {
-        self.recv()
     }
 }
 
