@@ -36,12 +36,17 @@ pub const MAX_ARTIFACT: usize = 64 * 1024;
 /// The grants per point a backend under test must be built with.
 pub const MAX_GRANTS_PER_POINT: usize = 8;
 
+/// The grants per granter a backend under test must be built with: fewer than
+/// [`MAX_GRANTS_PER_POINT`], so that a granter meets its own cap before any point's.
+pub const MAX_GRANTS_PER_AGENT: usize = 6;
+
 /// The limits a backend under test must be built with.
 pub fn limits() -> RegistryLimits {
     RegistryLimits {
         star_ttl: STAR_TTL,
         max_artifact: MAX_ARTIFACT,
         max_grants_per_point: MAX_GRANTS_PER_POINT,
+        max_grants_per_agent: MAX_GRANTS_PER_AGENT,
     }
 }
 
