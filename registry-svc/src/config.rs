@@ -12,6 +12,7 @@
 //! | `star_ttl_ms` | `HV_REGISTRY_STAR_TTL_MS` | 10000 |
 //! | `max_artifact_bytes` | `HV_REGISTRY_MAX_ARTIFACT_BYTES` | 15 MiB |
 //! | `max_grants_per_point` | `HV_REGISTRY_MAX_GRANTS_PER_POINT` | 256 |
+//! | `max_grants_per_agent` (grants one granter may have stored; the hyperuser is exempt) | `HV_REGISTRY_MAX_GRANTS_PER_AGENT` | 4096 |
 //! | `max_frame_bytes` | `HV_REGISTRY_MAX_FRAME_BYTES` | 16 MiB |
 //! | `max_connections` | `HV_REGISTRY_MAX_CONNECTIONS` | 1024 |
 //! | `max_buffered_bytes` (partial frames and large requests, all connections) | `HV_REGISTRY_MAX_BUFFERED_BYTES` | 256 MiB |
@@ -47,6 +48,8 @@ pub struct Settings {
     pub max_artifact_bytes: usize,
     /// The most grants indexed at one point.
     pub max_grants_per_point: usize,
+    /// The most grants one granter may have stored, wherever they are indexed.
+    pub max_grants_per_agent: usize,
     /// The largest RPC frame accepted.
     pub max_frame_bytes: usize,
     /// RPC connections served at once.
@@ -70,6 +73,7 @@ impl Default for Settings {
             star_ttl_ms: limits.star_ttl.as_millis() as u64,
             max_artifact_bytes: limits.max_artifact,
             max_grants_per_point: limits.max_grants_per_point,
+            max_grants_per_agent: limits.max_grants_per_agent,
             max_frame_bytes: hyperverse_core::wire::DEFAULT_MAX_FRAME,
             max_connections: 1024,
             max_buffered_bytes: hyperverse_core::wire::DEFAULT_BUDGET,
@@ -145,10 +149,11 @@ impl Settings {
             || self.max_buffered_bytes == 0
             || self.redis_timeout_ms == 0
             || self.max_grants_per_point == 0
+            || self.max_grants_per_agent == 0
         {
             return Err(ConfigError(
-                "star_ttl_ms, vnodes, max_connections, max_buffered_bytes, redis_timeout_ms and \
-                 max_grants_per_point must be positive"
+                "star_ttl_ms, vnodes, max_connections, max_buffered_bytes, redis_timeout_ms, \
+                 max_grants_per_point and max_grants_per_agent must be positive"
                     .into(),
             ));
         }
@@ -165,4 +170,27 @@ impl Settings {
 fn parse_addr(what: &str, text: &str) -> Result<SocketAddr, ConfigError> {
     text.parse()
         .map_err(|e| ConfigError(format!("{what} address {text:?}: {e} (use IP:PORT)")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grant_caps_must_be_positive() {
+        assert!(Settings::default().check().is_ok());
+        for zero in [
+            Settings {
+                max_grants_per_point: 0,
+                ..Settings::default()
+            },
+            Settings {
+                max_grants_per_agent: 0,
+                ..Settings::default()
+            },
+        ] {
+            let err = zero.check().unwrap_err().to_string();
+            assert!(err.contains("must be positive"), "{err}");
+        }
+    }
 }

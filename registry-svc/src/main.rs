@@ -130,6 +130,7 @@ async fn serve(config: Option<PathBuf>) -> Result<(), String> {
         star_ttl: settings.star_ttl(),
         max_artifact: settings.max_artifact_bytes,
         max_grants_per_point: settings.max_grants_per_point,
+        max_grants_per_agent: settings.max_grants_per_agent,
     };
     let urls = settings.shard_urls();
     let (api, redis): (Arc<dyn RegistryApi>, Option<RedisRegistry>) = if urls.is_empty() {

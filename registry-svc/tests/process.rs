@@ -326,14 +326,13 @@ async fn sigterm_drains_the_requests_in_flight_and_exits_zero() {
     loop {
         let connect = tokio::net::TcpStream::connect(service.rpc);
         match tokio::time::timeout_at(deadline, connect).await {
-            // Refused; or reset, when the listener closed while the SYN was on its way.
+            Ok(Err(e)) if e.kind() == std::io::ErrorKind::ConnectionRefused => break,
+            // Queued in the backlog as the listener closed, then reset: try again.
             Ok(Err(e))
-                if matches!(
-                    e.kind(),
-                    std::io::ErrorKind::ConnectionRefused | std::io::ErrorKind::ConnectionReset
-                ) =>
+                if e.kind() == std::io::ErrorKind::ConnectionReset
+                    && tokio::time::Instant::now() < deadline =>
             {
-                break;
+                tokio::time::sleep(Duration::from_millis(20)).await;
             }
             Ok(Err(e)) => panic!("connecting after SIGTERM: {e}"),
             Ok(Ok(_)) if tokio::time::Instant::now() < deadline => {

@@ -36,12 +36,17 @@ pub const MAX_ARTIFACT: usize = 64 * 1024;
 /// The grants per point a backend under test must be built with.
 pub const MAX_GRANTS_PER_POINT: usize = 8;
 
+/// The grants per granter a backend under test must be built with: fewer than
+/// [`MAX_GRANTS_PER_POINT`], so that a granter meets its own cap before any point's.
+pub const MAX_GRANTS_PER_AGENT: usize = 6;
+
 /// The limits a backend under test must be built with.
 pub fn limits() -> RegistryLimits {
     RegistryLimits {
         star_ttl: STAR_TTL,
         max_artifact: MAX_ARTIFACT,
         max_grants_per_point: MAX_GRANTS_PER_POINT,
+        max_grants_per_agent: MAX_GRANTS_PER_AGENT,
     }
 }
 
@@ -55,7 +60,7 @@ macro_rules! registry_conformance_tests {
             status_and_properties, sequences_count_up, select_by_pattern, children_lists_direct,
             delete_is_recursive, access_owner_and_hyperuser, access_grants_apply,
             chown_only_by_super, list_and_remove_access, grants_per_point_are_capped,
-            star_directory,
+            grants_per_agent_are_capped, deleting_a_point_frees_its_granters, star_directory,
             star_directory_expires, artifacts, saved_state, concurrent_registrations
         );
     };
@@ -979,6 +984,172 @@ pub async fn grants_per_point_are_capped(registry: Registry) {
         .expect("room again after a revoke");
     let err = registry.grant(&grant(100)).await.unwrap_err();
     assert!(matches!(err, Error::BadRequest(_)), "full again: {err}");
+}
+
+/// A grant by `by` of privilege `name` on `on`, to bob.
+fn privilege(name: &str, on: &str, by: &str) -> AccessGrant {
+    AccessGrant {
+        kind: AccessGrantKind::Privilege(name.into()),
+        on_point: sel(on),
+        to_point: sel("localhost:users:bob"),
+        by_particle: p(by),
+    }
+}
+
+/// Asserts that `err` is the refusal of a grant by `agent` over its cap.
+fn assert_agent_capped(err: &Error, agent: &str) {
+    match err {
+        Error::BadRequest(why) => assert!(
+            why.contains(agent) && why.contains(&MAX_GRANTS_PER_AGENT.to_string()),
+            "the refusal names the granter and the limit: {why}"
+        ),
+        other => panic!("a grant over the granter's cap: {other:?}"),
+    }
+}
+
+/// One granter holds at most `max_grants_per_agent` grants, wherever they are indexed:
+/// the next is refused, naming the granter and the limit, and stores nothing; other
+/// granters are not affected and the hyperuser is not counted; a grant refused for
+/// another reason takes none; a revoke (by anyone) gives the granter one back, once.
+pub async fn grants_per_agent_are_capped(registry: Registry) {
+    tree(&registry).await;
+    let alice = "localhost:users:alice";
+    let err = registry
+        .grant(&privilege("orphan", "nowhere:**", alice))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NotFound(_)), "a missing root: {err}");
+    let mut at_app = Vec::new();
+    for n in 0..MAX_GRANTS_PER_AGENT / 2 {
+        let grant = privilege(&format!("app{n}"), "localhost:app:**", alice);
+        at_app.push(registry.grant(&grant).await.expect("under the cap"));
+    }
+    for n in MAX_GRANTS_PER_AGENT / 2..MAX_GRANTS_PER_AGENT {
+        let grant = privilege(&format!("db{n}"), "localhost:app:db:**", alice);
+        let id = registry.grant(&grant).await.expect("under the cap");
+        assert_eq!(id.root, p("localhost:app:db"), "spread over two points");
+    }
+    let worker = p("localhost:app:worker");
+    let err = registry
+        .grant(&privilege("over", "localhost:app:worker", alice))
+        .await
+        .unwrap_err();
+    assert_agent_capped(&err, alice);
+    let listed = registry.list_access(None, &worker).await.expect("list");
+    assert_eq!(
+        listed.len(),
+        MAX_GRANTS_PER_AGENT / 2,
+        "the refused grant stored nothing, though its point has room: {listed:?}"
+    );
+
+    registry
+        .grant(&privilege(
+            "bob",
+            "localhost:app:worker",
+            "localhost:users:bob",
+        ))
+        .await
+        .expect("another granter is not affected");
+    for n in 0..=MAX_GRANTS_PER_AGENT {
+        registry
+            .grant(&privilege(
+                &format!("h{n}"),
+                "localhost:**",
+                "GLOBAL::hyperuser",
+            ))
+            .await
+            .expect("the hyperuser is not counted");
+    }
+
+    registry
+        .remove_access(&at_app[0], &Agent::HyperUser)
+        .await
+        .expect("a super revokes");
+    let err = registry
+        .remove_access(&at_app[0], &Agent::HyperUser)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NotFound(_)), "revoked twice: {err}");
+    registry
+        .grant(&privilege("again", "localhost:app:worker", alice))
+        .await
+        .expect("the revoke gave the granter one back");
+    let err = registry
+        .grant(&privilege("over", "localhost:app:worker", alice))
+        .await
+        .unwrap_err();
+    assert_agent_capped(&err, alice);
+}
+
+/// Deleting a point drops the grants indexed at it and below it, and gives each of
+/// their granters the allowance back.
+pub async fn deleting_a_point_frees_its_granters(registry: Registry) {
+    tree(&registry).await;
+    let alice = "localhost:users:alice";
+    let on = [
+        "localhost:app:**",
+        "localhost:app:db:**",
+        "localhost:app:worker:**",
+    ];
+    for n in 0..MAX_GRANTS_PER_AGENT {
+        let grant = privilege(&format!("a{n}"), on[n % on.len()], alice);
+        registry.grant(&grant).await.expect("under the cap");
+    }
+    registry
+        .grant(&privilege("b", "localhost:app:**", "localhost:users:bob"))
+        .await
+        .expect("bob's grant");
+    let err = registry
+        .grant(&privilege("over", "localhost:users:**", alice))
+        .await
+        .unwrap_err();
+    assert_agent_capped(&err, alice);
+
+    // db holds a third of alice's grants: deleting it gives those back, no more.
+    registry
+        .delete(&p("localhost:app:db"))
+        .await
+        .expect("delete db");
+    let freed = MAX_GRANTS_PER_AGENT / on.len();
+    for n in 0..freed {
+        registry
+            .grant(&privilege(&format!("u{n}"), "localhost:users:**", alice))
+            .await
+            .expect("room after the delete");
+    }
+    let err = registry
+        .grant(&privilege("over", "localhost:users:**", alice))
+        .await
+        .unwrap_err();
+    assert_agent_capped(&err, alice);
+
+    // Deleting app drops the grants at app and at worker, below it.
+    registry
+        .delete(&p("localhost:app"))
+        .await
+        .expect("delete app");
+    let freed = MAX_GRANTS_PER_AGENT - MAX_GRANTS_PER_AGENT / on.len();
+    for n in 0..freed {
+        registry
+            .grant(&privilege(&format!("v{n}"), "localhost:**", alice))
+            .await
+            .expect("room after deleting a subtree");
+    }
+    let err = registry
+        .grant(&privilege("over", "localhost:**", alice))
+        .await
+        .unwrap_err();
+    assert_agent_capped(&err, alice);
+    for n in 0..MAX_GRANTS_PER_AGENT {
+        registry
+            .grant(&privilege(
+                &format!("b{n}"),
+                "localhost:users:bob:**",
+                "localhost:users:bob",
+            ))
+            .await
+            .expect("bob's own allowance: one of his grants was dropped");
+    }
 }
 
 fn star(name: &str, load: u64) -> StarEntry {

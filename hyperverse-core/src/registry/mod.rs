@@ -109,6 +109,13 @@ pub struct RegistryLimits {
     /// selector is rooted there). Every access decision below the point reads them all,
     /// so they are bounded; a grant over the limit is refused ([`too_many_grants`]).
     pub max_grants_per_point: usize,
+    /// The most grants one granter (a grant's `by_particle`) may have stored at once,
+    /// wherever they are indexed: without it a granter could spread grants over every
+    /// point it may grant on. Revoking a grant, or deleting the point it is indexed at,
+    /// gives the allowance back. The hyperuser is exempt: it is the operator, already
+    /// free to do anything, and the platform's own grants must not run out. A grant over
+    /// the limit is refused ([`too_many_grants_by`]).
+    pub max_grants_per_agent: usize,
 }
 
 impl Default for RegistryLimits {
@@ -118,6 +125,7 @@ impl Default for RegistryLimits {
             // Leaves room for the envelope inside a default 16 MiB frame.
             max_artifact: 15 * 1024 * 1024,
             max_grants_per_point: 256,
+            max_grants_per_agent: 4096,
         }
     }
 }
@@ -170,6 +178,21 @@ pub fn too_many_grants(root: &Point, limit: usize) -> crate::Error {
         "{root} already has {limit} grants indexed at it, the most a point may have: \
          revoke some, or grant on a selector rooted deeper"
     ))
+}
+
+/// The error for a grant refused because its granter `agent` has `limit` grants stored
+/// already ([`RegistryLimits::max_grants_per_agent`]).
+pub fn too_many_grants_by(agent: &Point, limit: usize) -> crate::Error {
+    crate::Error::bad_request(format!(
+        "{agent} already has {limit} grants stored, the most one granter may have: \
+         revoke some of its grants first"
+    ))
+}
+
+/// Whether grants by `granter` count toward [`RegistryLimits::max_grants_per_agent`]:
+/// every granter's do but the hyperuser's.
+pub fn grants_are_counted(granter: &Point) -> bool {
+    *granter != Point::hyperuser()
 }
 
 /// SHA-256 of `bytes`, lower-case hex: an artifact's content hash.
@@ -232,12 +255,15 @@ pub trait RegistryApi: Send + Sync {
     /// The direct children of `point`, ordered by point.
     async fn children(&self, point: &Point) -> Result<Vec<Stub>>;
 
-    /// Deletes `point` and everything below it, with their grants, sequences and
-    /// artifacts; returns the deleted points, deepest first.
+    /// Deletes `point` and everything below it, with their grants (giving their granters
+    /// the allowance back), sequences and artifacts; returns the deleted points, deepest
+    /// first.
     async fn delete(&self, point: &Point) -> Result<Vec<Point>>;
 
     /// Stores a grant, indexed at the root of its `on_point`; returns its id. `BadRequest`
-    /// ([`too_many_grants`]) when that point holds `max_grants_per_point` already.
+    /// when its granter has `max_grants_per_agent` grants stored already
+    /// ([`too_many_grants_by`]; checked first, the hyperuser exempt) or when that point
+    /// holds `max_grants_per_point` already ([`too_many_grants`]).
     async fn grant(&self, grant: &AccessGrant) -> Result<GrantId>;
 
     /// What `agent` may do on `point` (see [`crate::security::access`]).
@@ -257,7 +283,8 @@ pub trait RegistryApi: Send + Sync {
         point: &Point,
     ) -> Result<Vec<IndexedAccessGrant>>;
 
-    /// Removes a grant. Only its granter or an agent with super access on its root may.
+    /// Removes a grant, giving its granter the allowance back. Only its granter or an
+    /// agent with super access on its root may.
     async fn remove_access(&self, id: &GrantId, by: &Agent) -> Result<()>;
 
     /// Adds (or refreshes) a star in the directory.

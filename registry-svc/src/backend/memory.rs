@@ -15,8 +15,8 @@ use hyperverse_core::particle::{
     properties_at_create,
 };
 use hyperverse_core::registry::{
-    ArtifactMeta, Registration, RegistryApi, RegistryLimits, StarEntry, Strategy, refuse_root,
-    too_many_grants,
+    ArtifactMeta, Registration, RegistryApi, RegistryLimits, StarEntry, Strategy,
+    grants_are_counted, refuse_root, too_many_grants, too_many_grants_by,
 };
 use hyperverse_core::security::{
     self, Access, AccessGrant, AccessSource, GrantId, IndexedAccessGrant, ParticleFacts,
@@ -61,6 +61,9 @@ struct State {
     /// The last grant number given out at each point; kept when the point is deleted so
     /// that a grant id is never reused.
     grant_seqs: HashMap<Point, u64>,
+    /// How many grants each granter has stored (the hyperuser is not counted); a granter
+    /// at zero has no entry.
+    granted: HashMap<Point, usize>,
 }
 
 impl State {
@@ -137,6 +140,16 @@ impl State {
         }
         found.sort();
         found
+    }
+
+    /// Gives `granter` back the allowance of one grant, removed or dropped.
+    fn release_grant(&mut self, granter: &Point) {
+        if let Some(count) = self.granted.get_mut(granter) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.granted.remove(granter);
+            }
+        }
     }
 
     /// `point` and everything below it, deepest first, `point` last.
@@ -362,7 +375,11 @@ impl RegistryApi for MemoryRegistry {
         state.get(point)?;
         let doomed = state.subtree(point);
         for p in &doomed {
-            state.particles.remove(p);
+            if let Some(entry) = state.particles.remove(p) {
+                for grant in entry.grants.values() {
+                    state.release_grant(&grant.by_particle);
+                }
+            }
         }
         if let Ok(parent) = state.get_mut(&parent) {
             parent.children.remove(point);
@@ -372,10 +389,19 @@ impl RegistryApi for MemoryRegistry {
 
     async fn grant(&self, grant: &AccessGrant) -> Result<GrantId> {
         let root = grant.on_point.root_point();
+        let granter = &grant.by_particle;
         let mut state = self.lock();
+        let counted = grants_are_counted(granter);
+        let by_agent = self.limits.max_grants_per_agent;
+        if counted && state.granted.get(granter).copied().unwrap_or(0) >= by_agent {
+            return Err(too_many_grants_by(granter, by_agent));
+        }
         let limit = self.limits.max_grants_per_point;
         if state.get_mut(&root)?.grants.len() >= limit {
             return Err(too_many_grants(&root, limit));
+        }
+        if counted {
+            *state.granted.entry(granter.clone()).or_default() += 1;
         }
         let seq = {
             let counter = state.grant_seqs.entry(root.clone()).or_default();
@@ -431,7 +457,9 @@ impl RegistryApi for MemoryRegistry {
                 "{by} may not remove grant {id}: only its granter or a super agent may"
             )));
         }
-        state.get_mut(&id.root)?.grants.remove(&id.seq);
+        if let Some(removed) = state.get_mut(&id.root)?.grants.remove(&id.seq) {
+            state.release_grant(&removed.by_particle);
+        }
         Ok(())
     }
 

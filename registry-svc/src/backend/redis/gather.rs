@@ -9,14 +9,15 @@ use std::collections::{HashMap, HashSet};
 
 use futures::future::try_join_all;
 use hyperverse_core::particle::Stub;
+use hyperverse_core::registry::grants_are_counted;
 use hyperverse_core::security::{
     AccessGrant, AccessSource, GrantId, IndexedAccessGrant, ParticleFacts,
 };
 use hyperverse_core::{Error, Kind, Point, Result, Selector};
 use redis::{FromRedisValue, Pipeline, Value};
 
-use super::Inner;
 use super::keys::{decode_stub, unpack};
+use super::{Inner, allowance};
 
 type Values = std::vec::IntoIter<Value>;
 
@@ -36,6 +37,27 @@ pub(crate) async fn per_shard<T>(
     build: impl Fn(&mut Pipeline, &Point),
     parse: impl Fn(&Point, &mut Values) -> Result<T>,
 ) -> Result<Vec<T>> {
+    per_shard_in(inner, points, false, build, parse).await
+}
+
+/// [`per_shard`] with each shard's pipeline in one `MULTI`/`EXEC`: no other client's
+/// command runs between its commands.
+pub(crate) async fn per_shard_atomic<T>(
+    inner: &Inner,
+    points: &[Point],
+    build: impl Fn(&mut Pipeline, &Point),
+    parse: impl Fn(&Point, &mut Values) -> Result<T>,
+) -> Result<Vec<T>> {
+    per_shard_in(inner, points, true, build, parse).await
+}
+
+async fn per_shard_in<T>(
+    inner: &Inner,
+    points: &[Point],
+    atomic: bool,
+    build: impl Fn(&mut Pipeline, &Point),
+    parse: impl Fn(&Point, &mut Values) -> Result<T>,
+) -> Result<Vec<T>> {
     let mut groups: HashMap<usize, Vec<usize>> = HashMap::new();
     for (i, point) in points.iter().enumerate() {
         groups
@@ -45,6 +67,9 @@ pub(crate) async fn per_shard<T>(
     }
     let sends = groups.into_iter().map(|(shard, indexes)| {
         let mut pipe = redis::pipe();
+        if atomic {
+            pipe.atomic();
+        }
         for &i in &indexes {
             build(&mut pipe, &points[i]);
         }
@@ -172,8 +197,9 @@ pub(crate) async fn select(inner: &Inner, selector: &Selector) -> Result<Vec<Stu
     Ok(found)
 }
 
-/// Deletes `point` and its subtree, deepest level first, `point` last, then unlinks it
-/// from `parent`. Returns the deleted points in that order.
+/// Deletes `point` and its subtree, deepest level first, `point` last, giving the
+/// granters of each level's grants their allowance back, then unlinks it from `parent`.
+/// Returns the deleted points in that order.
 pub(crate) async fn delete_subtree(
     inner: &Inner,
     point: &Point,
@@ -194,22 +220,41 @@ pub(crate) async fn delete_subtree(
     }
     let mut deleted = Vec::new();
     for level in levels.into_iter().rev() {
-        let existed = per_shard(
+        // The grants are read in the transaction that deletes them, so none is dropped
+        // unread and its granter's allowance lost.
+        let dropped = per_shard_atomic(
             inner,
             &level,
             |pipe, p| {
                 pipe.exists(inner.keys.rec(p));
+                pipe.hvals(inner.keys.grants(p));
                 pipe.del(&inner.keys.deleted_with(p)[..]).ignore();
             },
-            |p, values| take::<bool>(values, p),
+            |p, values| Ok((take::<bool>(values, p)?, take::<Vec<Vec<u8>>>(values, p)?)),
         )
         .await?;
+        let mut granters: HashMap<Point, u64> = HashMap::new();
+        for (point, (_, grants)) in level.iter().zip(&dropped) {
+            for blob in grants {
+                match unpack::<AccessGrant>(blob) {
+                    Ok(grant) if grants_are_counted(&grant.by_particle) => {
+                        *granters.entry(grant.by_particle).or_default() += 1;
+                    }
+                    Ok(_) => {}
+                    // Deleted already; only its granter's allowance is not given back.
+                    Err(e) => {
+                        tracing::warn!(%point, error = %e, "an undecodable grant was dropped")
+                    }
+                }
+            }
+        }
+        allowance::release_all(inner, &granters).await?;
         // Index leftovers without a record are cleaned up but were never particles.
         deleted.extend(
             level
                 .into_iter()
-                .zip(existed)
-                .filter_map(|(p, existed)| existed.then_some(p)),
+                .zip(dropped)
+                .filter_map(|(p, (existed, _))| existed.then_some(p)),
         );
     }
     let key = inner.keys.kids(parent);

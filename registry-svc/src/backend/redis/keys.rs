@@ -11,6 +11,7 @@
 //! | `hv:{P}:grants` | hash | grant number → grant (MessagePack), for grants rooted at P |
 //! | `hv:{P}:gseq` | string | the last grant number given out at P (outlives P, so ids are never reused) |
 //! | `hv:{P}:art` | hash | `hash` (SHA-256 hex) and `bytes` of P's artifact; `state`, P's last saved state |
+//! | `hv:{P}:granted` | string | how many grants P has made that are stored (P as granter, wherever they are indexed; absent at zero and for the hyperuser; outlives P, like its grants) |
 //! | `hv:{#stars}:dir` / `:load` / `:seen` | hash / hash / sorted set | the star directory part on this shard (`#` cannot occur in a point, so no point's keys collide) |
 //!
 //! `hv` is the configurable prefix.
@@ -79,8 +80,13 @@ impl Keys {
         self.key(&p.to_string(), "art")
     }
 
+    /// `hv:{P}:granted`
+    pub fn granted(&self, p: &Point) -> String {
+        self.key(&p.to_string(), "granted")
+    }
+
     /// The keys deleted with P: all but `gseq`, which stays so that grant numbers at P
-    /// are never reused.
+    /// are never reused, and `granted`, which counts P's grants stored elsewhere.
     pub fn deleted_with(&self, p: &Point) -> [String; 5] {
         [
             self.rec(p),
@@ -92,7 +98,7 @@ impl Keys {
     }
 
     /// Every key of P, for rebalancing.
-    pub fn all(&self, p: &Point) -> [String; 6] {
+    pub fn all(&self, p: &Point) -> [String; 7] {
         [
             self.rec(p),
             self.kids(p),
@@ -100,6 +106,7 @@ impl Keys {
             self.grants(p),
             self.gseq(p),
             self.art(p),
+            self.granted(p),
         ]
     }
 

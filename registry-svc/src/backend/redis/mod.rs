@@ -12,10 +12,14 @@
 //!   entry in the parent's index. A crash leaves the point in place; deleting again
 //!   finishes the job.
 //! - `chown` checks every point first, then writes owners shard by shard.
+//! - `grant` takes one of the granter's allowance on the granter's shard, then stores
+//!   the grant on its root's shard, giving the allowance back if that fails; revoking
+//!   and deleting give it back after the grants are gone (see [`allowance`]).
 //!
 //! Multi-point reads go level by level (select, children, delete) or ancestor by ancestor
 //! (access), with one pipeline per shard per step, shards in parallel.
 
+mod allowance;
 mod gather;
 pub mod keys;
 mod link;
@@ -34,8 +38,8 @@ use hyperverse_core::particle::{
     properties_at_create,
 };
 use hyperverse_core::registry::{
-    ArtifactMeta, Registration, RegistryApi, RegistryLimits, StarEntry, Strategy, refuse_root,
-    too_many_grants,
+    ArtifactMeta, Registration, RegistryApi, RegistryLimits, StarEntry, Strategy,
+    grants_are_counted, refuse_root, too_many_grants,
 };
 use hyperverse_core::security::{self, Access, AccessGrant, GrantId, IndexedAccessGrant};
 use hyperverse_core::{Agent, Error, Point, Result, Selector};
@@ -182,6 +186,35 @@ impl Inner {
         } else {
             Err(Error::not_found(format!("particle {point}")))
         }
+    }
+
+    /// Stores `grant` at its root point (the granter's allowance already taken).
+    async fn add_grant(&self, grant: &AccessGrant) -> Result<GrantId> {
+        let root = grant.on_point.root_point();
+        let keys = [
+            self.keys.rec(&root),
+            self.keys.gseq(&root),
+            self.keys.grants(&root),
+        ];
+        let is_root = if root.is_root() { "1" } else { "0" };
+        let blob = pack(grant)?;
+        let limit = self.limits.max_grants_per_point;
+        let seq: i64 = self
+            .shard(&root)
+            .eval(&scripts::ADD_GRANT, &[&keys[0], &keys[1], &keys[2]], |c| {
+                c.arg(is_root).arg(&blob).arg(limit);
+            })
+            .await?;
+        let seq = match seq {
+            -1 => {
+                let root_of = format!("particle {root}, the root of {}", grant.on_point);
+                return Err(Error::not_found(root_of));
+            }
+            -2 => return Err(too_many_grants(&root, limit)),
+            seq => u64::try_from(seq)
+                .map_err(|_| Error::internal(format!("ADD_GRANT answered {seq}")))?,
+        };
+        Ok(GrantId { root, seq })
     }
 
     /// Adds `point` to its parent's children index (idempotent) if the parent exists;
@@ -384,31 +417,19 @@ impl RegistryApi for RedisRegistry {
 
     async fn grant(&self, grant: &AccessGrant) -> Result<GrantId> {
         let inner = &self.inner;
-        let root = grant.on_point.root_point();
-        let keys = [
-            inner.keys.rec(&root),
-            inner.keys.gseq(&root),
-            inner.keys.grants(&root),
-        ];
-        let is_root = if root.is_root() { "1" } else { "0" };
-        let blob = pack(grant)?;
-        let limit = inner.limits.max_grants_per_point;
-        let seq: i64 = inner
-            .shard(&root)
-            .eval(&scripts::ADD_GRANT, &[&keys[0], &keys[1], &keys[2]], |c| {
-                c.arg(is_root).arg(&blob).arg(limit);
-            })
-            .await?;
-        let seq = match seq {
-            -1 => {
-                let root_of = format!("particle {root}, the root of {}", grant.on_point);
-                return Err(Error::not_found(root_of));
+        let granter = &grant.by_particle;
+        if !grants_are_counted(granter) {
+            return inner.add_grant(grant).await;
+        }
+        allowance::reserve(inner, granter).await?;
+        let stored = inner.add_grant(grant).await;
+        if stored.is_err() {
+            // Refused, or its answer lost: give the reservation back (see `allowance`).
+            if let Err(e) = allowance::release(inner, granter, 1).await {
+                tracing::warn!(%granter, error = %e, "a refused grant's allowance was not given back");
             }
-            -2 => return Err(too_many_grants(&root, limit)),
-            seq => u64::try_from(seq)
-                .map_err(|_| Error::internal(format!("ADD_GRANT answered {seq}")))?,
-        };
-        Ok(GrantId { root, seq })
+        }
+        stored
     }
 
     async fn access(&self, agent: &Agent, point: &Point) -> Result<Access> {
@@ -463,10 +484,15 @@ impl RegistryApi for RedisRegistry {
                 "{by} may not remove grant {id}: only its granter or a super agent may"
             )));
         }
-        inner
+        let removed: i64 = inner
             .shard(&id.root)
             .query(redis::cmd("HDEL").arg(&key).arg(seq).clone())
-            .await
+            .await?;
+        // Only the call that removed it gives the allowance back, once.
+        if removed == 1 && grants_are_counted(&grant.by_particle) {
+            allowance::release(inner, &grant.by_particle, 1).await?;
+        }
+        Ok(())
     }
 
     async fn register_star(&self, entry: &StarEntry) -> Result<()> {

@@ -119,6 +119,33 @@ return n
     )
 });
 
+/// KEYS: granted. ARGV: most grants. Takes one grant of a granter's allowance: the
+/// granter's new count, or -1 (and nothing changes) when it has the most already.
+pub static RESERVE_GRANT: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+if tonumber(redis.call('GET', KEYS[1]) or '0') >= tonumber(ARGV[1]) then return -1 end
+return redis.call('INCR', KEYS[1])
+",
+    )
+});
+
+/// KEYS: granted. ARGV: how many. Gives a granter back the allowance of grants removed
+/// or dropped, never below zero (the key goes at zero); returns the new count.
+pub static RELEASE_GRANTS: LazyLock<Script> = LazyLock::new(|| {
+    Script::new(
+        r"
+local left = tonumber(redis.call('GET', KEYS[1]) or '0') - tonumber(ARGV[1])
+if left <= 0 then
+  redis.call('DEL', KEYS[1])
+  return 0
+end
+redis.call('SET', KEYS[1], left)
+return left
+",
+    )
+});
+
 /// KEYS: rec, art. ARGV: hash, bytes. Stores an artifact once:
 /// -1 no record, -2 not an Artifact, 0 other bytes already there, 1 stored (or same).
 pub static PUT_ARTIFACT: LazyLock<Script> = LazyLock::new(|| {
