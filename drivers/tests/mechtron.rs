@@ -6,6 +6,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use drivers::mechtron::guests::{self, BOMB, CHATTY, COUNTER, ECHO, SPINNER, TRAPPER};
 use drivers::mechtron::{MechtronConfig, MechtronDriver, Snapshot, TrapReason, WasmMetrics};
+use hyperverse_core::budget::DEFAULT_WAVE_BUDGET;
 use hyperverse_core::driver::{Driver, DriverCtx, NoOutbound, Outbound};
 use hyperverse_core::particle::{ParticleRecord, PropertyMod};
 use hyperverse_core::registry::{Registration, RegistryApi, content_hash};
@@ -68,6 +69,7 @@ impl World {
             star: &self.star,
             registry: &self.registry,
             outbound,
+            budget: DEFAULT_WAVE_BUDGET,
         }
     }
 

@@ -29,6 +29,7 @@
 //! | `wasm_fuel_per_call` (the same on every machine, or replays diverge) | `HV_STAR_WASM_FUEL_PER_CALL` | 50000000 |
 //! | `wasm_max_memory_bytes` (per mechtron) | `HV_STAR_WASM_MAX_MEMORY_BYTES` | 16 MiB |
 //! | `wasm_threads` (guest threads per star) | `HV_STAR_WASM_THREADS` | 1 |
+//! | `wave_budget` (the most waves a client's or the platform's wave may cause, at any depth; 0 = mechtrons send no signals) | `HV_STAR_WAVE_BUDGET` | 10000 |
 
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
@@ -96,6 +97,8 @@ pub struct Settings {
     pub wasm_max_memory_bytes: u64,
     /// Threads running guest code, per star.
     pub wasm_threads: usize,
+    /// The fan-out budget a wave from a client or the platform starts with.
+    pub wave_budget: u32,
 }
 
 impl std::fmt::Debug for Settings {
@@ -141,6 +144,7 @@ impl Default for Settings {
             wasm_fuel_per_call: MechtronConfig::default().fuel_per_call,
             wasm_max_memory_bytes: MechtronConfig::default().max_memory_bytes,
             wasm_threads: MechtronConfig::default().threads,
+            wave_budget: hyperverse_core::budget::DEFAULT_WAVE_BUDGET,
         }
     }
 }

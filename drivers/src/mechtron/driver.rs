@@ -14,6 +14,10 @@
 //! of every call of the mechtron up to its own that have not left yet (through its own
 //! `ctx.outbound`, which on a star is the star's). A call whose caller stops waiting
 //! still runs; its signals leave with the next call's.
+//!
+//! A call's (or `hv_init`'s) signals leave only when the fan-out budget of the wave
+//! that caused them pays for them (see `slot.rs`); `hv_init`'s are paid from
+//! `ctx.budget`, the budget of the wave that woke the mechtron.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -32,7 +36,7 @@ use super::mechtron::Mechtron;
 use super::metrics::WasmMetrics;
 use super::pool::Pool;
 use super::runtime::{Code, Runtime};
-use super::slot::{Slot, gone};
+use super::slot::{Slot, afford, gone};
 use super::snapshot::Snapshot;
 
 /// The property that names a mechtron's artifact.
@@ -60,7 +64,7 @@ impl std::fmt::Debug for MechtronDriver {
 }
 
 /// Who a mechtron's signals come from and act for: the mechtron itself.
-fn signal(ids: &WaveIdGen, from: &Point, hops: u16, out: Outgoing) -> Signal {
+fn signal(ids: &WaveIdGen, from: &Point, hops: u16, budget: u32, out: Outgoing) -> Signal {
     Signal {
         id: ids.next_id(),
         from: from.clone(),
@@ -70,6 +74,7 @@ fn signal(ids: &WaveIdGen, from: &Point, hops: u16, out: Outgoing) -> Signal {
         headers: Default::default(),
         body: out.body,
         hops,
+        budget,
     }
 }
 
@@ -273,8 +278,10 @@ impl Driver for MechtronDriver {
             .await??;
         let from = slot.point().clone();
         self.install(slot);
-        for out in signals {
-            ctx.outbound.signal(signal(&self.ids, &from, 0, out));
+        if let Some(each) = afford(&self.rt.metrics, &from, ctx.budget, &signals) {
+            for out in signals {
+                ctx.outbound.signal(signal(&self.ids, &from, 0, each, out));
+            }
         }
         Ok(())
     }
@@ -287,10 +294,11 @@ impl Driver for MechtronDriver {
         let slot = self.slot(&ping.to)?;
         // Queued before the first await: in the order the calls' futures are polled.
         let hops = ping.hops.saturating_add(1);
-        let call = slot.call(&self.pool, ping.method.clone(), body, hops);
+        let call = slot.call(&self.pool, ping.method.clone(), body, hops, ping.budget);
         let answer = call.answer.await;
-        slot.signals_through(call.ticket, |hops, out| {
-            ctx.outbound.signal(signal(&self.ids, &ping.to, hops, out));
+        slot.signals_through(call.ticket, |hops, budget, out| {
+            ctx.outbound
+                .signal(signal(&self.ids, &ping.to, hops, budget, out));
         });
         answer.map_err(|_| panicked())?
     }

@@ -7,6 +7,7 @@
 //! | `hv_wasm_fuel_consumed_total` | counter | fuel the guests burnt, replays after a rollback included |
 //! | `hv_wasm_traps_total` | counter | `reason`: `fuel`, `memory` or `trap` |
 //! | `hv_wasm_instances` | gauge | mechtrons live on the driver |
+//! | `hv_wave_budget_exhausted_total` | counter | guest signals not sent: the wave that caused them had too little fan-out budget left |
 //!
 //! The handles are shared: clone one `WasmMetrics` into every star's driver of a machine
 //! and register it once.
@@ -43,6 +44,7 @@ pub struct WasmMetrics {
     fuel: IntCounter,
     traps: IntCounterVec,
     instances: IntGauge,
+    budget_exhausted: IntCounter,
 }
 
 impl Default for WasmMetrics {
@@ -72,6 +74,12 @@ impl Default for WasmMetrics {
             traps,
             instances: IntGauge::new("hv_wasm_instances", "Mechtrons live on this driver.")
                 .expect("valid metric"),
+            budget_exhausted: IntCounter::new(
+                "hv_wave_budget_exhausted_total",
+                "Guest signals not sent because the wave that caused them had too little \
+                 fan-out budget left.",
+            )
+            .expect("valid metric"),
         }
     }
 }
@@ -84,11 +92,12 @@ impl WasmMetrics {
 
     /// Adds the metrics to `registry`; fails if it holds metrics of the same names.
     pub fn register(&self, registry: &Registry) -> prometheus::Result<()> {
-        let collectors: [Box<dyn Collector>; 4] = [
+        let collectors: [Box<dyn Collector>; 5] = [
             Box::new(self.invocations.clone()),
             Box::new(self.fuel.clone()),
             Box::new(self.traps.clone()),
             Box::new(self.instances.clone()),
+            Box::new(self.budget_exhausted.clone()),
         ];
         for collector in collectors {
             registry.register(collector)?;
@@ -108,6 +117,11 @@ impl WasmMetrics {
         self.traps.with_label_values(&[reason.label()]).inc();
     }
 
+    pub(crate) fn budget_exhausted(&self, signals: usize) {
+        self.budget_exhausted
+            .inc_by(u64::try_from(signals).unwrap_or(u64::MAX));
+    }
+
     pub(crate) fn set_instances(&self, count: usize) {
         self.instances.set(i64::try_from(count).unwrap_or(i64::MAX));
     }
@@ -125,6 +139,11 @@ impl WasmMetrics {
     /// Calls stopped for `reason` so far.
     pub fn traps(&self, reason: TrapReason) -> u64 {
         self.traps.with_label_values(&[reason.label()]).get()
+    }
+
+    /// Guest signals not sent for want of fan-out budget so far.
+    pub fn budget_refusals(&self) -> u64 {
+        self.budget_exhausted.get()
     }
 
     /// Mechtrons live now.
@@ -154,6 +173,7 @@ mod tests {
             "hv_wasm_fuel_consumed_total",
             "hv_wasm_traps_total",
             "hv_wasm_instances",
+            "hv_wave_budget_exhausted_total",
         ] {
             assert!(names.iter().any(|n| n == name), "{name} in {names:?}");
         }

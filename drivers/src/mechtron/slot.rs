@@ -17,6 +17,11 @@
 //!   the back of the pool's line and other mechtrons get theirs.
 //! - A call's signals go into the outbox before its answer is sent; its caller hands
 //!   everything up to its ticket to the star (so earlier calls' signals leave first).
+//!   They go in with their share of the call's wave's fan-out budget
+//!   ([`hyperverse_core::budget`]); when there are more of them than that budget, none
+//!   goes in, and they are counted (`hv_wave_budget_exhausted_total`). The call's reply
+//!   and state stand either way: a budget is not part of a mechtron's input, so it
+//!   cannot change what the mechtron becomes.
 //! - Snapshots, reads and releases are entries too, so they keep their place in line.
 //!   After a release the mechtron is gone: later entries fail with `Unavailable`.
 //! - An entry that panics is caught: its caller gets `Internal` (the sender is dropped),
@@ -28,6 +33,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use hyperverse_core::budget;
 use hyperverse_core::point::Point;
 use hyperverse_core::wave::{Method, Substance};
 use hyperverse_core::{Error, Result};
@@ -36,6 +42,7 @@ use tokio::sync::oneshot;
 use super::abi;
 use super::host::Outgoing;
 use super::mechtron::Mechtron;
+use super::metrics::WasmMetrics;
 use super::outbox::{Outbox, Sent};
 use super::pool::{Pool, Turn};
 use super::runtime::Runtime;
@@ -52,6 +59,8 @@ enum Entry {
     Call {
         ticket: u64,
         hops: u16,
+        /// The fan-out budget of the wave the call serves.
+        budget: u32,
         method: Method,
         body: Vec<u8>,
         answer: oneshot::Sender<Result<Substance>>,
@@ -133,18 +142,21 @@ impl Slot {
         ticket
     }
 
-    /// Queues a call of `hv_handle`; a success's signals will carry `hops`.
+    /// Queues a call of `hv_handle` for a wave with fan-out `budget`; a success's
+    /// signals will carry `hops` and their share of `budget`.
     pub(crate) fn call(
         self: &Arc<Self>,
         pool: &Pool,
         method: Method,
         body: Vec<u8>,
         hops: u16,
+        budget: u32,
     ) -> Queued {
         let (answer, answered) = oneshot::channel();
         let ticket = self.push(pool, |ticket| Entry::Call {
             ticket,
             hops,
+            budget,
             method,
             body,
             answer,
@@ -180,11 +192,11 @@ impl Slot {
     /// Hands `send` the signals of the successful calls up to and including `ticket`
     /// that have not left yet, oldest first. (Under the outbox's lock, so two callers
     /// cannot interleave them.)
-    pub(crate) fn signals_through(&self, ticket: u64, mut send: impl FnMut(u16, Outgoing)) {
+    pub(crate) fn signals_through(&self, ticket: u64, mut send: impl FnMut(u16, u32, Outgoing)) {
         let mut outbox = lock(&self.outbox);
         for sent in outbox.take_through(ticket) {
             for out in sent.signals {
-                send(sent.hops, out);
+                send(sent.hops, sent.budget, out);
             }
         }
     }
@@ -202,6 +214,7 @@ impl Slot {
             Entry::Call {
                 ticket,
                 hops,
+                budget,
                 method,
                 body,
                 answer,
@@ -209,11 +222,16 @@ impl Slot {
                 let result = match mechtron.as_mut() {
                     // Spelled out here rather than on the caller's thread.
                     Some(m) => m.handle(&self.rt, method.to_string(), body).map(|answer| {
-                        lock(&self.outbox).put(Sent {
-                            ticket,
-                            hops,
-                            signals: answer.signals,
-                        });
+                        let signals = answer.signals;
+                        if let Some(each) = afford(&self.rt.metrics, &self.point, budget, &signals)
+                        {
+                            lock(&self.outbox).put(Sent {
+                                ticket,
+                                hops,
+                                budget: each,
+                                signals,
+                            });
+                        }
                         abi::substance(answer.reply)
                     }),
                     None => Err(gone(&self.point)),
@@ -222,6 +240,24 @@ impl Slot {
                 let _ = answer.send(result);
             }
             Entry::Job(job) => job(&self.rt, mechtron),
+        }
+    }
+}
+
+/// The fan-out budget each of `signals` may leave with, out of `budget` (the causing
+/// wave's); `None` when they are more than it pays for, and they are counted as refused.
+pub(crate) fn afford(
+    metrics: &WasmMetrics,
+    point: &Point,
+    budget: u32,
+    signals: &[Outgoing],
+) -> Option<u32> {
+    match budget::share(budget, signals.len()) {
+        Ok(each) => Some(each),
+        Err(spent) => {
+            metrics.budget_exhausted(signals.len());
+            tracing::debug!(mechtron = %point, "signals dropped: {spent}");
+            None
         }
     }
 }
