@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use drivers::mechtron::guests::{self, BOMB, CHATTY, COUNTER, ECHO, SPINNER, TRAPPER};
+use drivers::mechtron::guests::{self, BOMB, CHATTY, COUNTER, ECHO, FLOOD, SPINNER, TRAPPER};
 use drivers::mechtron::{MechtronConfig, MechtronDriver, Snapshot, TrapReason, WasmMetrics};
 use hyperverse_core::budget::DEFAULT_WAVE_BUDGET;
 use hyperverse_core::driver::{Driver, DriverCtx, NoOutbound, Outbound};
@@ -849,4 +849,104 @@ async fn a_busy_mechtron_takes_turns_with_the_others_on_one_worker() {
         assert!(err.to_string().contains("fuel exhausted"), "{err}");
     }
     assert_eq!(driver.metrics().invocations() - before, 4);
+}
+
+#[tokio::test]
+async fn a_calls_signals_share_its_waves_budget_or_none_leaves() {
+    let world = World::new().await;
+    let driver = driver();
+    let wasm = world.publish("flood", FLOOD).await;
+    let flood = world
+        .mechtron("flood", &wasm, Some("localhost:flood"))
+        .await;
+    let recorder = Recorder::default();
+    driver.init(world.ctx(&recorder), &flood).await.unwrap();
+    let go = |body: &str, budget: u32| {
+        let mut wave = ping(flood.point(), ext("Flood"), text(body));
+        wave.budget = budget;
+        wave
+    };
+
+    // Three signals out of a budget of 10: each leaves with (10 - 3) / 3 = 2.
+    let reply = driver.handle(world.ctx(&recorder), &go("abc", 10)).await;
+    assert_eq!(reply, Ok(text("flooded")));
+    let budgets: Vec<u32> = recorder
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|s| s.budget)
+        .collect();
+    assert_eq!(budgets, [2, 2, 2]);
+    assert_eq!(driver.metrics().budget_refusals(), 0);
+
+    // Three signals out of a budget of 2: none leaves, the call's reply and state stand.
+    let reply = driver.handle(world.ctx(&recorder), &go("abc", 2)).await;
+    assert_eq!(reply, Ok(text("flooded")), "the call itself succeeds");
+    assert_eq!(
+        recorder.0.lock().unwrap().len(),
+        3,
+        "no signal of the second call"
+    );
+    assert_eq!(
+        driver.metrics().budget_refusals(),
+        3,
+        "each refused signal counted"
+    );
+    assert_eq!(read(&driver, &world, flood.point()).await["calls"], "2");
+
+    // 1024 signals, the most a call may send, out of the default budget: 8 each.
+    let reply = driver
+        .handle(
+            world.ctx(&recorder),
+            &go(&"x".repeat(2000), DEFAULT_WAVE_BUDGET),
+        )
+        .await;
+    assert_eq!(reply, Ok(text("flooded")));
+    let signals = recorder.0.lock().unwrap().split_off(3);
+    assert_eq!(signals.len(), 1024);
+    assert!(signals.iter().all(|s| s.budget == 8 && s.hops == 1));
+}
+
+/// Signals the point in its config three times from `hv_init`.
+const HERALD: &str = r#"(module
+  (import "hv" "hv_signal" (func $signal (param i32 i32 i32 i32 i32 i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 0) "Ext<Hello>")
+  (func (export "hv_alloc") (param i32) (result i32) (i32.const 1024))
+  (func (export "hv_init") (param $config i32) (param $len i32) (result i32)
+    (call $signal (local.get $config) (local.get $len) (i32.const 0) (i32.const 10)
+      (i32.const 0) (i32.const 0))
+    (call $signal (local.get $config) (local.get $len) (i32.const 0) (i32.const 10)
+      (i32.const 0) (i32.const 0))
+    (call $signal (local.get $config) (local.get $len) (i32.const 0) (i32.const 10)
+      (i32.const 0) (i32.const 0))
+    (i32.const 200))
+  (func (export "hv_handle") (param i32 i32 i32 i32) (result i32) (i32.const 200)))"#;
+
+#[tokio::test]
+async fn activation_signals_share_the_waking_waves_budget() {
+    let world = World::new().await;
+    let driver = driver();
+    let wasm = world.publish("herald", HERALD).await;
+    let recorder = Recorder::default();
+    for (name, budget, sent) in [("rich", 9, 3), ("poor", 2, 0)] {
+        let herald = world.mechtron(name, &wasm, Some("localhost:echo")).await;
+        let mut ctx = world.ctx(&recorder);
+        ctx.budget = budget;
+        driver.init(ctx, &herald).await.unwrap();
+        let signals = std::mem::take(&mut *recorder.0.lock().unwrap());
+        assert_eq!(signals.len(), sent, "{name}");
+        // (9 - 3) / 3 each, hop 0: they come from no wave.
+        assert!(
+            signals.iter().all(|s| s.budget == 2 && s.hops == 0),
+            "{name}"
+        );
+    }
+    assert_eq!(
+        driver.metrics().budget_refusals(),
+        3,
+        "the poor herald's three"
+    );
+    assert_eq!(driver.live_count(), 2, "activation succeeds either way");
 }
