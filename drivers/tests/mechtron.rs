@@ -5,7 +5,9 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use drivers::mechtron::guests::{self, BOMB, CHATTY, COUNTER, ECHO, FLOOD, SPINNER, TRAPPER};
-use drivers::mechtron::{MechtronConfig, MechtronDriver, Snapshot, TrapReason, WasmMetrics};
+use drivers::mechtron::{
+    MechtronConfig, MechtronDriver, QueuedWave, Snapshot, TrapReason, WasmMetrics,
+};
 use hyperverse_core::budget::DEFAULT_WAVE_BUDGET;
 use hyperverse_core::driver::{Driver, DriverCtx, NoOutbound, Outbound};
 use hyperverse_core::particle::{ParticleRecord, PropertyMod};
@@ -851,6 +853,15 @@ async fn a_busy_mechtron_takes_turns_with_the_others_on_one_worker() {
     assert_eq!(driver.metrics().invocations() - before, 4);
 }
 
+/// Polls `future` once: its output if it is ready at once.
+fn at_once<T>(future: impl Future<Output = T>) -> Option<T> {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match std::pin::pin!(future).poll(&mut cx) {
+        std::task::Poll::Ready(output) => Some(output),
+        std::task::Poll::Pending => None,
+    }
+}
+
 #[tokio::test]
 async fn a_calls_signals_share_its_waves_budget_or_none_leaves() {
     let world = World::new().await;
@@ -949,4 +960,72 @@ async fn activation_signals_share_the_waking_waves_budget() {
         "the poor herald's three"
     );
     assert_eq!(driver.live_count(), 2, "activation succeeds either way");
+}
+
+#[tokio::test]
+async fn a_full_queue_answers_503_at_once_and_drops_signals() {
+    let world = World::new().await;
+    // Spins of a second or two: the queue stays full while the test looks at it.
+    let driver = driver_with(MechtronConfig {
+        queue: 2,
+        fuel_per_call: 1_000_000_000,
+        ..config()
+    });
+    let spinner = world
+        .live(&driver, "spinner", &world.publish("spinner", SPINNER).await)
+        .await;
+    let to = spinner.point();
+    let started = driver.metrics().invocations();
+    let spin = || Box::pin(call(&driver, &world, to, text("go"))) as Pending<'_>;
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let mut running = spin();
+    assert!(running.as_mut().poll(&mut cx).is_pending());
+    // Once a worker took it, the line is empty again; then two fill it.
+    while driver.metrics().invocations() == started {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    let mut waiting = [spin(), spin()];
+    for wave in &mut waiting {
+        assert!(wave.as_mut().poll(&mut cx).is_pending());
+    }
+
+    let refused = at_once(call(&driver, &world, to, text("go"))).expect("answered at once");
+    assert!(
+        matches!(&refused, Err(Error::Unavailable(m)) if m.contains("busy")),
+        "{refused:?}"
+    );
+    assert_eq!(refused.unwrap_err().status().0, 503);
+    let read = ping(to, Method::Cmd(CmdMethod::Read), Substance::Empty);
+    let refused = at_once(driver.handle(world.ctx(&NoOutbound), &read)).expect("at once");
+    assert!(matches!(refused, Err(Error::Unavailable(_))), "{refused:?}");
+    let signal = Signal {
+        id: WaveIdGen::new(3).next_id(),
+        from: p("localhost"),
+        to: to.clone(),
+        agent: Agent::HyperUser,
+        method: ext("Spin"),
+        headers: Default::default(),
+        body: Substance::Empty,
+        hops: 0,
+        budget: 0,
+    };
+    let dropped = at_once(driver.signal(world.ctx(&NoOutbound), &signal)).expect("at once");
+    assert!(matches!(dropped, Err(Error::Unavailable(_))), "{dropped:?}");
+    assert_eq!(driver.metrics().queue_refusals(QueuedWave::Ping), 2);
+    assert_eq!(driver.metrics().queue_refusals(QueuedWave::Signal), 1);
+
+    // The platform's own work still gets in, after the waves before it.
+    let saved = driver.snapshot(to).await.unwrap().expect("a state");
+    assert_eq!(
+        Snapshot::decode(&saved).unwrap().calls,
+        0,
+        "every spin failed"
+    );
+    for wave in std::iter::once(running).chain(waiting) {
+        let err = wave.await.unwrap_err();
+        assert!(err.to_string().contains("fuel exhausted"), "{err}");
+    }
+    // Drained: taken again.
+    let err = call(&driver, &world, to, text("go")).await.unwrap_err();
+    assert!(err.to_string().contains("fuel exhausted"), "{err}");
 }
