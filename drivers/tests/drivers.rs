@@ -2,6 +2,7 @@
 
 use drivers::container::ContainerDriver;
 use drivers::user::{TOKEN_HASH, UserDriver, token_hash, verify_token};
+use hyperverse_core::budget::DEFAULT_WAVE_BUDGET;
 use hyperverse_core::driver::{Driver, DriverCtx, NoOutbound};
 use hyperverse_core::particle::PropertyMod;
 use hyperverse_core::registry::{Registration, RegistryApi};
@@ -44,6 +45,7 @@ async fn a_base_bounces_the_body_and_reads_its_record() {
         star: &star,
         registry: &registry,
         outbound: &NoOutbound,
+        budget: DEFAULT_WAVE_BUDGET,
     };
     let base = ContainerDriver::new(BaseKind::Base);
     assert!(base.allows_children());
@@ -116,6 +118,7 @@ async fn signals_are_handled_and_their_answers_dropped() {
         star: &star,
         registry: &registry,
         outbound: &NoOutbound,
+        budget: DEFAULT_WAVE_BUDGET,
     };
     let base = ContainerDriver::new(BaseKind::Base);
     let signal = |method| Signal {
@@ -127,6 +130,7 @@ async fn signals_are_handled_and_their_answers_dropped() {
         headers: Default::default(),
         body: Substance::Empty,
         hops: 0,
+        budget: DEFAULT_WAVE_BUDGET,
     };
     base.signal(ctx, &signal(Method::Cmd(CmdMethod::Bounce)))
         .await
@@ -161,6 +165,7 @@ async fn a_user_token_is_verified_against_its_hash_only() {
         star: &star,
         registry: &registry,
         outbound: &NoOutbound,
+        budget: DEFAULT_WAVE_BUDGET,
     };
     assert!(!UserDriver.allows_children());
     let body = Substance::Text("hi".into());

@@ -4,8 +4,11 @@ use std::collections::BTreeMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use drivers::mechtron::guests::{self, BOMB, CHATTY, COUNTER, ECHO, SPINNER, TRAPPER};
-use drivers::mechtron::{MechtronConfig, MechtronDriver, Snapshot, TrapReason, WasmMetrics};
+use drivers::mechtron::guests::{self, BOMB, CHATTY, COUNTER, ECHO, FLOOD, SPINNER, TRAPPER};
+use drivers::mechtron::{
+    MechtronConfig, MechtronDriver, QueuedWave, Snapshot, TrapReason, WasmMetrics,
+};
+use hyperverse_core::budget::DEFAULT_WAVE_BUDGET;
 use hyperverse_core::driver::{Driver, DriverCtx, NoOutbound, Outbound};
 use hyperverse_core::particle::{ParticleRecord, PropertyMod};
 use hyperverse_core::registry::{Registration, RegistryApi, content_hash};
@@ -68,6 +71,7 @@ impl World {
             star: &self.star,
             registry: &self.registry,
             outbound,
+            budget: DEFAULT_WAVE_BUDGET,
         }
     }
 
@@ -847,4 +851,181 @@ async fn a_busy_mechtron_takes_turns_with_the_others_on_one_worker() {
         assert!(err.to_string().contains("fuel exhausted"), "{err}");
     }
     assert_eq!(driver.metrics().invocations() - before, 4);
+}
+
+/// Polls `future` once: its output if it is ready at once.
+fn at_once<T>(future: impl Future<Output = T>) -> Option<T> {
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    match std::pin::pin!(future).poll(&mut cx) {
+        std::task::Poll::Ready(output) => Some(output),
+        std::task::Poll::Pending => None,
+    }
+}
+
+#[tokio::test]
+async fn a_calls_signals_share_its_waves_budget_or_none_leaves() {
+    let world = World::new().await;
+    let driver = driver();
+    let wasm = world.publish("flood", FLOOD).await;
+    let flood = world
+        .mechtron("flood", &wasm, Some("localhost:flood"))
+        .await;
+    let recorder = Recorder::default();
+    driver.init(world.ctx(&recorder), &flood).await.unwrap();
+    let go = |body: &str, budget: u32| {
+        let mut wave = ping(flood.point(), ext("Flood"), text(body));
+        wave.budget = budget;
+        wave
+    };
+
+    // Three signals out of a budget of 10: each leaves with (10 - 3) / 3 = 2.
+    let reply = driver.handle(world.ctx(&recorder), &go("abc", 10)).await;
+    assert_eq!(reply, Ok(text("flooded")));
+    let budgets: Vec<u32> = recorder
+        .0
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|s| s.budget)
+        .collect();
+    assert_eq!(budgets, [2, 2, 2]);
+    assert_eq!(driver.metrics().budget_refusals(), 0);
+
+    // Three signals out of a budget of 2: none leaves, the call's reply and state stand.
+    let reply = driver.handle(world.ctx(&recorder), &go("abc", 2)).await;
+    assert_eq!(reply, Ok(text("flooded")), "the call itself succeeds");
+    assert_eq!(
+        recorder.0.lock().unwrap().len(),
+        3,
+        "no signal of the second call"
+    );
+    assert_eq!(
+        driver.metrics().budget_refusals(),
+        3,
+        "each refused signal counted"
+    );
+    assert_eq!(read(&driver, &world, flood.point()).await["calls"], "2");
+
+    // 1024 signals, the most a call may send, out of the default budget: 8 each.
+    let reply = driver
+        .handle(
+            world.ctx(&recorder),
+            &go(&"x".repeat(2000), DEFAULT_WAVE_BUDGET),
+        )
+        .await;
+    assert_eq!(reply, Ok(text("flooded")));
+    let signals = recorder.0.lock().unwrap().split_off(3);
+    assert_eq!(signals.len(), 1024);
+    assert!(signals.iter().all(|s| s.budget == 8 && s.hops == 1));
+}
+
+/// Signals the point in its config three times from `hv_init`.
+const HERALD: &str = r#"(module
+  (import "hv" "hv_signal" (func $signal (param i32 i32 i32 i32 i32 i32)))
+  (memory (export "memory") 1)
+  (data (i32.const 0) "Ext<Hello>")
+  (func (export "hv_alloc") (param i32) (result i32) (i32.const 1024))
+  (func (export "hv_init") (param $config i32) (param $len i32) (result i32)
+    (call $signal (local.get $config) (local.get $len) (i32.const 0) (i32.const 10)
+      (i32.const 0) (i32.const 0))
+    (call $signal (local.get $config) (local.get $len) (i32.const 0) (i32.const 10)
+      (i32.const 0) (i32.const 0))
+    (call $signal (local.get $config) (local.get $len) (i32.const 0) (i32.const 10)
+      (i32.const 0) (i32.const 0))
+    (i32.const 200))
+  (func (export "hv_handle") (param i32 i32 i32 i32) (result i32) (i32.const 200)))"#;
+
+#[tokio::test]
+async fn activation_signals_share_the_waking_waves_budget() {
+    let world = World::new().await;
+    let driver = driver();
+    let wasm = world.publish("herald", HERALD).await;
+    let recorder = Recorder::default();
+    for (name, budget, sent) in [("rich", 9, 3), ("poor", 2, 0)] {
+        let herald = world.mechtron(name, &wasm, Some("localhost:echo")).await;
+        let mut ctx = world.ctx(&recorder);
+        ctx.budget = budget;
+        driver.init(ctx, &herald).await.unwrap();
+        let signals = std::mem::take(&mut *recorder.0.lock().unwrap());
+        assert_eq!(signals.len(), sent, "{name}");
+        // (9 - 3) / 3 each, hop 0: they come from no wave.
+        assert!(
+            signals.iter().all(|s| s.budget == 2 && s.hops == 0),
+            "{name}"
+        );
+    }
+    assert_eq!(
+        driver.metrics().budget_refusals(),
+        3,
+        "the poor herald's three"
+    );
+    assert_eq!(driver.live_count(), 2, "activation succeeds either way");
+}
+
+#[tokio::test]
+async fn a_full_queue_answers_503_at_once_and_drops_signals() {
+    let world = World::new().await;
+    // Spins of a second or two: the queue stays full while the test looks at it.
+    let driver = driver_with(MechtronConfig {
+        queue: 2,
+        fuel_per_call: 1_000_000_000,
+        ..config()
+    });
+    let spinner = world
+        .live(&driver, "spinner", &world.publish("spinner", SPINNER).await)
+        .await;
+    let to = spinner.point();
+    let started = driver.metrics().invocations();
+    let spin = || Box::pin(call(&driver, &world, to, text("go"))) as Pending<'_>;
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    let mut running = spin();
+    assert!(running.as_mut().poll(&mut cx).is_pending());
+    // Once a worker took it, the line is empty again; then two fill it.
+    while driver.metrics().invocations() == started {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    let mut waiting = [spin(), spin()];
+    for wave in &mut waiting {
+        assert!(wave.as_mut().poll(&mut cx).is_pending());
+    }
+
+    let refused = at_once(call(&driver, &world, to, text("go"))).expect("answered at once");
+    assert!(
+        matches!(&refused, Err(Error::Unavailable(m)) if m.contains("busy")),
+        "{refused:?}"
+    );
+    assert_eq!(refused.unwrap_err().status().0, 503);
+    let read = ping(to, Method::Cmd(CmdMethod::Read), Substance::Empty);
+    let refused = at_once(driver.handle(world.ctx(&NoOutbound), &read)).expect("at once");
+    assert!(matches!(refused, Err(Error::Unavailable(_))), "{refused:?}");
+    let signal = Signal {
+        id: WaveIdGen::new(3).next_id(),
+        from: p("localhost"),
+        to: to.clone(),
+        agent: Agent::HyperUser,
+        method: ext("Spin"),
+        headers: Default::default(),
+        body: Substance::Empty,
+        hops: 0,
+        budget: 0,
+    };
+    let dropped = at_once(driver.signal(world.ctx(&NoOutbound), &signal)).expect("at once");
+    assert!(matches!(dropped, Err(Error::Unavailable(_))), "{dropped:?}");
+    assert_eq!(driver.metrics().queue_refusals(QueuedWave::Ping), 2);
+    assert_eq!(driver.metrics().queue_refusals(QueuedWave::Signal), 1);
+
+    // The platform's own work still gets in, after the waves before it.
+    let saved = driver.snapshot(to).await.unwrap().expect("a state");
+    assert_eq!(
+        Snapshot::decode(&saved).unwrap().calls,
+        0,
+        "every spin failed"
+    );
+    for wave in std::iter::once(running).chain(waiting) {
+        let err = wave.await.unwrap_err();
+        assert!(err.to_string().contains("fuel exhausted"), "{err}");
+    }
+    // Drained: taken again.
+    let err = call(&driver, &world, to, text("go")).await.unwrap_err();
+    assert!(err.to_string().contains("fuel exhausted"), "{err}");
 }

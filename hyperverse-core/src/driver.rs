@@ -26,10 +26,15 @@ pub struct DriverCtx<'a> {
     pub registry: &'a dyn RegistryApi,
     /// Where the driver's own waves go: the star routes them like any other.
     pub outbound: &'a dyn Outbound,
+    /// The fan-out budget of the wave this call serves (for `init` and `restore`, of
+    /// the wave that woke the particle): the waves the driver sends for it share it,
+    /// as [`crate::budget`] says, and a driver sends none it cannot pay for.
+    pub budget: u32,
 }
 
 /// Waves a driver sends on behalf of its particles. They enter the star the particle
-/// lives on, in the order given, and are routed like a client's.
+/// lives on, in the order given, and are routed like a client's. Each carries the
+/// budget the driver gave it from the causing wave's ([`crate::budget::share`]).
 pub trait Outbound: Send + Sync {
     /// Sends a one-way wave.
     fn signal(&self, signal: Signal);
@@ -83,6 +88,7 @@ pub trait Driver: Send + Sync + 'static {
             headers: signal.headers.clone(),
             body: signal.body.clone(),
             hops: signal.hops,
+            budget: signal.budget,
             handling: Default::default(),
         };
         self.handle(ctx, &ping).await.map(drop)

@@ -6,13 +6,15 @@
 //!
 //! Layers, bottom-up:
 //! - [`point`], [`selector`], [`kind`]: addressing.
-//! - [`particle`], [`wave`]: what the registry stores and what particles exchange.
+//! - [`particle`], [`wave`]: what the registry stores and what particles exchange;
+//!   [`budget`]: how many waves a wave may cause.
 //! - [`security`]: permissions, grants and the access algorithm.
 //! - [`wire`]: frames, the codec and the handshake shared by the registry RPC and lanes.
 //! - [`registry`]: the `RegistryApi` every registry backend implements, its typed RPC
 //!   protocol and the multiplexing client.
 //! - [`driver`]: the `Driver` and `Hyperverse` traits, the points of composition.
 
+pub mod budget;
 pub mod driver;
 pub mod error;
 pub mod kind;

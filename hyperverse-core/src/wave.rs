@@ -12,6 +12,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use serde::{Deserialize, Serialize};
 
+use crate::budget::DEFAULT_WAVE_BUDGET;
 use crate::error::Error;
 use crate::particle::{Details, ParticleRecord, Stub};
 use crate::point::Point;
@@ -420,6 +421,8 @@ pub struct Ping {
     pub body: Substance,
     /// Hops taken so far.
     pub hops: u16,
+    /// The most waves this one may still cause, at any depth (see [`crate::budget`]).
+    pub budget: u32,
     /// Timeout and the like.
     pub handling: Handling,
 }
@@ -443,6 +446,8 @@ pub struct Signal {
     pub body: Substance,
     /// Hops taken so far.
     pub hops: u16,
+    /// The most waves this one may still cause, at any depth (see [`crate::budget`]).
+    pub budget: u32,
 }
 
 /// A request to many recipients, each answering with an [`Echo`].
@@ -464,6 +469,8 @@ pub struct Ripple {
     pub body: Substance,
     /// Hops taken so far.
     pub hops: u16,
+    /// The most waves this one may still cause, at any depth (see [`crate::budget`]).
+    pub budget: u32,
     /// Timeout for gathering echoes.
     pub handling: Handling,
 }
@@ -524,7 +531,7 @@ pub enum Wave {
 }
 
 impl Ping {
-    /// A ping with default headers, body and handling.
+    /// A ping with default headers, body and handling, and the default budget.
     pub fn new(id: WaveId, from: Point, to: Point, agent: Agent, method: Method) -> Self {
         Self {
             id,
@@ -535,6 +542,7 @@ impl Ping {
             headers: Headers::new(),
             body: Substance::Empty,
             hops: 0,
+            budget: DEFAULT_WAVE_BUDGET,
             handling: Handling::default(),
         }
     }

@@ -35,6 +35,8 @@
 //! | `wasm_fuel_per_call` (the same on every machine, or replays diverge) | `HV_STAR_WASM_FUEL_PER_CALL` | 50000000 |
 //! | `wasm_max_memory_bytes` (per mechtron) | `HV_STAR_WASM_MAX_MEMORY_BYTES` | 16 MiB |
 //! | `wasm_threads` (guest threads per star) | `HV_STAR_WASM_THREADS` | 1 |
+//! | `wasm_queue` (waves waiting per mechtron; past it a ping gets 503, a signal is dropped) | `HV_STAR_WASM_QUEUE` | 1024 |
+//! | `wave_budget` (the most waves a client's or the platform's wave may cause, at any depth; 0 = mechtrons send no signals) | `HV_STAR_WAVE_BUDGET` | 10000 |
 
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
@@ -114,6 +116,10 @@ pub struct Settings {
     pub wasm_max_memory_bytes: u64,
     /// Threads running guest code, per star.
     pub wasm_threads: usize,
+    /// Waves waiting per mechtron before the next is refused.
+    pub wasm_queue: usize,
+    /// The fan-out budget a wave from a client or the platform starts with.
+    pub wave_budget: u32,
 }
 
 impl std::fmt::Debug for Settings {
@@ -165,6 +171,8 @@ impl Default for Settings {
             wasm_fuel_per_call: MechtronConfig::default().fuel_per_call,
             wasm_max_memory_bytes: MechtronConfig::default().max_memory_bytes,
             wasm_threads: MechtronConfig::default().threads,
+            wasm_queue: MechtronConfig::default().queue,
+            wave_budget: hyperverse_core::budget::DEFAULT_WAVE_BUDGET,
         }
     }
 }
@@ -244,6 +252,7 @@ impl Settings {
             fuel_per_call: self.wasm_fuel_per_call,
             max_memory_bytes: self.wasm_max_memory_bytes,
             threads: self.wasm_threads,
+            queue: self.wasm_queue,
         }
     }
 
@@ -343,5 +352,6 @@ mod tests {
         assert!(bad(|s| s.gate = "0.0.0.0:7700".into()).contains("secret"));
         assert!(bad(|s| s.machine = "a b".into()).contains("machine"));
         assert!(bad(|s| s.heartbeat_ms = 0).contains("positive"));
+        assert!(bad(|s| s.wasm_queue = 0).contains("queue"));
     }
 }

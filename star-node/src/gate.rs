@@ -461,7 +461,8 @@ async fn client_session(
     let _ = writing.await;
 }
 
-/// A client's ping as the machine sends it: a fresh id, the session's agent, no hops.
+/// A client's ping as the machine sends it: a fresh id, the session's agent, no hops,
+/// the configured fan-out budget.
 fn client_ping(
     machine: &Machine,
     agent: &Agent,
@@ -485,6 +486,7 @@ fn client_ping(
     ping.headers = headers;
     ping.body = body;
     ping.handling = Handling { timeout_ms };
+    ping.budget = machine.settings.wave_budget;
     Ok(ping)
 }
 

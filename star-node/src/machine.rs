@@ -200,6 +200,21 @@ impl Machine {
         self.ids.next_id()
     }
 
+    /// A request the platform itself sends to `star`: from and to the star, as the
+    /// hyperuser, with the configured fan-out budget (`wave_budget`).
+    pub fn platform_ping(&self, star: &Point, method: HypMethod, body: Substance) -> Ping {
+        let mut ping = Ping::new(
+            self.next_id(),
+            star.clone(),
+            star.clone(),
+            Agent::HyperUser,
+            Method::Hyp(method),
+        );
+        ping.body = body;
+        ping.budget = self.settings.wave_budget;
+        ping
+    }
+
     /// The star every client wave enters by (the first configured).
     pub fn entry(&self) -> Option<Addr<Star>> {
         self.stars.borrow().first().map(|(_, _, addr)| addr.clone())
@@ -301,14 +316,8 @@ impl Machine {
         // Count the placement at once, so a burst of creations spreads before the
         // next listing brings the stars' own figures.
         self.directory.borrow_mut().add_load(&star);
-        let mut assign = Ping::new(
-            self.next_id(),
-            star.clone(),
-            star.clone(),
-            Agent::HyperUser,
-            Method::Hyp(HypMethod::Assign),
-        );
-        assign.body = Substance::Record(record.clone());
+        let body = Substance::Record(record.clone());
+        let assign = self.platform_ping(&star, HypMethod::Assign, body);
         self.call(&star, assign).await?;
         Ok(star)
     }

@@ -31,7 +31,7 @@ use hyperverse_core::registry::{Registration, Strategy};
 use hyperverse_core::security::{
     Access, AccessGrant, AccessGrantKind, ChildPerms, MaskKind, Permissions,
 };
-use hyperverse_core::wave::{HypMethod, Method, Ping, Substance};
+use hyperverse_core::wave::{HypMethod, Substance};
 use hyperverse_core::{Agent, Error, Kind, Point, Result, Selector};
 
 use crate::machine::Machine;
@@ -247,14 +247,8 @@ async fn migrate(
     if from == *to {
         return Ok(record);
     }
-    let mut ping = Ping::new(
-        machine.next_id(),
-        from.clone(),
-        from.clone(),
-        Agent::HyperUser,
-        Method::Hyp(HypMethod::Migrate),
-    );
-    ping.body = Substance::Points(vec![point.clone(), to.clone()]);
+    let body = Substance::Points(vec![point.clone(), to.clone()]);
+    let ping = machine.platform_ping(&from, HypMethod::Migrate, body);
     machine.call(&from, ping).await?;
     machine.registry.record(point).await
 }

@@ -358,6 +358,7 @@ fn ripples_gather_one_echo_per_recipient() {
             headers: Default::default(),
             body: text("echo"),
             hops: 0,
+            budget: hyperverse_core::budget::DEFAULT_WAVE_BUDGET,
             handling: Handling { timeout_ms: 5000 },
         };
         let (tx, rx) = tokio::sync::oneshot::channel();
@@ -642,6 +643,7 @@ fn a_ripple_waits_for_its_deadline_then_answers_with_what_came() {
             headers: Default::default(),
             body: text("echo"),
             hops: 0,
+            budget: hyperverse_core::budget::DEFAULT_WAVE_BUDGET,
             handling: Handling {
                 timeout_ms: timeout.as_millis() as u32,
             },

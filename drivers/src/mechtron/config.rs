@@ -26,6 +26,10 @@ pub struct MechtronConfig {
     /// Worker threads that run guest code for this driver. Calls to one mechtron run
     /// one at a time; different mechtrons run in parallel up to this many.
     pub threads: usize,
+    /// Waves one mechtron may have waiting (calls, and `Cmd<Read>`s) before the next is
+    /// refused: a ping answered `Unavailable` (503) at once, a signal dropped and
+    /// counted. The platform's own work (saves, moves, releases) is never refused.
+    pub queue: usize,
 }
 
 impl Default for MechtronConfig {
@@ -34,6 +38,7 @@ impl Default for MechtronConfig {
             fuel_per_call: 50_000_000,
             max_memory_bytes: 16 * 1024 * 1024,
             threads: 1,
+            queue: 1024,
         }
     }
 }
@@ -51,6 +56,9 @@ impl MechtronConfig {
         }
         if self.threads == 0 {
             return Err(Error::bad_request("mechtron threads must be at least 1"));
+        }
+        if self.queue == 0 {
+            return Err(Error::bad_request("mechtron queue must be at least 1"));
         }
         Ok(())
     }
@@ -79,6 +87,10 @@ mod tests {
             },
             MechtronConfig {
                 threads: 0,
+                ..Default::default()
+            },
+            MechtronConfig {
+                queue: 0,
                 ..Default::default()
             },
         ] {

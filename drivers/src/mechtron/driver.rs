@@ -14,6 +14,12 @@
 //! of every call of the mechtron up to its own that have not left yet (through its own
 //! `ctx.outbound`, which on a star is the star's). A call whose caller stops waiting
 //! still runs; its signals leave with the next call's.
+//!
+//! Bounds: a mechtron's line holds at most `queue` waves (a ping past it is answered
+//! `Unavailable`, a signal past it dropped; both counted in `hv_wasm_queue_full_total`),
+//! and a call's (or `hv_init`'s) signals leave only when the fan-out budget of the wave
+//! that caused them pays for them (see `slot.rs`); `hv_init`'s are paid from
+//! `ctx.budget`, the budget of the wave that woke the mechtron.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
@@ -29,10 +35,10 @@ use super::abi;
 use super::config::MechtronConfig;
 use super::host::Outgoing;
 use super::mechtron::Mechtron;
-use super::metrics::WasmMetrics;
+use super::metrics::{QueuedWave, WasmMetrics};
 use super::pool::Pool;
 use super::runtime::{Code, Runtime};
-use super::slot::{Slot, gone};
+use super::slot::{Slot, afford, gone};
 use super::snapshot::Snapshot;
 
 /// The property that names a mechtron's artifact.
@@ -60,7 +66,7 @@ impl std::fmt::Debug for MechtronDriver {
 }
 
 /// Who a mechtron's signals come from and act for: the mechtron itself.
-fn signal(ids: &WaveIdGen, from: &Point, hops: u16, out: Outgoing) -> Signal {
+fn signal(ids: &WaveIdGen, from: &Point, hops: u16, budget: u32, out: Outgoing) -> Signal {
     Signal {
         id: ids.next_id(),
         from: from.clone(),
@@ -70,6 +76,7 @@ fn signal(ids: &WaveIdGen, from: &Point, hops: u16, out: Outgoing) -> Signal {
         headers: Default::default(),
         body: out.body,
         hops,
+        budget,
     }
 }
 
@@ -203,10 +210,10 @@ impl MechtronDriver {
     /// `Cmd<Read>`: `digest` (text), `calls` (decimal text), `module` (the artifact's
     /// content hash), `memory` (bytes, decimal text). Put together on a worker (hashing
     /// the memory takes a while).
-    async fn read(&self, point: &Point) -> Result<Substance> {
+    async fn read(&self, point: &Point, wave: QueuedWave) -> Result<Substance> {
         let slot = self.slot(point)?;
         let at = point.clone();
-        self.job(&slot, move |rt, m| {
+        let read = slot.wave_job(&self.pool, wave, move |rt, m| {
             let snapshot = live(m, &at)?.snapshot(rt)?;
             let mut map = BTreeMap::new();
             map.insert("digest".into(), Substance::Text(snapshot.digest()));
@@ -217,8 +224,28 @@ impl MechtronDriver {
             );
             map.insert("module".into(), Substance::Text(snapshot.module));
             Ok(Substance::Map(map))
-        })
-        .await
+        })?;
+        read.await.map_err(|_| panicked())?
+    }
+
+    /// Runs `ping` (a ping, or a signal shaped as one: `wave` says which) on its
+    /// mechtron, then hands the star the signals of its calls finished so far.
+    async fn run(&self, ctx: DriverCtx<'_>, ping: &Ping, wave: QueuedWave) -> Result<Substance> {
+        if ping.method == Method::Cmd(CmdMethod::Read) {
+            return self.read(&ping.to, wave).await;
+        }
+        let body = abi::body_bytes(&ping.body)?.to_vec();
+        let slot = self.slot(&ping.to)?;
+        // Queued before the first await: in the order the calls' futures are polled.
+        let hops = ping.hops.saturating_add(1);
+        let method = ping.method.clone();
+        let call = slot.call(&self.pool, wave, method, body, hops, ping.budget)?;
+        let answer = call.answer.await;
+        slot.signals_through(call.ticket, |hops, budget, out| {
+            ctx.outbound
+                .signal(signal(&self.ids, &ping.to, hops, budget, out));
+        });
+        answer.map_err(|_| panicked())?
     }
 
     fn forget(&self, point: &Point, slot: &Arc<Slot>) {
@@ -273,26 +300,34 @@ impl Driver for MechtronDriver {
             .await??;
         let from = slot.point().clone();
         self.install(slot);
-        for out in signals {
-            ctx.outbound.signal(signal(&self.ids, &from, 0, out));
+        if let Some(each) = afford(&self.rt.metrics, &from, ctx.budget, &signals) {
+            for out in signals {
+                ctx.outbound.signal(signal(&self.ids, &from, 0, each, out));
+            }
         }
         Ok(())
     }
 
     async fn handle(&self, ctx: DriverCtx<'_>, ping: &Ping) -> Result<Substance> {
-        if ping.method == Method::Cmd(CmdMethod::Read) {
-            return self.read(&ping.to).await;
-        }
-        let body = abi::body_bytes(&ping.body)?.to_vec();
-        let slot = self.slot(&ping.to)?;
-        // Queued before the first await: in the order the calls' futures are polled.
-        let hops = ping.hops.saturating_add(1);
-        let call = slot.call(&self.pool, ping.method.clone(), body, hops);
-        let answer = call.answer.await;
-        slot.signals_through(call.ticket, |hops, out| {
-            ctx.outbound.signal(signal(&self.ids, &ping.to, hops, out));
-        });
-        answer.map_err(|_| panicked())?
+        self.run(ctx, ping, QueuedWave::Ping).await
+    }
+
+    /// Like a ping whose answer nobody waits for, but a full queue's refusal is counted
+    /// as a dropped signal.
+    async fn signal(&self, ctx: DriverCtx<'_>, signal: &Signal) -> Result<()> {
+        let ping = Ping {
+            id: signal.id,
+            from: signal.from.clone(),
+            to: signal.to.clone(),
+            agent: signal.agent.clone(),
+            method: signal.method.clone(),
+            headers: signal.headers.clone(),
+            body: signal.body.clone(),
+            hops: signal.hops,
+            budget: signal.budget,
+            handling: Default::default(),
+        };
+        self.run(ctx, &ping, QueuedWave::Signal).await.map(drop)
     }
 
     async fn release(&self, point: &Point) {

@@ -10,6 +10,9 @@ pub const COUNTER: &str = include_str!("../../guests/counter.wat");
 /// On every wave, signals the particle named in its config (`Ext<Chat>`, the wave's
 /// body), logs a line, then replies `sent`.
 pub const CHATTY: &str = include_str!("../../guests/chatty.wat");
+/// On every wave, signals the particle named in its config (`Ext<Flood>`, the wave's
+/// body) once per byte of the body, at most 1024 times, then replies `flooded`.
+pub const FLOOD: &str = include_str!("../../guests/flood.wat");
 /// Loops forever (counting in memory): stopped by fuel.
 pub const SPINNER: &str = include_str!("../../guests/spinner.wat");
 /// Grows its memory without end: stopped by the memory limit.
@@ -18,10 +21,11 @@ pub const BOMB: &str = include_str!("../../guests/bomb.wat");
 pub const TRAPPER: &str = include_str!("../../guests/trapper.wat");
 
 /// Every example guest by name.
-pub const ALL: [(&str, &str); 6] = [
+pub const ALL: [(&str, &str); 7] = [
     ("echo", ECHO),
     ("counter", COUNTER),
     ("chatty", CHATTY),
+    ("flood", FLOOD),
     ("spinner", SPINNER),
     ("bomb", BOMB),
     ("trapper", TRAPPER),

@@ -7,6 +7,8 @@
 //! | `hv_wasm_fuel_consumed_total` | counter | fuel the guests burnt, replays after a rollback included |
 //! | `hv_wasm_traps_total` | counter | `reason`: `fuel`, `memory` or `trap` |
 //! | `hv_wasm_instances` | gauge | mechtrons live on the driver |
+//! | `hv_wave_budget_exhausted_total` | counter | guest signals not sent: the wave that caused them had too little fan-out budget left |
+//! | `hv_wasm_queue_full_total` | counter | `wave`: `ping` (answered 503) or `signal` (dropped), refused by a full mechtron queue |
 //!
 //! The handles are shared: clone one `WasmMetrics` into every star's driver of a machine
 //! and register it once.
@@ -36,6 +38,26 @@ impl TrapReason {
     }
 }
 
+/// What kind of wave a mechtron's queue took or refused, as the `wave` label of
+/// `hv_wasm_queue_full_total`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueuedWave {
+    /// A ping: answered `Unavailable`.
+    Ping,
+    /// A signal: dropped.
+    Signal,
+}
+
+impl QueuedWave {
+    /// The label value.
+    pub fn label(self) -> &'static str {
+        match self {
+            Self::Ping => "ping",
+            Self::Signal => "signal",
+        }
+    }
+}
+
 /// The mechtron driver's metrics.
 #[derive(Debug, Clone)]
 pub struct WasmMetrics {
@@ -43,6 +65,8 @@ pub struct WasmMetrics {
     fuel: IntCounter,
     traps: IntCounterVec,
     instances: IntGauge,
+    budget_exhausted: IntCounter,
+    queue_full: IntCounterVec,
 }
 
 impl Default for WasmMetrics {
@@ -58,6 +82,18 @@ impl Default for WasmMetrics {
         for reason in [TrapReason::Fuel, TrapReason::Memory, TrapReason::Trap] {
             traps.with_label_values(&[reason.label()]);
         }
+        let queue_full = IntCounterVec::new(
+            Opts::new(
+                "hv_wasm_queue_full_total",
+                "Waves refused because their mechtron's queue was full, by wave (ping: \
+                 answered 503, signal: dropped).",
+            ),
+            &["wave"],
+        )
+        .expect("valid metric");
+        for wave in [QueuedWave::Ping, QueuedWave::Signal] {
+            queue_full.with_label_values(&[wave.label()]);
+        }
         Self {
             invocations: IntCounter::new(
                 "hv_wasm_invocations_total",
@@ -72,6 +108,13 @@ impl Default for WasmMetrics {
             traps,
             instances: IntGauge::new("hv_wasm_instances", "Mechtrons live on this driver.")
                 .expect("valid metric"),
+            budget_exhausted: IntCounter::new(
+                "hv_wave_budget_exhausted_total",
+                "Guest signals not sent because the wave that caused them had too little \
+                 fan-out budget left.",
+            )
+            .expect("valid metric"),
+            queue_full,
         }
     }
 }
@@ -84,11 +127,13 @@ impl WasmMetrics {
 
     /// Adds the metrics to `registry`; fails if it holds metrics of the same names.
     pub fn register(&self, registry: &Registry) -> prometheus::Result<()> {
-        let collectors: [Box<dyn Collector>; 4] = [
+        let collectors: [Box<dyn Collector>; 6] = [
             Box::new(self.invocations.clone()),
             Box::new(self.fuel.clone()),
             Box::new(self.traps.clone()),
             Box::new(self.instances.clone()),
+            Box::new(self.budget_exhausted.clone()),
+            Box::new(self.queue_full.clone()),
         ];
         for collector in collectors {
             registry.register(collector)?;
@@ -108,6 +153,15 @@ impl WasmMetrics {
         self.traps.with_label_values(&[reason.label()]).inc();
     }
 
+    pub(crate) fn budget_exhausted(&self, signals: usize) {
+        self.budget_exhausted
+            .inc_by(u64::try_from(signals).unwrap_or(u64::MAX));
+    }
+
+    pub(crate) fn queue_full(&self, wave: QueuedWave) {
+        self.queue_full.with_label_values(&[wave.label()]).inc();
+    }
+
     pub(crate) fn set_instances(&self, count: usize) {
         self.instances.set(i64::try_from(count).unwrap_or(i64::MAX));
     }
@@ -125,6 +179,16 @@ impl WasmMetrics {
     /// Calls stopped for `reason` so far.
     pub fn traps(&self, reason: TrapReason) -> u64 {
         self.traps.with_label_values(&[reason.label()]).get()
+    }
+
+    /// Guest signals not sent for want of fan-out budget so far.
+    pub fn budget_refusals(&self) -> u64 {
+        self.budget_exhausted.get()
+    }
+
+    /// Waves of kind `wave` a full queue refused so far.
+    pub fn queue_refusals(&self, wave: QueuedWave) -> u64 {
+        self.queue_full.with_label_values(&[wave.label()]).get()
     }
 
     /// Mechtrons live now.
@@ -154,6 +218,8 @@ mod tests {
             "hv_wasm_fuel_consumed_total",
             "hv_wasm_traps_total",
             "hv_wasm_instances",
+            "hv_wave_budget_exhausted_total",
+            "hv_wasm_queue_full_total",
         ] {
             assert!(names.iter().any(|n| n == name), "{name} in {names:?}");
         }

@@ -52,5 +52,5 @@ mod snapshot;
 pub use abi::{ALLOC, HANDLE, HOST_MODULE, INIT, LOG, MEMORY, REPLY, SIGNAL};
 pub use config::{MechtronConfig, PAGE};
 pub use driver::{CONFIG, HASH, MechtronDriver, WASM};
-pub use metrics::{TrapReason, WasmMetrics};
+pub use metrics::{QueuedWave, TrapReason, WasmMetrics};
 pub use snapshot::{GlobalValue, Snapshot};

@@ -5,7 +5,12 @@
 //! earlier call's, whichever caller wakes first.
 //!
 //! A call is known by its *ticket*: its place in the mechtron's queue (see
-//! [`super::slot`]). Failed calls put nothing in: their signals are dropped.
+//! [`super::slot`]). Failed calls put nothing in: their signals are dropped; so do calls
+//! whose signals the causing wave's fan-out budget could not pay for.
+//!
+//! How much it holds is bounded from outside: at most one [`Sent`] per call the
+//! mechtron's queue let in (`queue` calls waiting, each taken out by its own caller
+//! right after its answer), of at most `MAX_SIGNALS` signals each.
 
 use std::collections::VecDeque;
 
@@ -18,6 +23,8 @@ pub(crate) struct Sent {
     pub ticket: u64,
     /// The hop count its signals carry.
     pub hops: u16,
+    /// The fan-out budget each of its signals carries (its share of the call's wave's).
+    pub budget: u32,
     pub signals: Vec<Outgoing>,
 }
 
@@ -64,6 +71,7 @@ mod tests {
         Sent {
             ticket,
             hops: 1,
+            budget: 0,
             signals: bodies
                 .iter()
                 .map(|b| Outgoing {

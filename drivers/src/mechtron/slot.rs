@@ -15,8 +15,16 @@
 //!   line's lock), so one worker at a time runs its entries, one by one, in line order,
 //!   back to back: up to [`BATCH`] of them or [`SLICE`] of time, then the turn goes to
 //!   the back of the pool's line and other mechtrons get theirs.
+//! - The line is bounded: at most `queue` entries from waves (calls and reads) wait at
+//!   once; the next is refused with `Unavailable` before anything is queued. The
+//!   platform's own entries (snapshots, releases) always get in.
 //! - A call's signals go into the outbox before its answer is sent; its caller hands
 //!   everything up to its ticket to the star (so earlier calls' signals leave first).
+//!   They go in with their share of the call's wave's fan-out budget
+//!   ([`hyperverse_core::budget`]); when there are more of them than that budget, none
+//!   goes in, and they are counted (`hv_wave_budget_exhausted_total`). The call's reply
+//!   and state stand either way: a budget is not part of a mechtron's input, so it
+//!   cannot change what the mechtron becomes.
 //! - Snapshots, reads and releases are entries too, so they keep their place in line.
 //!   After a release the mechtron is gone: later entries fail with `Unavailable`.
 //! - An entry that panics is caught: its caller gets `Internal` (the sender is dropped),
@@ -28,6 +36,7 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
 
+use hyperverse_core::budget;
 use hyperverse_core::point::Point;
 use hyperverse_core::wave::{Method, Substance};
 use hyperverse_core::{Error, Result};
@@ -36,6 +45,7 @@ use tokio::sync::oneshot;
 use super::abi;
 use super::host::Outgoing;
 use super::mechtron::Mechtron;
+use super::metrics::{QueuedWave, WasmMetrics};
 use super::outbox::{Outbox, Sent};
 use super::pool::{Pool, Turn};
 use super::runtime::Runtime;
@@ -52,16 +62,31 @@ enum Entry {
     Call {
         ticket: u64,
         hops: u16,
+        /// The fan-out budget of the wave the call serves.
+        budget: u32,
         method: Method,
         body: Vec<u8>,
         answer: oneshot::Sender<Result<Substance>>,
     },
-    Job(Job),
+    /// Other work; `wave` when a wave asked for it (it counts toward the bound).
+    Job { job: Job, wave: bool },
+}
+
+impl Entry {
+    /// Whether it counts toward the line's bound.
+    fn is_wave(&self) -> bool {
+        match self {
+            Entry::Call { .. } => true,
+            Entry::Job { wave, .. } => *wave,
+        }
+    }
 }
 
 #[derive(Default)]
 struct Line {
     entries: VecDeque<Entry>,
+    /// Entries from waves among `entries`.
+    waves: usize,
     /// In the pool's line or running on a worker.
     scheduled: bool,
     /// The next entry's ticket.
@@ -120,56 +145,96 @@ impl Slot {
         &self.point
     }
 
-    fn push(self: &Arc<Self>, pool: &Pool, entry: impl FnOnce(u64) -> Entry) -> u64 {
+    /// Queues the entry `make` gives for the next ticket; refuses (and counts) one for
+    /// a `wave` when `queue` such entries wait already.
+    fn push(
+        self: &Arc<Self>,
+        pool: &Pool,
+        wave: Option<QueuedWave>,
+        make: impl FnOnce(u64) -> Entry,
+    ) -> Result<u64> {
         let mut line = lock(&self.line);
+        if let Some(wave) = wave
+            && line.waves >= self.rt.config.queue
+        {
+            self.rt.metrics.queue_full(wave);
+            return Err(full(&self.point, line.waves));
+        }
         let ticket = line.tickets;
         line.tickets += 1;
-        line.entries.push_back(entry(ticket));
+        let entry = make(ticket);
+        line.waves += usize::from(entry.is_wave());
+        line.entries.push_back(entry);
         let idle = !std::mem::replace(&mut line.scheduled, true);
         drop(line);
         if idle {
             pool.schedule(self.clone());
         }
-        ticket
+        Ok(ticket)
     }
 
-    /// Queues a call of `hv_handle`; a success's signals will carry `hops`.
+    /// Queues a call of `hv_handle` for a wave with fan-out `budget`; a success's
+    /// signals will carry `hops` and their share of `budget`. `Unavailable` when the
+    /// line is full.
     pub(crate) fn call(
         self: &Arc<Self>,
         pool: &Pool,
+        wave: QueuedWave,
         method: Method,
         body: Vec<u8>,
         hops: u16,
-    ) -> Queued {
+        budget: u32,
+    ) -> Result<Queued> {
         let (answer, answered) = oneshot::channel();
-        let ticket = self.push(pool, |ticket| Entry::Call {
+        let ticket = self.push(pool, Some(wave), |ticket| Entry::Call {
             ticket,
             hops,
+            budget,
             method,
             body,
             answer,
-        });
-        Queued {
+        })?;
+        Ok(Queued {
             ticket,
             answer: answered,
-        }
+        })
     }
 
     /// Queues `job`, to run with the mechtron (`None` once released) after the entries
-    /// queued before it.
+    /// queued before it. The platform's own work: never refused.
     pub(crate) fn job<T: Send + 'static>(
         self: &Arc<Self>,
         pool: &Pool,
         job: impl FnOnce(&Runtime, &mut Option<Mechtron>) -> T + Send + 'static,
     ) -> oneshot::Receiver<T> {
         let (answer, answered) = oneshot::channel();
-        self.push(pool, |_| {
-            Entry::Job(Box::new(move |rt, mechtron| {
+        let queued = self.push(pool, None, |_| Entry::Job {
+            job: Box::new(move |rt, mechtron| {
                 // The caller may have gone: nobody to tell.
                 let _ = answer.send(job(rt, mechtron));
-            }))
+            }),
+            wave: false,
         });
+        debug_assert!(queued.is_ok(), "the platform's work is never refused");
         answered
+    }
+
+    /// Queues `job` for a wave (a `Cmd<Read>`): like [`Slot::job`], but it counts
+    /// toward the bound, and is refused with `Unavailable` when the line is full.
+    pub(crate) fn wave_job<T: Send + 'static>(
+        self: &Arc<Self>,
+        pool: &Pool,
+        wave: QueuedWave,
+        job: impl FnOnce(&Runtime, &mut Option<Mechtron>) -> T + Send + 'static,
+    ) -> Result<oneshot::Receiver<T>> {
+        let (answer, answered) = oneshot::channel();
+        self.push(pool, Some(wave), |_| Entry::Job {
+            job: Box::new(move |rt, mechtron| {
+                let _ = answer.send(job(rt, mechtron));
+            }),
+            wave: true,
+        })?;
+        Ok(answered)
     }
 
     /// Queues the release: the mechtron is dropped once the entries before it ran.
@@ -180,11 +245,11 @@ impl Slot {
     /// Hands `send` the signals of the successful calls up to and including `ticket`
     /// that have not left yet, oldest first. (Under the outbox's lock, so two callers
     /// cannot interleave them.)
-    pub(crate) fn signals_through(&self, ticket: u64, mut send: impl FnMut(u16, Outgoing)) {
+    pub(crate) fn signals_through(&self, ticket: u64, mut send: impl FnMut(u16, u32, Outgoing)) {
         let mut outbox = lock(&self.outbox);
         for sent in outbox.take_through(ticket) {
             for out in sent.signals {
-                send(sent.hops, out);
+                send(sent.hops, sent.budget, out);
             }
         }
     }
@@ -193,6 +258,9 @@ impl Slot {
     fn next(&self) -> Option<Entry> {
         let mut line = lock(&self.line);
         let entry = line.entries.pop_front();
+        if let Some(entry) = &entry {
+            line.waves -= usize::from(entry.is_wave());
+        }
         line.scheduled = entry.is_some();
         entry
     }
@@ -202,6 +270,7 @@ impl Slot {
             Entry::Call {
                 ticket,
                 hops,
+                budget,
                 method,
                 body,
                 answer,
@@ -209,11 +278,16 @@ impl Slot {
                 let result = match mechtron.as_mut() {
                     // Spelled out here rather than on the caller's thread.
                     Some(m) => m.handle(&self.rt, method.to_string(), body).map(|answer| {
-                        lock(&self.outbox).put(Sent {
-                            ticket,
-                            hops,
-                            signals: answer.signals,
-                        });
+                        let signals = answer.signals;
+                        if let Some(each) = afford(&self.rt.metrics, &self.point, budget, &signals)
+                        {
+                            lock(&self.outbox).put(Sent {
+                                ticket,
+                                hops,
+                                budget: each,
+                                signals,
+                            });
+                        }
                         abi::substance(answer.reply)
                     }),
                     None => Err(gone(&self.point)),
@@ -221,7 +295,33 @@ impl Slot {
                 // The caller may have gone: the call still counted.
                 let _ = answer.send(result);
             }
-            Entry::Job(job) => job(&self.rt, mechtron),
+            Entry::Job { job, .. } => job(&self.rt, mechtron),
+        }
+    }
+}
+
+/// The error of a wave that finds the line of the mechtron at `point` full.
+fn full(point: &Point, waiting: usize) -> Error {
+    Error::Unavailable(format!(
+        "mechtron {point} is busy: {waiting} waves wait for it already (its queue's \
+         limit); try again later"
+    ))
+}
+
+/// The fan-out budget each of `signals` may leave with, out of `budget` (the causing
+/// wave's); `None` when they are more than it pays for, and they are counted as refused.
+pub(crate) fn afford(
+    metrics: &WasmMetrics,
+    point: &Point,
+    budget: u32,
+    signals: &[Outgoing],
+) -> Option<u32> {
+    match budget::share(budget, signals.len()) {
+        Ok(each) => Some(each),
+        Err(spent) => {
+            metrics.budget_exhausted(signals.len());
+            tracing::debug!(mechtron = %point, "signals dropped: {spent}");
+            None
         }
     }
 }

@@ -6,6 +6,7 @@ use std::sync::Mutex;
 
 use drivers::mechtron::guests;
 use drivers::mechtron::{MechtronConfig, MechtronDriver, WasmMetrics};
+use hyperverse_core::budget::DEFAULT_WAVE_BUDGET;
 use hyperverse_core::driver::{Driver, DriverCtx, NoOutbound, Outbound};
 use hyperverse_core::particle::{ParticleRecord, PropertyMod};
 use hyperverse_core::registry::{Registration, RegistryApi, content_hash};
@@ -73,6 +74,7 @@ impl World {
             star: &self.star,
             registry: &self.registry,
             outbound,
+            budget: DEFAULT_WAVE_BUDGET,
         }
     }
 

@@ -25,8 +25,9 @@ use sha2::Sha256;
 
 use crate::error::{Error, Result};
 
-/// The protocol version this build speaks. Peers must match exactly.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// The protocol version this build speaks. Peers must match exactly. 2: waves carry a
+/// fan-out budget (`Ping`, `Signal`, `Ripple` have one field more).
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// The first field of every `Hello`: tells a Hyperverse peer from a stray connection.
 pub const MAGIC: &str = "hyperverse";

@@ -689,9 +689,10 @@ prop_compose! {
         headers in headers(),
         body in substance(),
         hops in hops(),
+        budget in any::<u32>(),
         handling in handling(),
     ) -> Ping {
-        Ping { id, from, to, agent, method, headers, body, hops, handling }
+        Ping { id, from, to, agent, method, headers, body, hops, budget, handling }
     }
 }
 
@@ -722,8 +723,9 @@ prop_compose! {
         headers in headers(),
         body in substance(),
         hops in hops(),
+        budget in any::<u32>(),
     ) -> Signal {
-        Signal { id, from, to, agent, method, headers, body, hops }
+        Signal { id, from, to, agent, method, headers, body, hops, budget }
     }
 }
 
@@ -738,9 +740,10 @@ prop_compose! {
         headers in headers(),
         body in substance(),
         hops in hops(),
+        budget in any::<u32>(),
         handling in handling(),
     ) -> Ripple {
-        Ripple { id, from, to, agent, method, headers, body, hops, handling }
+        Ripple { id, from, to, agent, method, headers, body, hops, budget, handling }
     }
 }
 

@@ -145,6 +145,16 @@ impl Star {
             let error = Error::bad_request(format!("{} does not host {kind}", self.key));
             return self.hosted_or_not(point, kind, Err(error), assign, ctx);
         };
+        // `hv_init`'s signals are paid from the waking wave's budget: the assign's, or
+        // that of the first wave parked for the particle.
+        let budget = match &assign {
+            Some((ping, _)) => ping.budget,
+            None => self
+                .parked
+                .get(&point)
+                .and_then(|parked| parked.first())
+                .map_or(self.machine.settings.wave_budget, |p| p.ping.budget),
+        };
         self.running += 1;
         let star = self.key.clone();
         let registry = self.machine.registry.clone();
@@ -154,6 +164,7 @@ impl Star {
                 star: &star,
                 registry: registry.as_ref(),
                 outbound: outbound.as_ref(),
+                budget,
             };
             let saved = if driver.stateful() {
                 registry.get_state(record.point()).await?

@@ -60,6 +60,7 @@ impl Star {
                     star: &star,
                     registry: registry.as_ref(),
                     outbound: outbound.as_ref(),
+                    budget: signal.budget,
                 };
                 let handled = AssertUnwindSafe(driver.signal(ctx, &signal)).catch_unwind();
                 match handled.await {
@@ -80,6 +81,7 @@ impl Star {
                 star: &star,
                 registry: registry.as_ref(),
                 outbound: outbound.as_ref(),
+                budget: asked.budget,
             };
             // A panicking driver fails its wave, not the star.
             let result = AssertUnwindSafe(driver.handle(ctx, &asked))
@@ -146,6 +148,7 @@ impl Outbound for StarOutbound {
             headers: signal.headers,
             body: signal.body,
             hops: signal.hops,
+            budget: signal.budget,
             handling: Default::default(),
         };
         self.0.do_send(Inbound {
@@ -173,5 +176,6 @@ fn into_signal(ping: Ping) -> Signal {
         headers: ping.headers,
         body: ping.body,
         hops: ping.hops,
+        budget: ping.budget,
     }
 }

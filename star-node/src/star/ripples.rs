@@ -1,10 +1,12 @@
 //! Ripples: one request sent to many particles, its echoes gathered in the
 //! exchanger and answered together at the last echo or the deadline, whichever is
-//! first.
+//! first. The recipients' pings share the ripple's fan-out budget; a ripple to more
+//! recipients than its budget is answered at once with every recipient missing.
 
 use std::time::{Duration, Instant};
 
 use actix::prelude::*;
+use hyperverse_core::budget;
 use hyperverse_core::wave::{Echo, Ping};
 
 use super::{EchoBack, RippleOut, Star, Waiter};
@@ -14,6 +16,14 @@ use crate::router::Arrival;
 impl Star {
     pub(super) fn ripple(&mut self, out: RippleOut, ctx: &mut Context<Self>) {
         let RippleOut { ripple, reply } = out;
+        // Each recipient's ping is a wave the ripple causes: they share its budget.
+        let budget = match budget::share(ripple.budget, ripple.to.len()) {
+            Ok(each) => each,
+            Err(spent) => {
+                tracing::debug!(ripple = %ripple.id, "ripple not sent: {spent}");
+                return reply(Vec::new(), ripple.to.len());
+            }
+        };
         let deadline =
             Instant::now() + Duration::from_millis(u64::from(ripple.handling.timeout_ms));
         let expected = self.exchanger.expect_echoes(
@@ -35,6 +45,7 @@ impl Star {
                 headers: ripple.headers.clone(),
                 body: ripple.body.clone(),
                 hops: ripple.hops,
+                budget,
                 handling: ripple.handling,
             };
             let me = ctx.address();

@@ -18,8 +18,8 @@ use std::sync::Arc;
 use actix::prelude::*;
 use hyperverse_core::driver::Driver;
 use hyperverse_core::registry::RegistryApi;
-use hyperverse_core::wave::{HypMethod, Method, Ping, Substance};
-use hyperverse_core::{Agent, Error, Point, Result};
+use hyperverse_core::wave::{HypMethod, Ping, Substance};
+use hyperverse_core::{Error, Point, Result};
 
 use super::Star;
 use super::calls::answer;
@@ -108,14 +108,8 @@ impl Star {
         let moving = async move {
             save(driver, machine.registry.clone(), moved.clone()).await?;
             let record = machine.registry.record(&moved).await?;
-            let mut assign = Ping::new(
-                machine.next_id(),
-                target.clone(),
-                target.clone(),
-                Agent::HyperUser,
-                Method::Hyp(HypMethod::Assign),
-            );
-            assign.body = Substance::Record(record);
+            let assign =
+                machine.platform_ping(&target, HypMethod::Assign, Substance::Record(record));
             machine.call(&target, assign).await.map(drop)
         };
         ctx.spawn(moving.into_actor(self).map(move |moved, star, ctx| {
