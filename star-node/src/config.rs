@@ -36,6 +36,7 @@
 //! | `wasm_max_memory_bytes` (per mechtron) | `HV_STAR_WASM_MAX_MEMORY_BYTES` | 16 MiB |
 //! | `wasm_threads` (guest threads per star) | `HV_STAR_WASM_THREADS` | 1 |
 //! | `wasm_queue` (waves waiting per mechtron; past it a ping gets 503, a signal is dropped) | `HV_STAR_WASM_QUEUE` | 1024 |
+//! | `star_mailbox` (messages queued for a star before a client's signal is refused with 503) | `HV_STAR_STAR_MAILBOX` | 65536 |
 //! | `wave_budget` (the most waves a client's or the platform's wave may cause, at any depth; 0 = mechtrons send no signals) | `HV_STAR_WAVE_BUDGET` | 10000 |
 
 use std::net::SocketAddr;
@@ -120,6 +121,8 @@ pub struct Settings {
     pub wasm_queue: usize,
     /// The fan-out budget a wave from a client or the platform starts with.
     pub wave_budget: u32,
+    /// Messages queued for a star before a client's signal to it is refused.
+    pub star_mailbox: usize,
 }
 
 impl std::fmt::Debug for Settings {
@@ -173,6 +176,7 @@ impl Default for Settings {
             wasm_threads: MechtronConfig::default().threads,
             wasm_queue: MechtronConfig::default().queue,
             wave_budget: hyperverse_core::budget::DEFAULT_WAVE_BUDGET,
+            star_mailbox: 65_536,
         }
     }
 }
@@ -310,6 +314,7 @@ impl Settings {
             self.max_connection_bytes as u64,
             self.max_buffered_bytes as u64,
             self.write_stall_ms,
+            self.star_mailbox as u64,
             self.client_idle_timeout_ms,
             self.login_max_wait_ms,
         ];

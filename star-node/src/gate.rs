@@ -22,6 +22,7 @@ use std::rc::Rc;
 use std::sync::Arc;
 use std::time::Instant;
 
+use actix::Addr;
 use futures::StreamExt;
 use hyperverse_core::kind::BaseKind;
 use hyperverse_core::security::secrets_equal;
@@ -48,7 +49,7 @@ use crate::protocol::{
 };
 use crate::reply::{Answered, Reply, undeliverable};
 use crate::router::Arrival;
-use crate::star::Inbound;
+use crate::star::{Inbound, Star};
 
 /// Accepts connections until the machine shuts down. Which connections are held, and
 /// whom the gate lets go when full, is [`Slots`]'s business (see its docs): handshakes
@@ -340,6 +341,8 @@ async fn client_session(
     idle_check.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     let mut last_read = Instant::now();
     let activity = ticket.activity().clone();
+    // The session's own sender to the entry star, for signals (see `signal_entry`).
+    let signals = machine.entry();
     loop {
         let Ok(permit) = slots.clone().acquire_owned().await else {
             break;
@@ -435,16 +438,9 @@ async fn client_session(
             ClientRequest::Signal { to, method, body } => {
                 let headers = Default::default();
                 match client_ping(&machine, &agent, to, method, headers, body, 0) {
-                    Ok(signal) => {
-                        if let Some(entry) = machine.entry() {
-                            entry.do_send(Inbound {
-                                ping: signal,
-                                arrival: Arrival::Local,
-                                reply: Reply::none(),
-                            });
-                        }
-                        respond(Ok(Answer::Done));
-                    }
+                    // Answered at once, so `max_in_flight` does not hold signals back:
+                    // the entry star's mailbox bound (`star_mailbox`) does.
+                    Ok(signal) => respond(signal_entry(signals.as_ref(), signal)),
                     Err(e) => respond(Err(e)),
                 }
             }
@@ -488,6 +484,27 @@ fn client_ping(
     ping.handling = Handling { timeout_ms };
     ping.budget = machine.settings.wave_budget;
     Ok(ping)
+}
+
+/// Hands a client's signal to the entry star through `entry`, the session's own sender;
+/// 503 when the star's mailbox holds `star_mailbox` messages (actix parks a sender that
+/// fills it, and refuses it until the star has taken one).
+fn signal_entry(entry: Option<&Addr<Star>>, signal: Ping) -> Result<Answer, Error> {
+    let entry = entry.ok_or_else(|| Error::Unavailable("no star is running".into()))?;
+    let inbound = Inbound {
+        ping: signal,
+        arrival: Arrival::Local,
+        reply: Reply::none(),
+    };
+    match entry.try_send(inbound) {
+        Ok(()) => Ok(Answer::Done),
+        Err(actix::prelude::SendError::Full(_)) => Err(Error::Unavailable(
+            "the machine is backed up: signal not taken; try again".into(),
+        )),
+        Err(actix::prelude::SendError::Closed(_)) => {
+            Err(Error::Unavailable("the entry star has stopped".into()))
+        }
+    }
 }
 
 /// Sends a client's ping into the entry star; `respond` gets the pong's body or error.

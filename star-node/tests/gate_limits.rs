@@ -424,3 +424,33 @@ fn an_idle_client_connection_is_closed_and_a_waiting_one_is_not() {
         a.stop().await;
     });
 }
+
+/// 500 signals pipelined on one connection to a node whose stars queue `mailbox`
+/// messages: how many were taken and how many refused as backed up.
+async fn signal_burst(mailbox: usize) -> (usize, usize) {
+    let a = mute_node(|s| s.star_mailbox = mailbox).await;
+    let hv = client(&a, Some(SECRET)).await;
+    // The gate reads them in a burst, before the entry star gets the thread back.
+    let burst = (0..500).map(|_| hv.signal(p("localhost:mute"), bounce(), Substance::Empty));
+    let answers = futures::future::join_all(burst).await;
+    let taken = answers.iter().filter(|a| a.is_ok()).count();
+    let refused = answers
+        .iter()
+        .filter(|a| matches!(a, Err(Error::Unavailable(why)) if why.contains("backed up")))
+        .count();
+    assert_eq!(taken + refused, 500, "{answers:?}");
+    hv.stars().await.expect("the gate serves on");
+    a.stop().await;
+    (taken, refused)
+}
+
+#[test]
+fn a_burst_of_signals_past_the_entry_stars_mailbox_is_refused_not_queued() {
+    actix_rt::System::new().block_on(async {
+        let (taken, refused) = signal_burst(4).await;
+        assert!(taken >= 4, "the mailbox takes its four: {taken}");
+        assert!(refused > 0, "past it, signals are refused");
+        let (taken, _) = signal_burst(1000).await;
+        assert_eq!(taken, 500, "a mailbox of 1000 takes the whole burst");
+    });
+}

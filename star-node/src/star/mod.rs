@@ -125,6 +125,10 @@ impl Actor for Star {
     type Context = Context<Self>;
 
     fn started(&mut self, ctx: &mut Self::Context) {
+        // Waves from the platform and from pings arrive with `do_send`, bounded where
+        // they come from; this bound is for what does not wait for an answer (client
+        // signals, which the gate hands over with `try_send`).
+        ctx.set_mailbox_capacity(self.machine.settings.star_mailbox);
         self.outbound = Arc::new(StarOutbound(ctx.address()));
         ctx.run_interval(TICK, |star, _| star.tick());
     }
