@@ -32,21 +32,6 @@ fn cluster() -> &'static Cluster {
     Cluster::shared(&format!("wave_budget = {BUDGET}"))
 }
 
-fn guest(name: &str) -> String {
-    format!(
-        "{}/../drivers/guests/{name}.wat",
-        env!("CARGO_MANIFEST_DIR")
-    )
-}
-
-/// Publishes guest `name` as `SPACE:NAME-wasm`; the `wasm=` property naming it.
-fn publish(gate: SocketAddr, space: &str, name: &str) -> String {
-    let artifact = format!("{space}:{name}-wasm");
-    let published = hv_ok(gate, &["publish", &guest(name), &artifact]);
-    assert!(published.contains("Artifact"), "{published}");
-    format!("wasm={artifact}")
-}
-
 /// Creates mechtron `point` running `wasm` with `config`, and moves it to `star`.
 fn mechtron(gate: SocketAddr, point: &str, wasm: &str, config: &str, star: &str) -> Point {
     let config = format!("config={config}");

@@ -84,6 +84,14 @@ fn hold(client: &GateClient, held: Duration) -> actix_rt::task::JoinHandle<Resul
     })
 }
 
+/// Waits until the gate has read `n` pings.
+async fn pings_read(node: &Node, n: usize) {
+    eventually(&format!("{n} pings read"), || async {
+        sample(node, "hv_gate_requests_total", "op=\"ping\"") >= n as f64
+    })
+    .await;
+}
+
 #[test]
 fn a_full_gate_closes_its_idlest_session_for_a_newcomer_and_says_busy_when_none_is_idle() {
     actix_rt::System::new().block_on(async {
@@ -108,10 +116,7 @@ fn a_full_gate_closes_its_idlest_session_for_a_newcomer_and_says_busy_when_none_
         // With a request in flight on every session, none is idle: the next is told
         // the gate is busy (retryable), not closed in silence.
         let busy = [&held[1], &held[2], &fourth].map(|c| hold(c, WAIT));
-        eventually("three pings in flight", || async {
-            sample(&a, "hv_gate_requests_total", "op=\"ping\"") >= 3.0
-        })
-        .await;
+        pings_read(&a, 3).await;
         match connect(&a).await {
             Err(Error::Unavailable(why)) => {
                 assert!(
@@ -140,10 +145,7 @@ fn a_source_over_its_limit_gives_up_its_own_idlest_session() {
         first.stars().await.unwrap();
         let second = connect(&a).await.unwrap();
         let _busy = hold(&second, WAIT);
-        eventually("a ping in flight", || async {
-            sample(&a, "hv_gate_requests_total", "op=\"ping\"") >= 1.0
-        })
-        .await;
+        pings_read(&a, 1).await;
         let third = connect(&a).await.expect("let in");
         third.stars().await.expect("served");
         assert!(matches!(first.stars().await, Err(Error::Unavailable(_))));
@@ -165,10 +167,7 @@ fn lanes_have_slots_of_their_own() {
         .await;
         let client = connect(&a).await.unwrap();
         let _busy = hold(&client, WAIT);
-        eventually("a ping in flight", || async {
-            sample(&a, "hv_gate_requests_total", "op=\"ping\"") >= 1.0
-        })
-        .await;
+        pings_read(&a, 1).await;
         let gate = a.gate.to_string();
         let lane = |name: &'static str| {
             let gate = gate.clone();

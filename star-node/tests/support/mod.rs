@@ -294,6 +294,22 @@ pub fn star_node_with(dir: &Path, machine: &str, registry: SocketAddr, extra: &s
     )
 }
 
+/// The path of test guest `name` (`drivers/guests/NAME.wat`).
+pub fn guest(name: &str) -> String {
+    format!(
+        "{}/../drivers/guests/{name}.wat",
+        env!("CARGO_MANIFEST_DIR")
+    )
+}
+
+/// Publishes guest `name` as `SPACE:NAME-wasm`; the `wasm=` property naming it.
+pub fn publish(gate: SocketAddr, space: &str, name: &str) -> String {
+    let artifact = format!("{space}:{name}-wasm");
+    let published = hv_ok(gate, &["publish", &guest(name), &artifact]);
+    assert!(published.contains("Artifact"), "{published}");
+    format!("wasm={artifact}")
+}
+
 /// Runs `hv --gate GATE [--token T] ARGS…` and returns its output.
 pub fn hv(gate: SocketAddr, token: Option<&str>, args: &[&str]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_hv"));
