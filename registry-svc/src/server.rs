@@ -311,7 +311,8 @@ impl Server {
         let limit = self.config.max_in_flight.max(1);
         let (answers, outbox) = mpsc::channel(limit);
         let stall = self.config.write_stall;
-        let writing = tokio::spawn(write_responses(writer, outbox, peer, stall));
+        let observer = self.config.observer.clone();
+        let writing = tokio::spawn(write_responses(writer, outbox, peer, stall, observer));
         let mut running = FuturesUnordered::new();
         let mut reading = true;
         while reading || !running.is_empty() {
@@ -414,6 +415,7 @@ async fn write_responses(
     mut outbox: mpsc::Receiver<Answer>,
     peer: SocketAddr,
     stall: Duration,
+    observer: Arc<dyn ServerObserver>,
 ) {
     let unsendable = |id, e: WireError| {
         let response = Err(Error::from(e));
@@ -421,5 +423,8 @@ async fn write_responses(
     };
     if let Err(e) = write_frames(&mut writer, &mut outbox, stall, unsendable).await {
         tracing::debug!(%peer, error = %e, "registry connection failed while writing");
+        if !matches!(e, WireError::Io(_)) {
+            observer.connection_rejected(e.label());
+        }
     }
 }

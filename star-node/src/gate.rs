@@ -326,7 +326,9 @@ async fn client_session(
             };
             if let Err(e) = write_frames(&mut writer, &mut outbox, stall, unsendable).await {
                 tracing::debug!(%peer, error = %e, "client connection failed while writing");
-                failures.with_label_values(&[e.label()]).inc();
+                if !matches!(e, WireError::Io(_)) {
+                    failures.with_label_values(&[e.label()]).inc();
+                }
                 dead.cancel();
             }
         })
@@ -571,7 +573,9 @@ async fn lane_session(
             };
             if let Err(e) = write_frames(&mut writer, &mut outbox, stall, unsendable).await {
                 tracing::debug!(%peer, error = %e, "lane answer write failed");
-                failures.with_label_values(&[e.label()]).inc();
+                if !matches!(e, WireError::Io(_)) {
+                    failures.with_label_values(&[e.label()]).inc();
+                }
                 dead.cancel();
             }
         })
