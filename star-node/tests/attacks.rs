@@ -4,11 +4,13 @@
 //! memory (`/proc/PID/status`) stays bounded and comes back, the unrelated requests
 //! are answered within two seconds.
 //!
-//! The attacks share one cluster and run one at a time (they measure the same
-//! process's memory). The other findings have tests of their own: selector bombs and
-//! the linear matcher (`hyperverse-core` selector tests), grants (`rights.rs`, the
-//! registry conformance suite), `Busy` retried (`busy.rs`), logins (`gate_auth.rs`),
-//! rights on `select`/`delete`/`--ensure`/`stars`/`access` (`rights.rs`).
+//! Anonymous grants (a selector bomb among them) and anonymous reads are refused
+//! through `hv` too. The attacks share one cluster and run one at a time (they measure
+//! the same process's memory). The other findings have tests of their own: the linear
+//! matcher (`hyperverse-core` selector tests), grants by logged-in agents (`rights.rs`,
+//! the registry conformance suite), `Busy` retried (`busy.rs`), logins
+//! (`gate_auth.rs`), rights on `select`/`delete`/`--ensure` (`rights.rs`), fan-out
+//! (`fanout.rs`).
 
 mod support;
 
@@ -327,5 +329,41 @@ fn a_client_that_never_reads_is_cut_off_and_its_memory_returns() {
         Duration::from_secs(15),
         "memory back near its baseline",
         || rss(pid) < baseline + 64 * MB,
+    );
+}
+
+#[test]
+fn anonymous_grants_and_reads_are_refused_and_a_selector_bomb_is_not_stored() {
+    let (cluster, _turn) = cluster();
+    let gate = cluster.gate_a();
+    let space = cluster.space("anonymous");
+    // Findings 1 and 2: no token, no grant — of any selector.
+    let all = format!("{space}:**");
+    hv_fails(
+        gate,
+        None,
+        &["grant", "GLOBAL::anonymous", &all, "rwx"],
+        403,
+    );
+    // A selector of 200 `+:**` hops is refused whoever sends it (at most 16).
+    let bomb = format!("{space}{}:zz", ":+:**".repeat(200));
+    hv_err(
+        gate,
+        Some(SECRET),
+        &["grant", "GLOBAL::anonymous", &bomb, "rwx"],
+    );
+    // Finding 11: anonymous reads of the directory and of rights are refused.
+    hv_fails(gate, None, &["stars"], 403);
+    hv_fails(gate, None, &["access", "GLOBAL::anonymous", &space], 403);
+    // Nothing was stored: anonymous holds no right on the space, and the answer is
+    // prompt.
+    let started = Instant::now();
+    let access = hv_ok(gate, &["access", "GLOBAL::anonymous", &space]);
+    assert!(started.elapsed() < PROMPT, "took {:?}", started.elapsed());
+    // Permissions print as `csd-rwx`, a granted one in upper case.
+    let access = access.trim();
+    assert!(
+        access.len() == 7 && !access.chars().any(|c| c.is_ascii_uppercase()),
+        "anonymous holds no right: {access}"
     );
 }
