@@ -171,11 +171,7 @@ pub async fn serve(
         while connections.try_join_next().is_some() {}
         match accepted {
             Ok((stream, peer)) => {
-                let (ticket, closed_one) = slots.accept(peer.ip());
-                if closed_one {
-                    let observer = &server.config.observer;
-                    observer.connection_rejected("too_many_handshakes");
-                }
+                let ticket = slots.accept(peer.ip());
                 connections.spawn(
                     server
                         .clone()
@@ -300,7 +296,11 @@ impl Server {
             }
             Err(rejection) => rejection,
         };
-        tracing::warn!(%peer, reason = %rejection.reason, "registry connection rejected");
+        if rejection.is_told() {
+            tracing::warn!(%peer, reason = %rejection.reason, "registry connection rejected");
+        } else {
+            tracing::debug!(%peer, reason = %rejection.reason, "registry connection closed");
+        }
         self.config.observer.connection_rejected(rejection.label);
     }
 

@@ -64,14 +64,7 @@ pub async fn serve(listener: TcpListener, machine: Rc<Machine>) {
         };
         match accepted {
             Ok((stream, peer)) => {
-                let (ticket, closed_one) = slots.accept(peer.ip());
-                if closed_one {
-                    machine
-                        .metrics
-                        .handshake_failures
-                        .with_label_values(&["too_many_handshakes"])
-                        .inc();
-                }
+                let ticket = slots.accept(peer.ip());
                 let (machine, slots) = (machine.clone(), slots.clone());
                 actix::spawn(connection(machine, stream, peer, slots, ticket));
             }
@@ -184,7 +177,11 @@ async fn connection(
         }
         Err(rejection) => rejection,
     };
-    tracing::warn!(%peer, reason = %rejection.reason, "gate connection rejected");
+    if rejection.is_told() {
+        tracing::warn!(%peer, reason = %rejection.reason, "gate connection rejected");
+    } else {
+        tracing::debug!(%peer, reason = %rejection.reason, "gate connection closed");
+    }
     machine
         .metrics
         .handshake_failures

@@ -73,6 +73,13 @@ impl Rejection {
         }
     }
 
+    /// Whether the peer is told why (a `Refused` or `Busy`); the others — it left, it
+    /// was let go to make room, its socket failed — are worth no more than a debug
+    /// line, or a flood of them would flood the log.
+    pub fn is_told(&self) -> bool {
+        self.tell
+    }
+
     /// Closed without a word to the peer (it left, or it was let go).
     pub fn silent(label: &'static str, reason: impl Into<String>) -> Self {
         Self {

@@ -198,31 +198,28 @@ impl Slots {
     }
 
     /// A ticket for a connection from `source` starting its handshake; closes the
-    /// oldest handshake in progress when `handshakes` are running already (returned
-    /// `true` then, for a metric).
-    pub fn accept(self: &Arc<Self>, source: IpAddr) -> (Ticket, bool) {
+    /// oldest handshake in progress when `handshakes` are running already (that
+    /// connection sees [`Ticket::evicted`] and reports itself).
+    pub fn accept(self: &Arc<Self>, source: IpAddr) -> Ticket {
         let evicted = CancellationToken::new();
         let mut table = self.table();
-        let mut closed_one = false;
         while table.handshaking.len() >= self.limits.handshakes.max(1) {
             if let Some((_, oldest)) = table.handshaking.pop_first() {
                 oldest.cancel();
-                closed_one = true;
             }
         }
         table.next += 1;
         let id = table.next;
         table.handshaking.insert(id, evicted.clone());
         drop(table);
-        let ticket = Ticket {
+        Ticket {
             slots: self.clone(),
             id,
             source,
             stage: Stage::Handshake,
             evicted,
             activity: Arc::new(Activity::new(self.clock.clone())),
-        };
-        (ticket, closed_one)
+        }
     }
 
     /// Moves `ticket` from its handshake into a session of `class`; which limit is
@@ -359,7 +356,7 @@ mod tests {
     }
 
     fn client(slots: &Arc<Slots>, source: IpAddr) -> Result<Ticket, Full> {
-        let (mut ticket, _) = slots.accept(source);
+        let mut ticket = slots.accept(source);
         slots.admit(&mut ticket, Class::Client)?;
         Ok(ticket)
     }
@@ -367,12 +364,14 @@ mod tests {
     #[test]
     fn a_new_handshake_closes_the_oldest_when_full() {
         let slots = Slots::new(limits());
-        let (first, closed) = slots.accept(ip(1));
-        assert!(!closed);
-        let (second, _) = slots.accept(ip(2));
-        let (third, closed) = slots.accept(ip(3));
-        assert!(closed, "the third makes room");
-        assert!(first.evicted().is_cancelled(), "the oldest goes");
+        let first = slots.accept(ip(1));
+        let second = slots.accept(ip(2));
+        assert!(!first.evicted().is_cancelled(), "room for two");
+        let third = slots.accept(ip(3));
+        assert!(
+            first.evicted().is_cancelled(),
+            "the third makes room: the oldest goes"
+        );
         assert!(!second.evicted().is_cancelled() && !third.evicted().is_cancelled());
         assert_eq!(slots.handshaking(), 2);
         drop((first, second, third));
@@ -425,7 +424,7 @@ mod tests {
             ..limits()
         });
         let admit = |class| {
-            let (mut ticket, _) = slots.accept(ip(1));
+            let mut ticket = slots.accept(ip(1));
             slots.admit(&mut ticket, class).unwrap();
             ticket
         };
@@ -477,9 +476,9 @@ mod tests {
         for c in &_clients {
             c.activity().begin();
         }
-        let (mut lane, _) = slots.accept(ip(7));
+        let mut lane = slots.accept(ip(7));
         slots.admit(&mut lane, Class::Lane).unwrap();
-        let (mut second, _) = slots.accept(ip(8));
+        let mut second = slots.accept(ip(8));
         assert_eq!(slots.admit(&mut second, Class::Lane), Err(Full::Lanes));
         drop(lane);
         slots.admit(&mut second, Class::Lane).unwrap();
