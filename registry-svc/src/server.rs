@@ -212,6 +212,8 @@ struct Server {
 /// presenting a token when the registry has none; `Busy` when every slot is taken.
 struct Policy<'a> {
     secret: Option<&'a [u8]>,
+    observer: &'a dyn ServerObserver,
+    peer: SocketAddr,
 }
 
 impl AuthPolicy for Policy<'_> {
@@ -237,6 +239,16 @@ impl AuthPolicy for Policy<'_> {
 
     fn secret(&self) -> Option<&[u8]> {
         self.secret
+    }
+
+    fn rejected(&self, rejection: &Rejection) {
+        let (peer, reason) = (self.peer, &rejection.reason);
+        if rejection.is_told() {
+            tracing::warn!(%peer, %reason, "registry connection rejected");
+        } else {
+            tracing::debug!(%peer, %reason, "registry connection closed");
+        }
+        self.observer.connection_rejected(rejection.label);
     }
 
     fn proved(&self, _kind: PeerKind, name: String) -> Result<String, Rejection> {
@@ -274,6 +286,8 @@ impl Server {
     ) {
         let policy = Policy {
             secret: self.config.secret.as_deref(),
+            observer: self.config.observer.as_ref(),
+            peer,
         };
         let limit = self.config.handshake_timeout;
         let place = (&*slots, &mut ticket);
@@ -282,26 +296,16 @@ impl Server {
             _ = self.stop.cancelled() => return,
             outcome = handshake => outcome,
         };
-        let rejection = match outcome {
-            Ok((name, reader, writer)) => {
-                tracing::debug!(%peer, %name, "registry client connected");
-                let max = self.config.max_frame;
-                let budget = self.config.budget.clone();
-                let reader =
-                    reader.map_decoder(|_| RpcCodec::with_max_frame(max).with_budget(budget));
-                let writer = writer.map_encoder(|_| RpcCodec::with_max_frame(max));
-                self.requests(reader, writer, peer).await;
-                drop(ticket);
-                return;
-            }
-            Err(rejection) => rejection,
-        };
-        if rejection.is_told() {
-            tracing::warn!(%peer, reason = %rejection.reason, "registry connection rejected");
-        } else {
-            tracing::debug!(%peer, reason = %rejection.reason, "registry connection closed");
+        // A rejection was reported by `Policy::rejected`.
+        if let Ok((name, reader, writer)) = outcome {
+            tracing::debug!(%peer, %name, "registry client connected");
+            let max = self.config.max_frame;
+            let budget = self.config.budget.clone();
+            let reader = reader.map_decoder(|_| RpcCodec::with_max_frame(max).with_budget(budget));
+            let writer = writer.map_encoder(|_| RpcCodec::with_max_frame(max));
+            self.requests(reader, writer, peer).await;
+            drop(ticket);
         }
-        self.config.observer.connection_rejected(rejection.label);
     }
 
     /// Reads requests and runs them concurrently, each in a task of its own (at most

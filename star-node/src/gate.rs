@@ -86,7 +86,7 @@ enum Peer {
 /// lane), clients presenting a token or none (anonymous).
 struct Policy<'a> {
     machine: &'a Machine,
-    source: IpAddr,
+    peer: SocketAddr,
 }
 
 impl AuthPolicy for Policy<'_> {
@@ -118,6 +118,17 @@ impl AuthPolicy for Policy<'_> {
         Some(&self.machine.secret)
     }
 
+    fn rejected(&self, rejection: &Rejection) {
+        let (peer, reason) = (self.peer, &rejection.reason);
+        if rejection.is_told() {
+            tracing::warn!(%peer, %reason, "gate connection rejected");
+        } else {
+            tracing::debug!(%peer, %reason, "gate connection closed");
+        }
+        let failures = &self.machine.metrics.handshake_failures;
+        failures.with_label_values(&[rejection.label]).inc();
+    }
+
     fn proved(&self, kind: PeerKind, name: String) -> Result<Peer, Rejection> {
         match kind {
             PeerKind::Machine => Ok(Peer::Machine(name)),
@@ -136,7 +147,8 @@ impl AuthPolicy for Policy<'_> {
     ) -> Result<Peer, Rejection> {
         match kind {
             PeerKind::Client => {
-                let agent = authenticate(self.machine, token.as_deref(), self.source).await?;
+                let source = self.peer.ip();
+                let agent = authenticate(self.machine, token.as_deref(), source).await?;
                 Ok(Peer::Client(agent))
             }
             _ => Err(Rejection::refuse(
@@ -157,7 +169,7 @@ async fn connection(
 ) {
     let policy = Policy {
         machine: &machine,
-        source: peer.ip(),
+        peer,
     };
     let limit = Settings::ms(machine.settings.handshake_timeout_ms);
     let place = (&*slots, &mut ticket);
@@ -166,27 +178,18 @@ async fn connection(
         _ = machine.shutdown.cancelled() => return,
         outcome = handshake => outcome,
     };
-    let rejection = match outcome {
+    match outcome {
         Ok((Peer::Machine(name), reader, writer)) => {
             tracing::info!(%peer, machine = %name, "lane from a peer machine");
-            return lane_session(machine, name, reader, writer, ticket).await;
+            lane_session(machine, name, reader, writer, ticket).await;
         }
         Ok((Peer::Client(agent), reader, writer)) => {
             tracing::debug!(%peer, %agent, "client connected");
-            return client_session(machine, agent, reader, writer, peer, ticket).await;
+            client_session(machine, agent, reader, writer, peer, ticket).await;
         }
-        Err(rejection) => rejection,
-    };
-    if rejection.is_told() {
-        tracing::warn!(%peer, reason = %rejection.reason, "gate connection rejected");
-    } else {
-        tracing::debug!(%peer, reason = %rejection.reason, "gate connection closed");
+        // Reported by `Policy::rejected`.
+        Err(_) => {}
     }
-    machine
-        .metrics
-        .handshake_failures
-        .with_label_values(&[rejection.label])
-        .inc();
 }
 
 /// The agent a client's token from `source` stands for. Failed logins are limited per

@@ -113,6 +113,10 @@ pub trait AuthPolicy {
     /// The peer `name` of `kind` proved the shared secret.
     fn proved(&self, kind: PeerKind, name: String) -> Result<Self::Peer, Rejection>;
 
+    /// The handshake ended in `rejection`: log and count it. Called once, before the
+    /// peer is told, so that whoever sees the connection close sees it counted.
+    fn rejected(&self, rejection: &Rejection);
+
     /// The peer `name` of `kind` presented `token` (none: anonymous).
     async fn token(
         &self,
@@ -126,7 +130,8 @@ pub trait AuthPolicy {
 /// at most `max_frame` bytes, holding `ticket` of `slots`: the peer is admitted to a
 /// session place (its [`AuthPolicy::class`]) before it is welcomed, and the handshake
 /// ends if the table lets the ticket go. On success, the peer and the connection's
-/// halves; on failure the rejection, already told to the peer where it should be.
+/// halves; on failure the rejection, already reported to [`AuthPolicy::rejected`] and
+/// told to the peer where it should be.
 pub async fn handshake<P: AuthPolicy>(
     stream: TcpStream,
     policy: &P,
@@ -151,6 +156,7 @@ pub async fn handshake<P: AuthPolicy>(
             Err(_) => Rejection::refuse("handshake_timeout", "handshake timed out"),
         },
     };
+    policy.rejected(&rejection);
     tell(&mut writer, &rejection).await;
     Err(rejection)
 }
