@@ -123,8 +123,20 @@ mod tests {
     use super::*;
 
     #[test]
+    fn the_defaults_are_the_documented_ones() {
+        assert_eq!(FREE_BYTES, 65_536);
+        assert_eq!(DEFAULT_BUDGET, 268_435_456);
+        let budget = ByteBudget::new(DEFAULT_BUDGET);
+        assert_eq!(
+            (budget.limit(), budget.used(), budget.refused()),
+            (DEFAULT_BUDGET, 0, 0)
+        );
+    }
+
+    #[test]
     fn small_requests_are_free_and_large_ones_take_their_excess() {
         let budget = ByteBudget::new(1000);
+        assert_eq!(budget.limit(), 1000);
         let small = budget.hold(FREE_BYTES).unwrap();
         assert_eq!(budget.used(), 0);
         let large = budget.hold(FREE_BYTES + 600).unwrap();

@@ -409,8 +409,11 @@ mod tests {
         let a = client(&slots, ip(1)).unwrap();
         let b = client(&slots, ip(2)).unwrap();
         let c = client(&slots, ip(3)).unwrap();
-        a.activity().begin();
-        a.activity().end();
+        // All three used, `a` last: `b` has been idle longest.
+        for session in [&b, &c, &a] {
+            session.activity().begin();
+            session.activity().end();
+        }
         let _d = client(&slots, ip(4)).unwrap();
         assert!(b.evicted().is_cancelled(), "b was idle longest");
         assert!(!a.evicted().is_cancelled() && !c.evicted().is_cancelled());
