@@ -404,6 +404,20 @@ mod tests {
     }
 
     #[test]
+    fn a_session_that_leaves_frees_its_place_in_its_sources_count() {
+        let slots = Slots::new(limits());
+        let stays = client(&slots, ip(1)).unwrap();
+        let leaves = client(&slots, ip(1)).unwrap();
+        drop(leaves);
+        let _newcomer = client(&slots, ip(1)).unwrap();
+        assert!(
+            !stays.evicted().is_cancelled(),
+            "room without evicting anyone"
+        );
+        assert_eq!(slots.clients(), 2);
+    }
+
+    #[test]
     fn a_full_table_evicts_the_least_recently_active_idle_session() {
         let slots = Slots::new(limits());
         let a = client(&slots, ip(1)).unwrap();
