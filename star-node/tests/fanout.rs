@@ -146,8 +146,13 @@ fn a_flood_stays_inside_its_budget_while_its_neighbours_answer() {
     }
     assert!(pinged >= 1);
 
-    // Settled: no flood went past its budget, and every refusal was counted.
-    std::thread::sleep(Duration::from_millis(500));
+    // Settled once every refusal is counted (the refusals are the last level's calls):
+    // then no flood went past its budget.
+    eventually(
+        Duration::from_secs(5),
+        "every refused signal is counted",
+        || refused(cluster) - before == FLOOD_REFUSED * FLOODS as f64 + 1024.0,
+    );
     for point in &floods {
         assert_eq!(
             rt.block_on(calls(&client, point)),
@@ -160,10 +165,5 @@ fn a_flood_stays_inside_its_budget_while_its_neighbours_answer() {
         rt.block_on(calls(&client, &greedy)),
         1,
         "none of the greedy one's 1024 signals left"
-    );
-    eventually(
-        Duration::from_secs(5),
-        "every refused signal is counted",
-        || refused(cluster) - before == FLOOD_REFUSED * FLOODS as f64 + 1024.0,
     );
 }
