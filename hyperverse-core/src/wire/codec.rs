@@ -308,6 +308,54 @@ mod tests {
         }
     }
 
+    /// A buffer holding the prefix of a `len`-byte frame and `have` bytes of its body.
+    fn partial(len: usize, have: usize) -> BytesMut {
+        let mut src = BytesMut::from(&(len as u32).to_be_bytes()[..]);
+        src.extend_from_slice(&vec![0; have]);
+        src
+    }
+
+    #[test]
+    fn a_partial_frame_takes_its_excess_from_the_budget_until_it_cannot() {
+        let budget = ByteBudget::new(1000);
+        let mut codec = Codec::default().with_budget(budget.clone());
+        let mut src = partial(1 << 20, FREE_BYTES);
+        assert!(codec.decode(&mut src).unwrap().is_none());
+        assert_eq!(
+            budget.used(),
+            LENGTH_PREFIX,
+            "only what is past the free bytes"
+        );
+        src.extend_from_slice(&[0; 996]);
+        assert!(codec.decode(&mut src).unwrap().is_none());
+        assert_eq!(budget.used(), 1000, "the whole budget");
+        src.extend_from_slice(&[0; 1]);
+        let err = codec.decode(&mut src).unwrap_err();
+        assert!(matches!(err, WireError::OverBudget { have } if have == src.len()));
+        assert_eq!(err.label(), "over_budget");
+        drop(codec);
+        assert_eq!(budget.used(), 0, "given back with the codec");
+    }
+
+    #[test]
+    fn a_large_buffer_is_let_go_once_its_frame_is_read() {
+        let mut codec = Codec::default();
+        let mut frame = BytesMut::new();
+        codec.encode("x".repeat(1 << 20), &mut frame).unwrap();
+        let mut src = BytesMut::with_capacity(2 << 20);
+        src.extend_from_slice(&frame);
+        src.extend_from_slice(&[0, 0]);
+        assert!(codec.decode(&mut src).unwrap().is_some());
+        assert_eq!(codec.last_frame_len(), frame.len() - LENGTH_PREFIX);
+        assert!(codec.decode(&mut src).unwrap().is_none());
+        assert!(
+            src.capacity() <= SHRINK_ABOVE,
+            "capacity {}",
+            src.capacity()
+        );
+        assert_eq!(&src[..], &[0, 0], "what followed the frame is kept");
+    }
+
     #[test]
     fn oversized_length_is_refused_before_allocating() {
         let mut codec = Codec::with_max_frame(1024);
