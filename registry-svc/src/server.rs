@@ -213,7 +213,6 @@ struct Server {
 struct Policy<'a> {
     secret: Option<&'a [u8]>,
     observer: &'a dyn ServerObserver,
-    peer: SocketAddr,
 }
 
 impl AuthPolicy for Policy<'_> {
@@ -242,12 +241,6 @@ impl AuthPolicy for Policy<'_> {
     }
 
     fn rejected(&self, rejection: &Rejection) {
-        let (peer, reason) = (self.peer, &rejection.reason);
-        if rejection.is_told() {
-            tracing::warn!(%peer, %reason, "registry connection rejected");
-        } else {
-            tracing::debug!(%peer, %reason, "registry connection closed");
-        }
         self.observer.connection_rejected(rejection.label);
     }
 
@@ -287,7 +280,6 @@ impl Server {
         let policy = Policy {
             secret: self.config.secret.as_deref(),
             observer: self.config.observer.as_ref(),
-            peer,
         };
         let limit = self.config.handshake_timeout;
         let place = (&*slots, &mut ticket);

@@ -119,12 +119,6 @@ impl AuthPolicy for Policy<'_> {
     }
 
     fn rejected(&self, rejection: &Rejection) {
-        let (peer, reason) = (self.peer, &rejection.reason);
-        if rejection.is_told() {
-            tracing::warn!(%peer, %reason, "gate connection rejected");
-        } else {
-            tracing::debug!(%peer, %reason, "gate connection closed");
-        }
         let failures = &self.machine.metrics.handshake_failures;
         failures.with_label_values(&[rejection.label]).inc();
     }

@@ -113,8 +113,9 @@ pub trait AuthPolicy {
     /// The peer `name` of `kind` proved the shared secret.
     fn proved(&self, kind: PeerKind, name: String) -> Result<Self::Peer, Rejection>;
 
-    /// The handshake ended in `rejection`: log and count it. Called once, before the
-    /// peer is told, so that whoever sees the connection close sees it counted.
+    /// The handshake ended in `rejection` (logged already): count it. Called once,
+    /// before the peer is told, so that whoever sees the connection close sees it
+    /// counted.
     fn rejected(&self, rejection: &Rejection);
 
     /// The peer `name` of `kind` presented `token` (none: anonymous).
@@ -140,6 +141,7 @@ pub async fn handshake<P: AuthPolicy>(
     max_frame: usize,
 ) -> Result<(P::Peer, HandshakeReader, HandshakeWriter), Rejection> {
     let _ = stream.set_nodelay(true);
+    let peer = stream.peer_addr().ok();
     let (read, write) = stream.into_split();
     let mut reader = FramedRead::new(read, FrameCodec::with_max_frame(max_frame));
     let mut writer = FramedWrite::new(write, FrameCodec::with_max_frame(max_frame));
@@ -156,6 +158,12 @@ pub async fn handshake<P: AuthPolicy>(
             Err(_) => Rejection::refuse("handshake_timeout", "handshake timed out"),
         },
     };
+    let (listener, reason) = (policy.name(), &rejection.reason);
+    if rejection.is_told() {
+        tracing::warn!(?peer, listener, %reason, "connection rejected");
+    } else {
+        tracing::debug!(?peer, listener, %reason, "connection closed");
+    }
     policy.rejected(&rejection);
     tell(&mut writer, &rejection).await;
     Err(rejection)
