@@ -71,6 +71,19 @@ fn rss(pid: u32) -> u64 {
 
 const MB: u64 = 1024 * 1024;
 
+/// The highest resident memory of `pid` seen, every 50 ms, while `running` holds —
+/// which must stop holding within `limit` (`what` says what that means).
+async fn peak_rss_while(pid: u32, running: impl Fn() -> bool, limit: Duration, what: &str) -> u64 {
+    let deadline = Instant::now() + limit;
+    let mut peak = rss(pid);
+    while running() {
+        assert!(Instant::now() < deadline, "not within {limit:?}: {what}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        peak = peak.max(rss(pid));
+    }
+    peak
+}
+
 /// A bounce to the Base `to`, timed.
 async fn timed_bounce(client: &GateClient, to: &Point) -> Duration {
     let started = Instant::now();
@@ -204,14 +217,9 @@ fn partial_frames_are_held_within_the_byte_budget_and_their_memory_returns() {
                 (read, write)
             }));
         }
-        let mut peak = 0;
-        let deadline = Instant::now() + Duration::from_secs(60);
-        while attackers.iter().any(|a| !a.is_finished()) {
-            assert!(Instant::now() < deadline, "the attackers never finished");
-            peak = peak.max(rss(pid));
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-        peak = peak.max(rss(pid));
+        let running = || attackers.iter().any(|a| !a.is_finished());
+        let limit = Duration::from_secs(60);
+        let peak = peak_rss_while(pid, running, limit, "the attackers finished").await;
         let held: Vec<_> = futures::future::join_all(attackers).await;
         drop(held);
         peak
@@ -283,16 +291,9 @@ fn a_client_that_never_reads_is_cut_off_and_its_memory_returns() {
             }
             1000
         });
-        let mut peak = 0;
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while !sending.is_finished() {
-            assert!(
-                Instant::now() < deadline,
-                "the gate never cut the sender off"
-            );
-            peak = peak.max(rss(pid));
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
+        let running = || !sending.is_finished();
+        let limit = Duration::from_secs(30);
+        let peak = peak_rss_while(pid, running, limit, "the gate cut the sender off").await;
         let sent = sending.await.unwrap();
         assert!(
             sent < 1000,
