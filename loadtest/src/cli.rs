@@ -3,6 +3,7 @@
 //!
 //! This module parses and checks arguments only; [`crate::session`] acts on them.
 
+use hyperverse_core::wire::{GatePublicKey, TransportMode};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
@@ -58,6 +59,10 @@ pub struct LocalArgs {
     /// Do not run `cargo build` for registry-svc and star-node before starting them.
     #[arg(long)]
     pub no_build: bool,
+    /// How the cluster's connections travel: `noise` (encrypted, the default) or
+    /// `plain` (clear text on loopback).
+    #[arg(long, default_value = "noise")]
+    pub transport: TransportMode,
     /// The load.
     #[command(flatten)]
     pub load: LoadArgs,
@@ -76,6 +81,13 @@ pub struct RunArgs {
     /// which the scenarios need to create their particles).
     #[arg(long, env = "HV_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
+    /// The gates' public key (`star-node --print-gate-key`); default: the key derived
+    /// from --secret, when given.
+    #[arg(long, env = "HV_GATE_KEY")]
+    pub gate_key: Option<GatePublicKey>,
+    /// `noise` (encrypted, the default) or `plain` (a cluster in plain mode on loopback).
+    #[arg(long, env = "HV_TRANSPORT", default_value = "noise")]
+    pub transport: TransportMode,
     /// registry-svc's RPC address, for the `registry` scenario (and share of `mixed`).
     #[arg(long)]
     pub registry: Option<String>,

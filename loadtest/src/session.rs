@@ -37,6 +37,7 @@ use crate::report::{
 use crate::scenario::{self, Conn, Knobs, Op, Setup};
 use crate::scrape::{Deltas, Snapshot};
 use crate::{bins, plot, signals, verify};
+use star_node::client::GateClientConfig;
 
 /// Pings in flight during the warm-up pass.
 const WARMUP_IN_FLIGHT: usize = 256;
@@ -51,6 +52,8 @@ struct Target {
     mode: &'static str,
     gates: Vec<String>,
     token: Option<String>,
+    /// How clients reach the gates (transport, pinned gate key).
+    client: GateClientConfig,
     registry: Option<(String, String)>,
     metrics: Vec<SocketAddr>,
     redis: Vec<String>,
@@ -215,7 +218,8 @@ async fn local_session(
     } else {
         args.shards
     };
-    let cluster = cluster::start(&bins, shards, args.nodes, &dir, processes).await?;
+    let shape = (args.nodes, args.transport);
+    let cluster = cluster::start(&bins, shards, shape, &dir, processes).await?;
     eprintln!(
         "loadtest: cluster up: registry-svc {} ({}), star-nodes {}",
         cluster.registry.rpc,
@@ -234,6 +238,7 @@ async fn local_session(
         mode: "local",
         gates: cluster.nodes.iter().map(|n| n.gate.to_string()).collect(),
         token: Some(cluster.secret.clone()),
+        client: cluster.client.clone(),
         registry: Some((cluster.registry.rpc.to_string(), cluster.secret.clone())),
         metrics: cluster.metrics(),
         redis: match &cluster.backend {
@@ -261,10 +266,16 @@ async fn remote_session(
         }
         (None, _) => None,
     };
+    let mut client =
+        cluster::client_config(args.secret.as_deref().unwrap_or_default(), args.transport);
+    if args.gate_key.is_some() || args.secret.is_none() {
+        client.gate_key = args.gate_key;
+    }
     let target = Target {
         mode: "run",
         gates: args.gate.clone(),
         token: args.token.clone(),
+        client,
         registry,
         metrics: args.metrics.clone(),
         redis: args.redis.clone(),
@@ -308,6 +319,7 @@ async fn drive(
         Some((addr, secret)) => {
             let config = ClientConfig {
                 name: "loadtest".into(),
+                transport: target.client.transport,
                 ..ClientConfig::default()
             };
             let client = RegistryClient::connect(addr, Some(secret.clone().into_bytes()), config)
@@ -465,7 +477,8 @@ async fn connect(target: &Target, connections: usize) -> Result<Vec<Conn>> {
     let mut conns = Vec::new();
     for _ in 0..connections {
         for gate in &target.gates {
-            let client = cluster::connect_gate(gate, target.token.as_deref(), deadline).await?;
+            let token = target.token.as_deref();
+            let client = cluster::connect_gate(gate, token, &target.client, deadline).await?;
             conns.push(Conn {
                 client,
                 machine: None,

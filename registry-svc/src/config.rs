@@ -17,11 +17,13 @@
 //! | `max_connections` | `HV_REGISTRY_MAX_CONNECTIONS` | 1024 |
 //! | `max_buffered_bytes` (partial frames and large requests, all connections) | `HV_REGISTRY_MAX_BUFFERED_BYTES` | 256 MiB |
 //! | `redis_timeout_ms` (per command) | `HV_REGISTRY_REDIS_TIMEOUT_MS` | 2000 |
+//! | `transport` (`noise`: every connection encrypted; `plain`: loopback only) | `HV_REGISTRY_TRANSPORT` | `noise` |
 
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
+use hyperverse_core::wire::TransportMode;
 use serde::Deserialize;
 
 use crate::ring::DEFAULT_VNODES;
@@ -58,6 +60,8 @@ pub struct Settings {
     pub max_buffered_bytes: usize,
     /// How long one Redis command may take.
     pub redis_timeout_ms: u64,
+    /// Whether connections are encrypted (`noise`) or clear text (`plain`, loopback only).
+    pub transport: TransportMode,
 }
 
 impl Default for Settings {
@@ -78,6 +82,7 @@ impl Default for Settings {
             max_connections: 1024,
             max_buffered_bytes: hyperverse_core::wire::DEFAULT_BUDGET,
             redis_timeout_ms: 2000,
+            transport: TransportMode::Noise,
         }
     }
 }
@@ -143,6 +148,9 @@ impl Settings {
                 "listen address {listen} is not loopback: set a shared secret (HV_REGISTRY_SECRET)"
             )));
         }
+        self.transport
+            .check(listen.ip(), "listen address")
+            .map_err(ConfigError)?;
         if self.star_ttl_ms == 0
             || self.vnodes == 0
             || self.max_connections == 0

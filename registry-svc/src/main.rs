@@ -181,6 +181,7 @@ async fn serve(config: Option<PathBuf>) -> Result<(), String> {
         max_frame: settings.max_frame_bytes,
         max_connections: settings.max_connections,
         budget: hyperverse_core::wire::ByteBudget::new(settings.max_buffered_bytes),
+        transport: settings.transport,
         observer: metrics,
         ..ServerConfig::default()
     };

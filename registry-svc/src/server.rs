@@ -48,9 +48,8 @@ use hyperverse_core::wire::listener::{AuthPolicy, Rejection, handshake};
 use hyperverse_core::wire::slots::{Class, SlotLimits, Slots, Ticket};
 use hyperverse_core::wire::{
     ByteBudget, DEFAULT_BUDGET, DEFAULT_MAX_FRAME, DEFAULT_STALL, FrameCodec, Held, Outgoing,
-    WireError, write_frames,
+    ReadHalf, Sealing, SharedKey, TransportMode, WireError, WriteHalf, write_frames,
 };
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
@@ -101,6 +100,8 @@ pub struct ServerConfig {
     pub handshake_timeout: Duration,
     /// How long shutdown waits for in-flight requests.
     pub drain_timeout: Duration,
+    /// Whether connections must be sealed (`noise`, keyed by `secret`) or may be plain.
+    pub transport: TransportMode,
     /// Where connection failures and request timings go.
     pub observer: Arc<dyn ServerObserver>,
 }
@@ -117,6 +118,7 @@ impl Default for ServerConfig {
             max_in_flight: 256,
             handshake_timeout: Duration::from_secs(5),
             drain_timeout: Duration::from_secs(5),
+            transport: TransportMode::Noise,
             observer: Arc::new(NoObserver),
         }
     }
@@ -134,6 +136,7 @@ impl fmt::Debug for ServerConfig {
             .field("max_in_flight", &self.max_in_flight)
             .field("handshake_timeout", &self.handshake_timeout)
             .field("drain_timeout", &self.drain_timeout)
+            .field("transport", &self.transport)
             .finish_non_exhaustive()
     }
 }
@@ -156,9 +159,15 @@ pub async fn serve(
         lanes: 0,
         evict_idle: false,
     });
+    let sealing = Sealing {
+        mode: config.transport,
+        shared: SharedKey::derive(config.secret.as_deref().unwrap_or_default()),
+        gate: None,
+    };
     let server = Arc::new(Server {
         api,
         config,
+        sealing,
         stop: CancellationToken::new(),
     });
     let mut connections = JoinSet::new();
@@ -205,6 +214,8 @@ pub async fn serve(
 struct Server {
     api: Arc<dyn RegistryApi>,
     config: ServerConfig,
+    /// How connections are sealed: the `shared` mode only (no gate key).
+    sealing: Sealing,
     stop: CancellationToken,
 }
 
@@ -212,6 +223,7 @@ struct Server {
 /// presenting a token when the registry has none; `Busy` when every slot is taken.
 struct Policy<'a> {
     secret: Option<&'a [u8]>,
+    sealing: &'a Sealing,
     observer: &'a dyn ServerObserver,
 }
 
@@ -220,6 +232,10 @@ impl AuthPolicy for Policy<'_> {
 
     fn name(&self) -> &'static str {
         "the registry"
+    }
+
+    fn sealing(&self) -> &Sealing {
+        self.sealing
     }
 
     fn class(&self, _peer: &String) -> Class {
@@ -265,8 +281,8 @@ impl AuthPolicy for Policy<'_> {
 }
 
 type RpcCodec = FrameCodec<ResponseFrame, RequestFrame>;
-type RequestReader = FramedRead<OwnedReadHalf, RpcCodec>;
-type ResponseWriter = FramedWrite<OwnedWriteHalf, RpcCodec>;
+type RequestReader = FramedRead<ReadHalf, RpcCodec>;
+type ResponseWriter = FramedWrite<WriteHalf, RpcCodec>;
 
 impl Server {
     /// One connection, from handshake to close.
@@ -279,6 +295,7 @@ impl Server {
     ) {
         let policy = Policy {
             secret: self.config.secret.as_deref(),
+            sealing: &self.sealing,
             observer: self.config.observer.as_ref(),
         };
         let limit = self.config.handshake_timeout;

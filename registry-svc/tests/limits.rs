@@ -4,9 +4,11 @@
 //! at `handshake_timeout`; a request frame of exactly `max_frame` bytes is served and
 //! one byte more closes the connection.
 
+use hyperverse_core::wire::transport::{self, ReadHalf, Seal, SharedKey, WriteHalf};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+use tokio::io::Join;
 
 use futures::{SinkExt, StreamExt};
 use hyperverse_core::registry::client::{ClientConfig, RegistryClient};
@@ -246,19 +248,28 @@ fn put_state_frame(id: u64, point: &Point, body: usize) -> RequestFrame {
 }
 
 /// A client's side of the RPC by hand (so it can send frames over the server's limit).
-type RawRpc = Framed<TcpStream, FrameCodec<RequestFrame, ResponseFrame>>;
+type RawRpc = Framed<Join<ReadHalf, WriteHalf>, FrameCodec<RequestFrame, ResponseFrame>>;
 
-/// Dials `addr` and goes through the handshake, proving `SECRET`.
+/// Dials `addr`, seals the connection and goes through the handshake, proving `SECRET`.
 async fn raw_rpc(addr: SocketAddr) -> RawRpc {
     let stream = TcpStream::connect(addr).await.expect("connect");
-    let mut framed = Framed::new(stream, FrameCodec::<Handshake, Handshake>::default());
+    let key = SharedKey::derive(SECRET);
+    let (read, write) = transport::seal_dialer(stream, Seal::Shared(&key))
+        .await
+        .expect("sealed");
+    let joined = tokio::io::join(read, write);
+    let mut framed = Framed::new(joined, FrameCodec::<Handshake, Handshake>::default());
     let ours = handshake::nonce().unwrap();
     let hello = Handshake::hello(PeerKind::RegistryClient, "raw", ours.clone());
     framed.send(hello).await.expect("send Hello");
     let Some(Ok(Handshake::Challenge { nonce: theirs, .. })) = framed.next().await else {
         panic!("expected a challenge");
     };
-    let mac = handshake::dialer_proof(SECRET, "raw", &ours, &theirs);
+    let dialer = handshake::Dialer {
+        version: handshake::PROTOCOL_VERSION,
+        name: "raw",
+    };
+    let mac = handshake::dialer_proof(SECRET, dialer, &ours, &theirs);
     framed
         .send(Handshake::Proof { mac })
         .await

@@ -17,8 +17,8 @@ use hyperverse_core::registry::client::{ClientConfig, RegistryClient};
 use hyperverse_core::registry::rpc::{RequestFrame, Response, ResponseFrame};
 use hyperverse_core::registry::{ArtifactMeta, Registration, RegistryApi, StarEntry, conformance};
 use hyperverse_core::security::{Access, AccessGrant, GrantId, IndexedAccessGrant};
-use hyperverse_core::wire::FrameCodec;
 use hyperverse_core::wire::handshake::{self, Handshake, PROTOCOL_VERSION, PeerKind};
+use hyperverse_core::wire::{FrameCodec, TransportMode};
 use hyperverse_core::{Agent, Error, Kind, Point, Result, Selector};
 use registry_svc::backend::memory::MemoryRegistry;
 use registry_svc::server::{ServerConfig, ServerObserver, serve};
@@ -161,7 +161,8 @@ fn encode(message: Handshake) -> Vec<u8> {
     buf.to_vec()
 }
 
-/// The dialer side of the handshake, by hand, proving `SECRET`.
+/// The dialer side of the handshake, by hand and in clear text (a server in `plain`
+/// mode), proving `SECRET`.
 async fn raw_dial(addr: SocketAddr) -> Framed<TcpStream, FrameCodec<Handshake, Handshake>> {
     let mut framed = Framed::new(
         TcpStream::connect(addr).await.unwrap(),
@@ -180,7 +181,11 @@ async fn raw_dial(addr: SocketAddr) -> Framed<TcpStream, FrameCodec<Handshake, H
     let Some(Ok(Handshake::Challenge { nonce: theirs, .. })) = framed.next().await else {
         panic!("expected a challenge");
     };
-    let mac = handshake::dialer_proof(SECRET, name, &ours, &theirs);
+    let dialer = handshake::Dialer {
+        version: PROTOCOL_VERSION,
+        name,
+    };
+    let mac = handshake::dialer_proof(SECRET, dialer, &ours, &theirs);
     framed.send(Handshake::Proof { mac }).await.unwrap();
     let Some(Ok(Handshake::Welcome { .. })) = framed.next().await else {
         panic!("expected a welcome");
@@ -217,7 +222,12 @@ async fn fake_registry() -> (SocketAddr, JoinHandle<FakeConnection>) {
     (addr, accepted)
 }
 
+/// Connects to a hand-made registry, which speaks clear text.
 async fn connect_anonymous(addr: SocketAddr, config: ClientConfig) -> RegistryClient {
+    let config = ClientConfig {
+        transport: TransportMode::Plain,
+        ..config
+    };
     RegistryClient::connect(addr, None, config)
         .await
         .expect("connect")
@@ -334,7 +344,11 @@ async fn a_client_refuses_a_registry_that_cannot_prove_the_secret() {
             .unwrap();
         framed.next().await
     });
-    let err = RegistryClient::connect(addr, Some(SECRET.to_vec()), ClientConfig::default())
+    let plain = ClientConfig {
+        transport: TransportMode::Plain,
+        ..ClientConfig::default()
+    };
+    let err = RegistryClient::connect(addr, Some(SECRET.to_vec()), plain)
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Forbidden(_)), "{err}");
@@ -343,8 +357,14 @@ async fn a_client_refuses_a_registry_that_cannot_prove_the_secret() {
 
 #[tokio::test]
 async fn broken_peers_lose_only_their_own_connection() {
+    // The frame-level defences, in clear text (`plain`) so that raw bytes reach them;
+    // sealed connections meet the same ones under the records (transport tests).
     let recorder = Arc::new(Recorder::default());
-    let server = Server::start(memory(), with_secret(recorder.clone())).await;
+    let plain = ServerConfig {
+        transport: TransportMode::Plain,
+        ..with_secret(recorder.clone())
+    };
+    let server = Server::start(memory(), plain).await;
     let good = client(server.addr, ClientConfig::default()).await;
 
     let mut wrong_version = encode(Handshake::hello(

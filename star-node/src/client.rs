@@ -24,7 +24,9 @@ use hyperverse_core::security::{Access, AccessGrantKind, GrantId};
 use hyperverse_core::wave::{Headers, Method, Substance};
 use hyperverse_core::wire::handshake::PeerKind;
 use hyperverse_core::wire::mux::{Exchange, Mux};
-use hyperverse_core::wire::{Credentials, DEFAULT_MAX_FRAME, dial};
+use hyperverse_core::wire::{
+    Credentials, DEFAULT_MAX_FRAME, GateKey, GatePublicKey, Seal, TransportMode, dial,
+};
 use hyperverse_core::{Error, Kind, Point, Result, Selector};
 use tokio_util::sync::CancellationToken;
 
@@ -44,6 +46,12 @@ pub struct GateClientConfig {
     pub request_timeout: Duration,
     /// The largest frame sent or accepted after the handshake.
     pub max_frame: usize,
+    /// `noise` (the default): the connection is sealed and the gate must prove it holds
+    /// `gate_key` before anything else is sent; `plain`: clear text (loopback gates).
+    pub transport: TransportMode,
+    /// The gate's public key, as its operator published it (`star-node
+    /// --print-gate-key`).
+    pub gate_key: Option<GatePublicKey>,
 }
 
 impl Default for GateClientConfig {
@@ -53,6 +61,20 @@ impl Default for GateClientConfig {
             connect_timeout: Duration::from_secs(3),
             request_timeout: Duration::from_secs(15),
             max_frame: DEFAULT_MAX_FRAME,
+            transport: TransportMode::Noise,
+            gate_key: None,
+        }
+    }
+}
+
+impl GateClientConfig {
+    /// The defaults, pinning the gate key every machine of a hyperverse derives from
+    /// `secret` when it has no key file: for tools that hold the secret (`loadtest`,
+    /// tests).
+    pub fn for_secret(secret: &[u8]) -> Self {
+        Self {
+            gate_key: Some(*GateKey::derive(secret).public()),
+            ..Self::default()
         }
     }
 }
@@ -93,19 +115,30 @@ impl GateClient {
     /// presenting `token` (none: anonymous), within `config.connect_timeout`.
     ///
     /// Errors: `Timeout` when the handshake does not finish in time, `Unavailable` when
-    /// the gate cannot be reached, `Forbidden` when it refuses the token.
+    /// the gate cannot be reached, `Forbidden` when it refuses the token, when it cannot
+    /// be verified (it does not hold `config.gate_key`) or when no key is given.
     pub async fn connect(
         addr: &str,
         token: Option<&str>,
         config: GateClientConfig,
     ) -> Result<GateClient> {
         let limit = config.connect_timeout;
+        let seal = match (config.transport, &config.gate_key) {
+            (TransportMode::Plain, _) => Seal::Plain,
+            (TransportMode::Noise, Some(key)) => Seal::Pinned(key),
+            (TransportMode::Noise, None) => {
+                return Err(Error::forbidden(format!(
+                    "cannot verify gate {addr}: no gate key is pinned; set HV_GATE_KEY to the \
+                     key its operator published (`star-node --print-gate-key`)"
+                )));
+            }
+        };
         let dialing = dial(
             addr,
             "gate",
-            PeerKind::Client,
-            &config.name,
+            (PeerKind::Client, &config.name),
             Credentials::Token(token),
+            seal,
             protocol::HANDSHAKE_MAX_FRAME,
         );
         let (reader, writer) = match tokio::time::timeout(limit, dialing).await {

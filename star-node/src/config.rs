@@ -9,6 +9,8 @@
 //! | `metrics` | `HV_STAR_METRICS` | `127.0.0.1:9700` |
 //! | `registry` (registry-svc address) | `HV_STAR_REGISTRY` | `127.0.0.1:7600` |
 //! | `secret` (the hyperverse's shared secret) | `HV_STAR_SECRET` | none: refused on a non-loopback gate |
+//! | `transport` (`noise`: every connection encrypted; `plain`: loopback only) | `HV_STAR_TRANSPORT` | `noise` |
+//! | `gate_key_file` (the gate's private key, created at first start if missing) | `HV_STAR_GATE_KEY_FILE` | none: the key derived from `secret` |
 //! | `stars` (comma-separated roles, one star each, any case) | `HV_STAR_STARS` | `central,super,maelstrom,scribe` |
 //! | `location_cache` (points per star) | `HV_STAR_LOCATION_CACHE` | 100000 |
 //! | `access_cache` (decisions per machine) | `HV_STAR_ACCESS_CACHE` | 100000 |
@@ -46,6 +48,7 @@ use std::time::Duration;
 
 use drivers::mechtron::MechtronConfig;
 use hyperverse_core::StarSub;
+use hyperverse_core::wire::{GateKey, Sealing, SharedKey, TransportMode};
 use serde::Deserialize;
 
 /// Everything star-node is configured with.
@@ -64,6 +67,11 @@ pub struct Settings {
     pub registry: String,
     /// The hyperverse's shared secret.
     pub secret: Option<String>,
+    /// Whether connections are encrypted (`noise`) or clear text (`plain`, loopback only).
+    pub transport: TransportMode,
+    /// A file holding the gate's private key (created at first start if missing); none:
+    /// the gate key every machine derives from the shared secret.
+    pub gate_key_file: Option<String>,
     /// Comma-separated star roles.
     pub stars: String,
     /// Location-cache capacity per star.
@@ -134,6 +142,8 @@ impl std::fmt::Debug for Settings {
             .field("metrics", &self.metrics)
             .field("registry", &self.registry)
             .field("secret", &self.secret.as_ref().map(|_| "<set>"))
+            .field("transport", &self.transport)
+            .field("gate_key_file", &self.gate_key_file)
             .field("stars", &self.stars)
             .finish_non_exhaustive()
     }
@@ -148,6 +158,8 @@ impl Default for Settings {
             metrics: "127.0.0.1:9700".into(),
             registry: "127.0.0.1:7600".into(),
             secret: None,
+            transport: TransportMode::Noise,
+            gate_key_file: None,
             stars: "central,super,maelstrom,scribe".into(),
             location_cache: 100_000,
             access_cache: 100_000,
@@ -265,6 +277,21 @@ impl Settings {
         self.secret.clone().unwrap_or_default().into_bytes()
     }
 
+    /// How the gate seals connections: the mode, the `shared` key derived from
+    /// `secret` (the hyperverse's), and the gate's key (from `gate_key_file`, else
+    /// derived from `secret`).
+    pub fn sealing(&self, secret: &[u8]) -> Result<Sealing, ConfigError> {
+        let gate = match &self.gate_key_file {
+            Some(path) => GateKey::load_or_create(Path::new(path)).map_err(ConfigError)?,
+            None => GateKey::derive(secret),
+        };
+        Ok(Sealing {
+            mode: self.transport,
+            shared: SharedKey::derive(secret),
+            gate: Some(gate),
+        })
+    }
+
     /// A millisecond setting as a duration.
     pub fn ms(value: u64) -> Duration {
         Duration::from_millis(value)
@@ -297,6 +324,17 @@ impl Settings {
             return Err(ConfigError(format!(
                 "gate address {gate} is not loopback: set a shared secret (HV_STAR_SECRET)"
             )));
+        }
+        self.transport
+            .check(gate.ip(), "gate address")
+            .map_err(ConfigError)?;
+        for (what, addr) in [
+            ("advertise address", &self.advertise),
+            ("registry address", &self.registry),
+        ] {
+            if let Ok(addr) = addr.parse::<SocketAddr>() {
+                self.transport.check(addr.ip(), what).map_err(ConfigError)?;
+            }
         }
         let positive = [
             self.location_cache as u64,

@@ -31,7 +31,7 @@ use hyperverse_core::wire::handshake::PeerKind;
 use hyperverse_core::wire::listener::{AuthPolicy, Rejection, handshake};
 use hyperverse_core::wire::slots::{Activity, Class, Slots, Ticket};
 use hyperverse_core::wire::{
-    FREE_BYTES, FrameCodec, HandshakeReader, HandshakeWriter, Held, Outgoing, WireError,
+    FREE_BYTES, FrameCodec, HandshakeReader, HandshakeWriter, Held, Outgoing, Sealing, WireError,
     write_frames,
 };
 use hyperverse_core::{Agent, Error, Point};
@@ -116,6 +116,10 @@ impl AuthPolicy for Policy<'_> {
 
     fn secret(&self) -> Option<&[u8]> {
         Some(&self.machine.secret)
+    }
+
+    fn sealing(&self) -> &Sealing {
+        &self.machine.sealing
     }
 
     fn rejected(&self, rejection: &Rejection) {

@@ -27,7 +27,9 @@ use std::time::{Duration, Instant};
 use futures::StreamExt;
 use hyperverse_core::wave::Ping;
 use hyperverse_core::wire::handshake::PeerKind;
-use hyperverse_core::wire::{Credentials, FrameCodec, Outgoing, WireError, dial, write_frames};
+use hyperverse_core::wire::{
+    Credentials, FrameCodec, Outgoing, ReadHalf, WireError, WriteHalf, dial, write_frames,
+};
 use hyperverse_core::{Error, Point, WaveId};
 use tokio::sync::mpsc;
 use tokio_util::codec::{FramedRead, FramedWrite};
@@ -195,9 +197,9 @@ impl Lane {
         let dialing = dial(
             &self.peer,
             "gate",
-            PeerKind::Machine,
-            &machine.name,
+            (PeerKind::Machine, &machine.name),
             Credentials::Secret(&machine.secret),
+            machine.sealing.dialer(),
             HANDSHAKE_MAX_FRAME,
         );
         let dialed = match tokio::time::timeout(limit, dialing).await {
@@ -363,8 +365,8 @@ impl Lane {
 }
 
 type LaneCodec = Counted<FrameCodec<LaneFrame, LaneFrame>>;
-type LaneReader = FramedRead<tokio::net::tcp::OwnedReadHalf, LaneCodec>;
-type LaneWriter = FramedWrite<tokio::net::tcp::OwnedWriteHalf, LaneCodec>;
+type LaneReader = FramedRead<ReadHalf, LaneCodec>;
+type LaneWriter = FramedWrite<WriteHalf, LaneCodec>;
 
 /// What names a lane frame that could not be encoded.
 #[derive(Debug, Clone, Copy)]

@@ -32,8 +32,8 @@ use crate::protocol::LaneFrame;
 use crate::reply::Reply;
 use crate::router::{Arrival, Live};
 use crate::star::{Forget, GetActivity, Inbound, SaveAll, Star};
-use hyperverse_core::wire::ByteBudget;
 use hyperverse_core::wire::slots::{SlotLimits, Slots};
+use hyperverse_core::wire::{ByteBudget, Sealing};
 
 /// The key of the star of role `role` on machine `machine`: `<<machine>>::role`.
 pub fn star_key(machine: &str, role: StarSub) -> Result<Point> {
@@ -98,6 +98,8 @@ pub struct Machine {
     pub gate: String,
     /// The hyperverse's shared secret.
     pub secret: Vec<u8>,
+    /// How the gate seals connections, and how lanes seal theirs.
+    pub sealing: Sealing,
     /// The registry.
     pub registry: Arc<dyn RegistryApi>,
     /// The metrics.
@@ -147,10 +149,15 @@ impl Machine {
             Settings::capacity(settings.access_cache),
             Settings::ms(settings.access_ttl_ms),
         );
+        let secret = hyperverse.secret().to_vec();
+        let sealing = settings
+            .sealing(&secret)
+            .map_err(|e| Error::bad_request(e.to_string()))?;
         let machine = Rc::new(Machine {
             name: settings.machine.clone(),
             gate,
-            secret: hyperverse.secret().to_vec(),
+            secret,
+            sealing,
             registry: hyperverse.registry(),
             metrics,
             directory: RefCell::default(),

@@ -1,11 +1,13 @@
 //! `star-node`: one Hyperverse machine — its stars, its gate and its `/metrics`.
 //!
 //! ```text
-//! star-node [--config FILE]      settings: see config.rs (HV_STAR_* overrides)
+//! star-node [--config FILE]                      settings: see config.rs (HV_STAR_* overrides)
+//! star-node [--config FILE] --print-gate-key     the gate's public key, for clients to pin
 //! ```
 //!
-//! Prints `star-node ready machine=NAME gate=ADDR metrics=ADDR` on stdout once it
-//! serves; SIGTERM or Ctrl-C stops it cleanly (stop accepting, drain, deregister).
+//! Prints `star-node ready machine=NAME gate=ADDR metrics=ADDR gate_key=HEX` on stdout
+//! once it serves; SIGTERM or Ctrl-C stops it cleanly (stop accepting, drain,
+//! deregister).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -35,6 +37,9 @@ struct Cli {
     /// A TOML config file; HV_STAR_* environment variables override it.
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Print the gate's public key (what `hv` pins as HV_GATE_KEY) and exit.
+    #[arg(long)]
+    print_gate_key: bool,
 }
 
 fn main() -> ExitCode {
@@ -54,6 +59,20 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if cli.print_gate_key {
+        return match settings.sealing(&settings.secret_bytes()) {
+            Ok(sealing) => {
+                if let Some(key) = sealing.gate {
+                    println!("{}", key.public());
+                }
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("star-node: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let system = actix_rt::System::new();
     match system.block_on(run(settings)) {
         Ok(()) => ExitCode::SUCCESS,
@@ -82,8 +101,10 @@ async fn run(settings: Settings) -> Result<(), String> {
         .await
         .map_err(|e| e.to_string())?;
     println!(
-        "star-node ready machine={machine_name} gate={} metrics={}",
-        node.gate, node.metrics
+        "star-node ready machine={machine_name} gate={} metrics={} gate_key={}",
+        node.gate,
+        node.metrics,
+        node.gate_key()
     );
     wait_for_stop().await;
     tracing::info!("stopping: draining waves in flight");
@@ -101,6 +122,7 @@ async fn connect_registry(settings: &Settings) -> Result<RegistryClient, String>
         name: format!("star-node-{}", settings.machine),
         request_timeout: Settings::ms(settings.registry_timeout_ms),
         max_frame: settings.max_frame_bytes,
+        transport: settings.transport,
         ..ClientConfig::default()
     };
     let secret = settings.secret.clone().map(String::into_bytes);

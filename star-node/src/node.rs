@@ -2,6 +2,7 @@
 //! gate, and stops them in order. The binary is a thin shell around [`Node`]; tests
 //! start nodes in-process the same way.
 
+use hyperverse_core::wire::GatePublicKey;
 use std::net::SocketAddr;
 use std::rc::Rc;
 use std::sync::Arc;
@@ -68,6 +69,12 @@ impl Node {
             gate,
             metrics: metrics_addr,
         })
+    }
+
+    /// The gate's public key, which clients pin.
+    pub fn gate_key(&self) -> GatePublicKey {
+        let key = self.machine.sealing.gate.as_ref();
+        *key.expect("a gate always has a key").public()
     }
 
     /// Client sessions the gate holds now.

@@ -22,12 +22,13 @@ use futures::SinkExt;
 use hyperverse_core::Point;
 use hyperverse_core::wave::{CmdMethod, Headers, Method, Substance};
 use hyperverse_core::wire::handshake::PeerKind;
-use hyperverse_core::wire::{Credentials, FrameCodec, dial};
-use star_node::client::GateClient;
+use hyperverse_core::wire::{
+    Credentials, FrameCodec, GateKey, GatePublicKey, ReadHalf, Seal, SharedKey, WriteHalf, dial,
+};
+use star_node::client::{GateClient, GateClientConfig};
 use star_node::protocol::{ClientFrame, ClientRequest, GateFrame};
 use support::*;
 use tokio::io::AsyncWriteExt;
-use tokio::net::tcp::OwnedWriteHalf;
 use tokio_util::codec::FramedWrite;
 
 /// How long an unrelated request may take while an attack runs.
@@ -115,14 +116,20 @@ fn watch_latency(
     })
 }
 
+/// The key the cluster's gates hold (derived from its secret).
+fn gate_key() -> GatePublicKey {
+    *GateKey::derive(SECRET.as_bytes()).public()
+}
+
 /// An anonymous client's session, past the handshake, as raw halves.
-async fn anonymous_session(gate: SocketAddr) -> (tokio::net::tcp::OwnedReadHalf, OwnedWriteHalf) {
+async fn anonymous_session(gate: SocketAddr) -> (ReadHalf, WriteHalf) {
+    let key = gate_key();
     let (reader, writer) = dial(
         &gate.to_string(),
         "gate",
-        PeerKind::Client,
-        "attacker",
+        (PeerKind::Client, "attacker"),
         Credentials::Token(None),
+        Seal::Pinned(&key),
         4096,
     )
     .await
@@ -143,7 +150,13 @@ fn idle_sessions_and_silent_connections_lock_out_neither_clients_nor_lanes() {
         // 1,024 client slots), then 1,000 connections that never speak.
         let mut idle = Vec::new();
         for _ in 0..1100 {
-            match GateClient::connect(&gate.to_string(), None, Default::default()).await {
+            match GateClient::connect(
+                &gate.to_string(),
+                None,
+                GateClientConfig::for_secret(SECRET.as_bytes()),
+            )
+            .await
+            {
                 Ok(client) => idle.push(client),
                 Err(e) => panic!("an anonymous client is let in (taking an idle one's place): {e}"),
             }
@@ -154,20 +167,25 @@ fn idle_sessions_and_silent_connections_lock_out_neither_clients_nor_lanes() {
         }
         // A newcomer is let in and served promptly.
         let started = Instant::now();
-        let newcomer = GateClient::connect(&gate.to_string(), Some(SECRET), Default::default())
-            .await
-            .expect("a newcomer is let in");
+        let newcomer = GateClient::connect(
+            &gate.to_string(),
+            Some(SECRET),
+            GateClientConfig::for_secret(SECRET.as_bytes()),
+        )
+        .await
+        .expect("a newcomer is let in");
         timed_bounce(&newcomer, &space).await;
         assert!(started.elapsed() < PROMPT, "took {:?}", started.elapsed());
         // A restarted peer machine's lane is let in too.
         let started = Instant::now();
         let secret = Credentials::Secret(SECRET.as_bytes());
+        let key = SharedKey::derive(SECRET.as_bytes());
         dial(
             &gate.to_string(),
             "gate",
-            PeerKind::Machine,
-            "b",
+            (PeerKind::Machine, "b"),
             secret,
+            Seal::Shared(&key),
             4096,
         )
         .await
@@ -264,17 +282,18 @@ fn a_client_that_never_reads_is_cut_off_and_its_memory_returns() {
     let watcher = watch_latency(&rt, gate, space.clone(), stop.clone());
     let peak = rt.block_on(async {
         // The hyperuser sends 1,000 bounces of 1 MiB each and never reads an answer.
+        let key = gate_key();
         let (reader, writer) = dial(
             &gate.to_string(),
             "gate",
-            PeerKind::Client,
-            "unread",
+            (PeerKind::Client, "unread"),
             Credentials::Token(Some(SECRET)),
+            Seal::Pinned(&key),
             4096,
         )
         .await
         .unwrap();
-        let mut writer: FramedWrite<OwnedWriteHalf, FrameCodec<ClientFrame, GateFrame>> =
+        let mut writer: FramedWrite<WriteHalf, FrameCodec<ClientFrame, GateFrame>> =
             writer.map_encoder(|_| FrameCodec::default());
         let sending = tokio::spawn(async move {
             for id in 0..1000u64 {

@@ -130,7 +130,7 @@ fn every_other_token_is_refused_in_the_handshake_and_counted() {
             let refused = GateClient::connect(
                 &a.gate.to_string(),
                 Some(token),
-                GateClientConfig::default(),
+                GateClientConfig::for_secret(SECRET.as_bytes()),
             )
             .await;
             match refused {
@@ -154,7 +154,7 @@ fn every_other_token_is_refused_in_the_handshake_and_counted() {
 
 /// Connects with `token`; the refusal's reason, or `None` when let in.
 async fn refusal(node: &Node, token: &str) -> Option<String> {
-    let config = GateClientConfig::default();
+    let config = GateClientConfig::for_secret(SECRET.as_bytes());
     match GateClient::connect(&node.gate.to_string(), Some(token), config).await {
         Ok(_) => None,
         Err(Error::Forbidden(why)) => Some(why),

@@ -17,8 +17,8 @@ use std::time::{Duration, Instant};
 use bytes::BytesMut;
 use hyperverse_core::registry::Strategy;
 use hyperverse_core::wave::Substance;
-use hyperverse_core::wire::FrameCodec;
 use hyperverse_core::wire::handshake::{self, Handshake, PeerKind};
+use hyperverse_core::wire::{FrameCodec, Seal, SharedKey};
 use hyperverse_core::{Error, Kind, Result};
 use local::*;
 use star_node::client::{GateClient, GateClientConfig};
@@ -39,7 +39,7 @@ async fn connect(node: &Node) -> Result<GateClient> {
     GateClient::connect(
         &node.gate.to_string(),
         Some(SECRET),
-        GateClientConfig::default(),
+        GateClientConfig::for_secret(SECRET.as_bytes()),
     )
     .await
 }
@@ -173,7 +173,9 @@ fn lanes_have_slots_of_their_own() {
             let gate = gate.clone();
             async move {
                 let secret = Credentials::Secret(SECRET.as_bytes());
-                dial(&gate, "gate", PeerKind::Machine, name, secret, 4096).await
+                let key = SharedKey::derive(SECRET.as_bytes());
+                let seal = Seal::Shared(&key);
+                dial(&gate, "gate", (PeerKind::Machine, name), secret, seal, 4096).await
             }
         };
         let first = lane("b")

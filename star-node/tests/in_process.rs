@@ -183,7 +183,7 @@ fn access_is_checked_at_the_home_star_and_grants_open_it() {
         let wrong = GateClient::connect(
             &b.gate.to_string(),
             Some("localhost:alice#guess"),
-            GateClientConfig::default(),
+            GateClientConfig::for_secret(SECRET.as_bytes()),
         )
         .await
         .unwrap_err();
@@ -395,7 +395,7 @@ fn a_stopped_node_leaves_the_directory() {
         let refused = GateClient::connect(
             &a.gate.to_string(),
             Some(SECRET),
-            GateClientConfig::default(),
+            GateClientConfig::for_secret(SECRET.as_bytes()),
         )
         .await
         .unwrap_err();
@@ -592,7 +592,7 @@ fn override_needs_what_delete_needs_and_empty_grants_are_refused() {
         GateClient::connect(
             &a.gate.to_string(),
             Some("localhost:users:bob#bob-token"),
-            GateClientConfig::default(),
+            GateClientConfig::for_secret(SECRET.as_bytes()),
         )
         .await
         .expect("bob is still bob");

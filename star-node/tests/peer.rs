@@ -10,7 +10,7 @@ use std::sync::Arc;
 use futures::{SinkExt, StreamExt};
 use hyperverse_core::wave::{HypMethod, Method, Ping, StatusCode, Substance};
 use hyperverse_core::wire::handshake::PeerKind;
-use hyperverse_core::wire::{Credentials, FrameCodec, dial};
+use hyperverse_core::wire::{Credentials, FrameCodec, Seal, SharedKey, dial};
 use hyperverse_core::{Agent, Point};
 use local::*;
 use star_node::hyperverse::Standard;
@@ -39,9 +39,9 @@ fn a_peers_waves_for_unknown_stars_and_bad_star_requests_are_refused_and_the_sta
         let (reader, writer) = dial(
             &a.gate.to_string(),
             "gate",
-            PeerKind::Machine,
-            "peer",
+            (PeerKind::Machine, "peer"),
             Credentials::Secret(SECRET.as_bytes()),
+            Seal::Shared(&SharedKey::derive(SECRET.as_bytes())),
             HANDSHAKE_MAX_FRAME,
         )
         .await
@@ -168,9 +168,9 @@ fn a_moved_answer_too_large_for_the_lane_fails_its_wave_with_413() {
         let (reader, writer) = dial(
             &a.gate.to_string(),
             "gate",
-            PeerKind::Machine,
-            "peer",
+            (PeerKind::Machine, "peer"),
             Credentials::Secret(SECRET.as_bytes()),
+            Seal::Shared(&SharedKey::derive(SECRET.as_bytes())),
             HANDSHAKE_MAX_FRAME,
         )
         .await

@@ -155,7 +155,7 @@ fn a_counter_moves_between_machines_without_losing_a_wave() {
             .unwrap();
         let b = Node::start(settings("b"), hyperverse).await.unwrap();
         until_it_sees(&a, 8).await;
-        let config = GateClientConfig::default();
+        let config = GateClientConfig::for_secret(SECRET.as_bytes());
         let hv = GateClient::connect(&a.gate.to_string(), Some(SECRET), config)
             .await
             .unwrap();
@@ -195,7 +195,7 @@ fn a_counter_moves_between_machines_without_losing_a_wave() {
 
         // Its machine stops cleanly (saving the state); it comes back on the other one.
         let (stopping, staying) = if other == "a" { (a, b) } else { (b, a) };
-        let config = GateClientConfig::default();
+        let config = GateClientConfig::for_secret(SECRET.as_bytes());
         let hv = GateClient::connect(&staying.gate.to_string(), Some(SECRET), config)
             .await
             .unwrap();
@@ -224,7 +224,7 @@ fn denied_waves_do_not_count_toward_a_save() {
             registry: registry.clone(),
         });
         let a = Node::start(settings("a"), hyperverse).await.unwrap();
-        let config = GateClientConfig::default();
+        let config = GateClientConfig::for_secret(SECRET.as_bytes());
         let gate = a.gate.to_string();
         let hv = GateClient::connect(&gate, Some(SECRET), config.clone())
             .await

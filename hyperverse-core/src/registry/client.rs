@@ -37,7 +37,7 @@ use crate::selector::Selector;
 use crate::wave::Agent;
 use crate::wire::handshake::PeerKind;
 use crate::wire::mux::{Exchange, Mux};
-use crate::wire::{Credentials, DEFAULT_MAX_FRAME, dial, jittered};
+use crate::wire::{Credentials, DEFAULT_MAX_FRAME, Seal, SharedKey, TransportMode, dial, jittered};
 
 /// How a [`RegistryClient`] connects and how long it waits.
 #[derive(Debug, Clone)]
@@ -54,6 +54,8 @@ pub struct ClientConfig {
     pub backoff_min: Duration,
     /// The longest pause between reconnection attempts.
     pub backoff_max: Duration,
+    /// Whether the connection is sealed (`noise`, keyed by the secret) or plain.
+    pub transport: TransportMode,
 }
 
 impl Default for ClientConfig {
@@ -65,6 +67,7 @@ impl Default for ClientConfig {
             max_frame: DEFAULT_MAX_FRAME,
             backoff_min: Duration::from_millis(50),
             backoff_max: Duration::from_secs(5),
+            transport: TransportMode::Noise,
         }
     }
 }
@@ -91,6 +94,8 @@ impl Drop for Inner {
 struct Shared {
     addr: String,
     secret: Option<Vec<u8>>,
+    /// The `shared` transport key, derived from `secret` (or from nothing).
+    key: SharedKey,
     config: ClientConfig,
     link: watch::Sender<Link>,
 }
@@ -133,6 +138,7 @@ impl RegistryClient {
         let (link, _) = watch::channel(Link::Down);
         let shared = Arc::new(Shared {
             addr: addr.to_string(),
+            key: SharedKey::derive(secret.as_deref().unwrap_or_default()),
             secret,
             config,
             link,
@@ -211,12 +217,16 @@ impl Shared {
             Some(secret) => Credentials::Secret(secret),
             None => Credentials::Token(None),
         };
+        let seal = match self.config.transport {
+            TransportMode::Noise => Seal::Shared(&self.key),
+            TransportMode::Plain => Seal::Plain,
+        };
         let dialing = dial(
             &self.addr,
             "registry",
-            PeerKind::RegistryClient,
-            &self.config.name,
+            (PeerKind::RegistryClient, &self.config.name),
             credentials,
+            seal,
             HANDSHAKE_MAX_FRAME,
         );
         let (reader, writer) = match tokio::time::timeout(limit, dialing).await {

@@ -6,17 +6,17 @@ use std::time::Duration;
 
 use futures::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio_util::codec::{FramedRead, FramedWrite};
 
 use super::FrameCodec;
-use super::handshake::{self, Handshake, PROTOCOL_VERSION, PeerKind};
+use super::handshake::{self, Handshake, PeerKind};
+use super::transport::{self, ReadHalf, Seal, SealError, WriteHalf};
 use crate::error::{Error, Result};
 
 /// The read half of a connection still speaking the handshake.
-pub type HandshakeReader = FramedRead<OwnedReadHalf, FrameCodec<Handshake, Handshake>>;
+pub type HandshakeReader = FramedRead<ReadHalf, FrameCodec<Handshake, Handshake>>;
 /// The write half of a connection still speaking the handshake.
-pub type HandshakeWriter = FramedWrite<OwnedWriteHalf, FrameCodec<Handshake, Handshake>>;
+pub type HandshakeWriter = FramedWrite<WriteHalf, FrameCodec<Handshake, Handshake>>;
 
 /// What the dialer proves itself with.
 #[derive(Clone, Copy)]
@@ -38,20 +38,21 @@ impl fmt::Debug for Credentials<'_> {
     }
 }
 
-/// Connects to `addr` and runs the dialer side of the handshake as `peer` named `name`.
-/// `what` names the other side in errors (`registry`, `gate`). Handshake frames are
-/// limited to `max_frame` bytes. The caller bounds the time it may take.
+/// Connects to `addr`, seals the connection with `seal` ([`transport`]) and runs the
+/// dialer side of the handshake as `peer` named `name`. `what` names the other side in
+/// errors (`registry`, `gate`). Handshake frames are limited to `max_frame` bytes. The
+/// caller bounds the time it may take.
 ///
 /// Errors: `Unavailable` when the peer cannot be reached, breaks the protocol or is busy
 /// (`Busy`: full, or unable to check credentials now — worth retrying with
 /// [`jittered`] back-off), `Forbidden` when it refuses us (the reason it gave is in the
-/// message) or fails to prove the shared secret in turn: retrying will not help.
+/// message) or fails to prove the key or secret we expect of it: retrying will not help.
 pub async fn dial(
     addr: &str,
     what: &str,
-    peer: PeerKind,
-    name: &str,
+    (peer, name): (PeerKind, &str),
     credentials: Credentials<'_>,
+    seal: Seal<'_>,
     max_frame: usize,
 ) -> Result<(HandshakeReader, HandshakeWriter)> {
     let broken =
@@ -60,7 +61,12 @@ pub async fn dial(
         .await
         .map_err(|e| Error::Unavailable(format!("connecting to {what} {addr}: {e}")))?;
     stream.set_nodelay(true).map_err(|e| broken(&e))?;
-    let (read, write) = stream.into_split();
+    let (read, write) = transport::seal_dialer(stream, seal)
+        .await
+        .map_err(|e| match e {
+            SealError::Io(e) => broken(&e),
+            e => Error::forbidden(format!("{what} {addr}: {e}")),
+        })?;
     let mut reader = FramedRead::new(read, FrameCodec::with_max_frame(max_frame));
     let mut writer = FramedWrite::new(write, FrameCodec::with_max_frame(max_frame));
 
@@ -68,15 +74,23 @@ pub async fn dial(
     let hello = Handshake::hello(peer, name, ours.clone());
     writer.send(hello).await.map_err(|e| broken(&e))?;
     let theirs = match receive(&mut reader, what, addr).await? {
-        Handshake::Challenge { version, nonce } if version == PROTOCOL_VERSION => nonce,
+        Handshake::Challenge { version, nonce } if handshake::supported(version) => nonce,
         Handshake::Challenge { version, .. } => {
-            return Err(broken(&format!("it speaks protocol version {version}")));
+            let ours = handshake::PROTOCOL_VERSION;
+            return Err(Error::forbidden(format!(
+                "{what} {addr} speaks protocol version {version}, which this build \
+                 ({ours}) cannot talk to: upgrade the older of the two"
+            )));
         }
         other => return Err(unexpected(what, addr, &other)),
     };
+    let dialer = handshake::Dialer {
+        version: handshake::PROTOCOL_VERSION,
+        name,
+    };
     let answer = match credentials {
         Credentials::Secret(secret) => Handshake::Proof {
-            mac: handshake::dialer_proof(secret, name, &ours, &theirs),
+            mac: handshake::dialer_proof(secret, dialer, &ours, &theirs),
         },
         Credentials::Token(token) => Handshake::Token {
             token: token.map(String::from),
@@ -86,7 +100,7 @@ pub async fn dial(
     match receive(&mut reader, what, addr).await? {
         Handshake::Welcome { mac } => match credentials {
             Credentials::Secret(secret)
-                if !handshake::verify_listener(secret, name, &ours, &theirs, &mac) =>
+                if !handshake::verify_listener(secret, dialer, &ours, &theirs, &mac) =>
             {
                 Err(Error::forbidden(format!(
                     "{what} {addr} did not prove the shared secret"

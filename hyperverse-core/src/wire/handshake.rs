@@ -9,7 +9,7 @@
 //! ```
 //!
 //! A peer that knows the hyperverse's shared secret proves it with
-//! `HMAC-SHA256(secret, "hv-dialer" ‖ version (u16 BE) ‖ len(name) (u64 BE) ‖ name ‖
+//! `HMAC-SHA256(secret, "hv-dialer" ‖ the Hello's version (u16 BE) ‖ len(name) (u64 BE) ‖ name ‖
 //! dialer nonce ‖ listener nonce)`, nonces of exactly [`NONCE_LEN`] bytes; the listener
 //! answers with the same MAC labelled `"hv-listener"` over the nonces in the other
 //! order, so both
@@ -25,9 +25,20 @@ use sha2::Sha256;
 
 use crate::error::{Error, Result};
 
-/// The protocol version this build speaks. Peers must match exactly. 2: waves carry a
-/// fan-out budget (`Ping`, `Signal`, `Ripple` have one field more).
-pub const PROTOCOL_VERSION: u16 = 2;
+/// The protocol version this build speaks. 2: waves carry a fan-out budget (`Ping`,
+/// `Signal`, `Ripple` have one field more). 3: connections are sealed
+/// ([`super::transport`]); the messages are those of 2.
+pub const PROTOCOL_VERSION: u16 = 3;
+
+/// The oldest version this build still talks to: a listener accepts a `Hello` of any
+/// version from this one to [`PROTOCOL_VERSION`] and answers with the older of the
+/// two, so that a cluster can be upgraded one process at a time.
+pub const MIN_PROTOCOL_VERSION: u16 = 2;
+
+/// Whether this build talks to a peer of `version`.
+pub fn supported(version: u16) -> bool {
+    (MIN_PROTOCOL_VERSION..=PROTOCOL_VERSION).contains(&version)
+}
 
 /// The first field of every `Hello`: tells a Hyperverse peer from a stray connection.
 pub const MAGIC: &str = "hyperverse";
@@ -147,9 +158,10 @@ pub fn check_hello(magic: &str, version: u16) -> Result<()> {
             "not a hyperverse peer (magic {magic:?})"
         )));
     }
-    if version != PROTOCOL_VERSION {
+    if !supported(version) {
         return Err(Error::bad_request(format!(
-            "protocol version {version} is not supported (this peer speaks {PROTOCOL_VERSION})"
+            "protocol version {version} is not supported (this peer speaks \
+             {MIN_PROTOCOL_VERSION} to {PROTOCOL_VERSION}): upgrade the older of the two"
         )));
     }
     Ok(())
@@ -159,10 +171,26 @@ fn nonces_ok(a: &[u8], b: &[u8]) -> bool {
     a.len() == NONCE_LEN && b.len() == NONCE_LEN
 }
 
-fn mac(secret: &[u8], label: &[u8], name: &str, first: &[u8], second: &[u8]) -> Hmac<Sha256> {
+/// What a proof is computed over: the dialer's `Hello` version and name.
+#[derive(Debug, Clone, Copy)]
+pub struct Dialer<'a> {
+    /// The version of the dialer's `Hello`.
+    pub version: u16,
+    /// The dialer's name.
+    pub name: &'a str,
+}
+
+fn mac(
+    secret: &[u8],
+    label: &[u8],
+    dialer: Dialer<'_>,
+    first: &[u8],
+    second: &[u8],
+) -> Hmac<Sha256> {
+    let Dialer { version, name } = dialer;
     let mut mac = Hmac::<Sha256>::new_from_slice(secret).expect("HMAC takes keys of any length");
     mac.update(label);
-    mac.update(&PROTOCOL_VERSION.to_be_bytes());
+    mac.update(&version.to_be_bytes());
     mac.update(&(name.len() as u64).to_be_bytes());
     mac.update(name.as_bytes());
     mac.update(first);
@@ -173,11 +201,11 @@ fn mac(secret: &[u8], label: &[u8], name: &str, first: &[u8], second: &[u8]) -> 
 /// The dialer's proof over both nonces.
 pub fn dialer_proof(
     secret: &[u8],
-    name: &str,
+    dialer: Dialer<'_>,
     dialer_nonce: &[u8],
     listener_nonce: &[u8],
 ) -> Vec<u8> {
-    mac(secret, b"hv-dialer", name, dialer_nonce, listener_nonce)
+    mac(secret, b"hv-dialer", dialer, dialer_nonce, listener_nonce)
         .finalize()
         .into_bytes()
         .to_vec()
@@ -186,11 +214,11 @@ pub fn dialer_proof(
 /// The listener's proof over both nonces.
 pub fn listener_proof(
     secret: &[u8],
-    name: &str,
+    dialer: Dialer<'_>,
     dialer_nonce: &[u8],
     listener_nonce: &[u8],
 ) -> Vec<u8> {
-    mac(secret, b"hv-listener", name, listener_nonce, dialer_nonce)
+    mac(secret, b"hv-listener", dialer, listener_nonce, dialer_nonce)
         .finalize()
         .into_bytes()
         .to_vec()
@@ -199,13 +227,13 @@ pub fn listener_proof(
 /// Checks a dialer's proof in constant time. Nonces of the wrong length never verify.
 pub fn verify_dialer(
     secret: &[u8],
-    name: &str,
+    dialer: Dialer<'_>,
     dialer_nonce: &[u8],
     listener_nonce: &[u8],
     proof: &[u8],
 ) -> bool {
     nonces_ok(dialer_nonce, listener_nonce)
-        && mac(secret, b"hv-dialer", name, dialer_nonce, listener_nonce)
+        && mac(secret, b"hv-dialer", dialer, dialer_nonce, listener_nonce)
             .verify_slice(proof)
             .is_ok()
 }
@@ -213,13 +241,13 @@ pub fn verify_dialer(
 /// Checks a listener's proof in constant time. Nonces of the wrong length never verify.
 pub fn verify_listener(
     secret: &[u8],
-    name: &str,
+    dialer: Dialer<'_>,
     dialer_nonce: &[u8],
     listener_nonce: &[u8],
     proof: &[u8],
 ) -> bool {
     nonces_ok(dialer_nonce, listener_nonce)
-        && mac(secret, b"hv-listener", name, listener_nonce, dialer_nonce)
+        && mac(secret, b"hv-listener", dialer, listener_nonce, dialer_nonce)
             .verify_slice(proof)
             .is_ok()
 }
@@ -231,21 +259,34 @@ mod tests {
     #[test]
     fn proofs_verify_only_with_the_same_secret_and_nonces() {
         let (a, b) = (nonce().unwrap(), nonce().unwrap());
+        let m1 = Dialer {
+            version: PROTOCOL_VERSION,
+            name: "m1",
+        };
+        let m2 = Dialer { name: "m2", ..m1 };
+        let older = Dialer {
+            version: MIN_PROTOCOL_VERSION,
+            ..m1
+        };
         assert_ne!(a, b);
-        let proof = dialer_proof(b"secret", "m1", &a, &b);
-        assert!(verify_dialer(b"secret", "m1", &a, &b, &proof));
-        assert!(!verify_dialer(b"wrong", "m1", &a, &b, &proof));
-        assert!(!verify_dialer(b"secret", "m2", &a, &b, &proof));
-        assert!(!verify_dialer(b"secret", "m1", &b, &a, &proof));
-        assert!(!verify_dialer(b"secret", "m1", &a, &b, &proof[..16]));
+        let proof = dialer_proof(b"secret", m1, &a, &b);
+        assert!(verify_dialer(b"secret", m1, &a, &b, &proof));
+        assert!(!verify_dialer(b"wrong", m1, &a, &b, &proof));
+        assert!(!verify_dialer(b"secret", m2, &a, &b, &proof));
+        assert!(!verify_dialer(b"secret", m1, &b, &a, &proof));
+        assert!(
+            !verify_dialer(b"secret", older, &a, &b, &proof),
+            "the version is bound"
+        );
+        assert!(!verify_dialer(b"secret", m1, &a, &b, &proof[..16]));
         // Short nonces never verify, even with a matching MAC.
-        let short = dialer_proof(b"secret", "m1", &a[..4], &b);
-        assert!(!verify_dialer(b"secret", "m1", &a[..4], &b, &short));
+        let short = dialer_proof(b"secret", m1, &a[..4], &b);
+        assert!(!verify_dialer(b"secret", m1, &a[..4], &b, &short));
         // The listener's proof is not a replay of the dialer's.
-        let answer = listener_proof(b"secret", "m1", &a, &b);
+        let answer = listener_proof(b"secret", m1, &a, &b);
         assert_ne!(answer, proof);
-        assert!(verify_listener(b"secret", "m1", &a, &b, &answer));
-        assert!(!verify_dialer(b"secret", "m1", &a, &b, &answer));
+        assert!(verify_listener(b"secret", m1, &a, &b, &answer));
+        assert!(!verify_dialer(b"secret", m1, &a, &b, &answer));
     }
 
     #[test]
@@ -257,6 +298,11 @@ mod tests {
                 .to_string()
                 .contains("magic")
         );
+        assert!(
+            check_hello(MAGIC, MIN_PROTOCOL_VERSION).is_ok(),
+            "the previous version"
+        );
+        assert!(check_hello(MAGIC, MIN_PROTOCOL_VERSION - 1).is_err());
         let err = check_hello(MAGIC, PROTOCOL_VERSION + 1)
             .unwrap_err()
             .to_string();

@@ -3,6 +3,7 @@
 //! accepted, before the session.
 //!
 //! ```text
+//!     the connection sealed (transport::seal_listener, under policy.sealing())
 //! ◀── Hello{magic, version, peer, name, nonce}   policy.hello: serve this kind now?
 //! ──▶ Challenge{version, nonce}
 //! ◀── Proof{mac}   → checked against policy.secret(), then policy.proved
@@ -21,8 +22,9 @@ use futures::{SinkExt, StreamExt};
 use tokio::net::TcpStream;
 use tokio_util::codec::{FramedRead, FramedWrite};
 
-use super::handshake::{self, Handshake, PROTOCOL_VERSION, PeerKind};
+use super::handshake::{self, Dialer, Handshake, PROTOCOL_VERSION, PeerKind};
 use super::slots::{Class, Slots, Ticket};
+use super::transport::{self, Sealing, Unsealed};
 use super::{FrameCodec, HandshakeReader, HandshakeWriter, WireError};
 
 /// How long a `Refused` may take to send before the connection is simply dropped.
@@ -101,6 +103,9 @@ pub trait AuthPolicy {
     /// What this listener is called in refusals (`the registry`, `the gate`).
     fn name(&self) -> &'static str;
 
+    /// How connections are sealed before the handshake.
+    fn sealing(&self) -> &Sealing;
+
     /// Which kind of [`Slots`] place `peer` takes.
     fn class(&self, peer: &Self::Peer) -> Class;
 
@@ -142,18 +147,36 @@ pub async fn handshake<P: AuthPolicy>(
 ) -> Result<(P::Peer, HandshakeReader, HandshakeWriter), Rejection> {
     let _ = stream.set_nodelay(true);
     let peer = stream.peer_addr().ok();
-    let (read, write) = stream.into_split();
-    let mut reader = FramedRead::new(read, FrameCodec::with_max_frame(max_frame));
-    let mut writer = FramedWrite::new(write, FrameCodec::with_max_frame(max_frame));
     let evicted = ticket.evicted().clone();
-    let listening = listen(&mut reader, &mut writer, policy, slots, ticket);
+    // Where a refusal is told: on the sealed connection once there is one.
+    let mut told: Option<HandshakeWriter> = None;
+    let mut unsealed = Unsealed::Gone;
+    let listening = async {
+        let (read, write) = match transport::seal_listener(stream, policy.sealing()).await {
+            Ok(halves) => halves,
+            Err((rejection, how)) => {
+                unsealed = how;
+                return Err(rejection);
+            }
+        };
+        let mut reader = FramedRead::new(read, FrameCodec::with_max_frame(max_frame));
+        let writer = told.insert(FramedWrite::new(
+            write,
+            FrameCodec::with_max_frame(max_frame),
+        ));
+        let peer = listen(&mut reader, writer, policy, slots, ticket).await?;
+        Ok((peer, reader))
+    };
     let rejection = tokio::select! {
         _ = evicted.cancelled() => Rejection::silent(
             "too_many_handshakes",
             "closed to make room for a newer handshake",
         ),
         listened = tokio::time::timeout(limit, listening) => match listened {
-            Ok(Ok(peer)) => return Ok((peer, reader, writer)),
+            Ok(Ok((peer, reader))) => {
+                let writer = told.take().expect("the writer of a finished handshake");
+                return Ok((peer, reader, writer));
+            }
             Ok(Err(rejection)) => rejection,
             Err(_) => Rejection::refuse("handshake_timeout", "handshake timed out"),
         },
@@ -165,7 +188,13 @@ pub async fn handshake<P: AuthPolicy>(
         tracing::debug!(?peer, listener, %reason, "connection closed");
     }
     policy.rejected(&rejection);
-    tell(&mut writer, &rejection).await;
+    match told.as_mut() {
+        Some(writer) => tell(writer, &rejection).await,
+        None if rejection.tell => {
+            let _ = tokio::time::timeout(REFUSE_TIMEOUT, unsealed.tell(&rejection.reason)).await;
+        }
+        None => {}
+    }
     Err(rejection)
 }
 
@@ -190,7 +219,7 @@ async fn listen<P: AuthPolicy>(
     slots: &Slots,
     ticket: &mut Ticket,
 ) -> Result<P::Peer, Rejection> {
-    let (kind, name, dialer_nonce) = match receive(reader).await? {
+    let (kind, name, version, dialer_nonce) = match receive(reader).await? {
         Handshake::Hello {
             magic,
             version,
@@ -200,7 +229,7 @@ async fn listen<P: AuthPolicy>(
         } => {
             handshake::check_hello(&magic, version)
                 .map_err(|e| Rejection::refuse("bad_hello", e.to_string()))?;
-            (peer, name, nonce)
+            (peer, name, version, nonce)
         }
         other => {
             let reason = format!("expected Hello, got {}", other.name());
@@ -210,8 +239,9 @@ async fn listen<P: AuthPolicy>(
     policy.hello(kind)?;
     let listener_nonce =
         handshake::nonce().map_err(|e| Rejection::refuse("internal", e.to_string()))?;
+    // The older of the two versions: what both speak.
     let challenge = Handshake::Challenge {
-        version: PROTOCOL_VERSION,
+        version: version.min(PROTOCOL_VERSION),
         nonce: listener_nonce.clone(),
     };
     writer.send(challenge).await.map_err(Rejection::wire)?;
@@ -223,10 +253,14 @@ async fn listen<P: AuthPolicy>(
                     "this listener has no shared secret; present a token",
                 ));
             };
-            if !handshake::verify_dialer(secret, &name, &dialer_nonce, &listener_nonce, &mac) {
+            let dialer = Dialer {
+                version,
+                name: &name,
+            };
+            if !handshake::verify_dialer(secret, dialer, &dialer_nonce, &listener_nonce, &mac) {
                 return Err(Rejection::refuse("wrong_secret", "wrong shared secret"));
             }
-            let ours = handshake::listener_proof(secret, &name, &dialer_nonce, &listener_nonce);
+            let ours = handshake::listener_proof(secret, dialer, &dialer_nonce, &listener_nonce);
             (policy.proved(kind, name)?, ours)
         }
         Handshake::Token { token } => (policy.token(kind, name, token).await?, Vec::new()),

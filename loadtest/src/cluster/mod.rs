@@ -13,6 +13,7 @@
 
 mod redis;
 
+use hyperverse_core::wire::TransportMode;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -84,6 +85,10 @@ pub struct Cluster {
     /// The shared secret (also the hyperuser's token).
     #[serde(skip)]
     pub secret: String,
+    /// How clients reach the gates: the transport, and the gates' key (every node
+    /// derives it from the secret).
+    #[serde(skip)]
+    pub client: GateClientConfig,
 }
 
 impl Cluster {
@@ -139,7 +144,7 @@ impl Drop for RunDir {
 pub async fn start(
     bins: &Binaries,
     shards: usize,
-    nodes: usize,
+    (nodes, transport): (usize, TransportMode),
     dir: &Path,
     processes: &mut Processes,
 ) -> Result<Cluster> {
@@ -154,9 +159,17 @@ pub async fn start(
     } else {
         Vec::new()
     };
-    let registry = start_registry(bins, &urls, &secret, dir, processes).await?;
-    let nodes = start_nodes(bins, nodes, registry.rpc, &secret, dir, processes).await?;
-    await_health(&nodes, &secret).await?;
+    let registry = start_registry(bins, &urls, (&secret, transport), dir, processes).await?;
+    let nodes = start_nodes(
+        bins,
+        nodes,
+        registry.rpc,
+        (&secret, transport),
+        dir,
+        processes,
+    )
+    .await?;
+    await_health(&nodes, &secret, &client_config(&secret, transport)).await?;
     let backend = if urls.is_empty() {
         Backend::Memory
     } else {
@@ -166,6 +179,7 @@ pub async fn start(
         backend,
         registry,
         nodes,
+        client: client_config(&secret, transport),
         secret,
     })
 }
@@ -173,14 +187,16 @@ pub async fn start(
 async fn start_registry(
     bins: &Binaries,
     urls: &[String],
-    secret: &str,
+    (secret, transport): (&str, TransportMode),
     dir: &Path,
     processes: &mut Processes,
 ) -> Result<RegistryAddrs> {
     let config = dir.join("registry.toml");
     let text = format!(
-        "listen = \"127.0.0.1:0\"\nmetrics = \"127.0.0.1:0\"\nshards = \"{}\"\nsecret = \"{secret}\"\n",
-        urls.join(",")
+        "listen = \"127.0.0.1:0\"\nmetrics = \"127.0.0.1:0\"\nshards = \"{}\"\nsecret = \"{secret}\"\n\
+         transport = \"{}\"\n",
+        urls.join(","),
+        transport_name(transport)
     );
     write(&config, &text)?;
     let index = processes.spawn(Spec {
@@ -204,7 +220,7 @@ async fn start_nodes(
     bins: &Binaries,
     count: usize,
     registry: SocketAddr,
-    secret: &str,
+    (secret, transport): (&str, TransportMode),
     dir: &Path,
     processes: &mut Processes,
 ) -> Result<Vec<NodeAddrs>> {
@@ -214,8 +230,9 @@ async fn start_nodes(
         let config = dir.join(format!("{machine}.toml"));
         let text = format!(
             "machine = \"{machine}\"\ngate = \"127.0.0.1:0\"\nmetrics = \"127.0.0.1:0\"\n\
-             registry = \"{registry}\"\nsecret = \"{secret}\"\n\
-             directory_refresh_ms = {DIRECTORY_REFRESH_MS}\ndrain_timeout_ms = {DRAIN_MS}\n"
+             registry = \"{registry}\"\nsecret = \"{secret}\"\ntransport = \"{}\"\n\
+             directory_refresh_ms = {DIRECTORY_REFRESH_MS}\ndrain_timeout_ms = {DRAIN_MS}\n",
+            transport_name(transport)
         );
         write(&config, &text)?;
         let index = processes.spawn(Spec {
@@ -249,11 +266,11 @@ async fn start_nodes(
 
 /// Every gate takes a client, and every node lists every star (`stars` answers with a
 /// node's own directory view, so each one sees all the others).
-async fn await_health(nodes: &[NodeAddrs], secret: &str) -> Result<()> {
+async fn await_health(nodes: &[NodeAddrs], secret: &str, config: &GateClientConfig) -> Result<()> {
     let deadline = Instant::now() + HEALTH_WAIT;
     let expected = nodes.len() * STARS_PER_NODE;
     for node in nodes {
-        let client = connect_gate(&node.gate.to_string(), Some(secret), deadline).await?;
+        let client = connect_gate(&node.gate.to_string(), Some(secret), config, deadline).await?;
         loop {
             let listed = client.stars().await.map(|s| s.len());
             match listed {
@@ -272,24 +289,37 @@ async fn await_health(nodes: &[NodeAddrs], secret: &str) -> Result<()> {
     Ok(())
 }
 
-/// Connects to a gate, retrying until `deadline`.
+/// How the harness's clients reach gates in `transport` mode of a hyperverse keyed by
+/// `secret`.
+pub fn client_config(secret: &str, transport: TransportMode) -> GateClientConfig {
+    GateClientConfig {
+        name: "loadtest".into(),
+        transport,
+        ..GateClientConfig::for_secret(secret.as_bytes())
+    }
+}
+
+/// The setting's value in a config file.
+fn transport_name(transport: TransportMode) -> &'static str {
+    match transport {
+        TransportMode::Noise => "noise",
+        TransportMode::Plain => "plain",
+    }
+}
+
+/// Connects to a gate with `config`, retrying until `deadline`.
 pub async fn connect_gate(
     addr: &str,
     token: Option<&str>,
+    config: &GateClientConfig,
     deadline: Instant,
 ) -> Result<GateClient> {
     loop {
-        let config = GateClientConfig {
-            name: "loadtest".into(),
-            ..GateClientConfig::default()
-        };
+        let config = config.clone();
         match GateClient::connect(addr, token, config).await {
             Ok(client) => return Ok(client),
             Err(e @ hyperverse_core::Error::Forbidden(_)) => {
-                return Err(crate::error::cluster(
-                    format!("gate {addr} refused the token"),
-                    &e,
-                ));
+                return Err(crate::error::cluster(format!("gate {addr} refused us"), &e));
             }
             Err(e) if Instant::now() >= deadline => {
                 return Err(crate::error::cluster(

@@ -1,7 +1,7 @@
 //! `hv`: the command-line client of a star-node gate.
 //!
 //! ```text
-//! hv [--gate ADDR] [--token T] [--json] <command>
+//! hv [--gate ADDR] [--gate-key KEY] [--transport noise|plain] [--token T] [--json] <command>
 //!   arguments ─request()─▶ ClientRequest ─GateClient─▶ gate ─▶ Answer ─render()─▶ stdout
 //! ```
 //!
@@ -13,6 +13,7 @@
 //! This file turns arguments into requests and answers into text; the connection is
 //! [`GateClient`]'s and the message shapes are [`star_node::protocol`]'s.
 
+use hyperverse_core::wire::{GatePublicKey, TransportMode};
 use std::fmt;
 use std::io::{self, Write};
 use std::process::ExitCode;
@@ -42,6 +43,14 @@ struct Cli {
     /// The gate's address, host:port.
     #[arg(long, global = true, env = "HV_GATE", default_value = "127.0.0.1:7700")]
     gate: String,
+    /// The gate's public key (`star-node --print-gate-key` prints it): the gate must
+    /// prove it holds this key before hv sends anything, the token included.
+    #[arg(long, global = true, env = "HV_GATE_KEY")]
+    gate_key: Option<GatePublicKey>,
+    /// `noise` (encrypted, the default) or `plain` (clear text, for a gate in plain
+    /// mode on loopback).
+    #[arg(long, global = true, env = "HV_TRANSPORT", default_value = "noise")]
+    transport: TransportMode,
     /// The login token of the agent to act as; none acts as GLOBAL::anonymous.
     #[arg(long, global = true, env = "HV_TOKEN", hide_env_values = true)]
     token: Option<String>,
@@ -56,6 +65,8 @@ impl fmt::Debug for Cli {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Cli")
             .field("gate", &self.gate)
+            .field("gate_key", &self.gate_key)
+            .field("transport", &self.transport)
             .field("token", &self.token.as_ref().map(|_| ".."))
             .field("json", &self.json)
             .field("command", &self.command)
@@ -167,7 +178,8 @@ fn run(cli: Cli) -> Result<String> {
         .build()
         .map_err(|e| Error::internal(format!("starting the runtime: {e}")))?;
     let answer = runtime.block_on(async {
-        let client = connect(&cli.gate, cli.token.as_deref()).await?;
+        let trust = (cli.transport, cli.gate_key);
+        let client = connect(&cli.gate, trust, cli.token.as_deref()).await?;
         perform(&client, request).await
     })?;
     render(&answer, cli.json)
@@ -175,9 +187,15 @@ fn run(cli: Cli) -> Result<String> {
 
 /// Connects as `hv`. A gate that cannot be reached in time is unavailable, like one
 /// that refuses the connection.
-async fn connect(gate: &str, token: Option<&str>) -> Result<GateClient> {
+async fn connect(
+    gate: &str,
+    (transport, gate_key): (TransportMode, Option<GatePublicKey>),
+    token: Option<&str>,
+) -> Result<GateClient> {
     let config = GateClientConfig {
         name: "hv".into(),
+        transport,
+        gate_key,
         ..GateClientConfig::default()
     };
     GateClient::connect(gate, token, config)

@@ -16,11 +16,12 @@ use hyperverse_core::particle::Status;
 use hyperverse_core::registry::{Registration, RegistryApi, StarEntry};
 use hyperverse_core::wire::FrameCodec;
 use hyperverse_core::wire::handshake::{self, Handshake, PROTOCOL_VERSION};
+use hyperverse_core::wire::transport::{self, Sealing, SharedKey, TransportMode};
 use hyperverse_core::{Kind, Point, StarSub};
 use star_node::protocol::LaneFrame;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
-use tokio_util::codec::Framed;
+use tokio_util::codec::{FramedRead, FramedWrite};
 use tokio_util::sync::CancellationToken;
 
 use super::SECRET;
@@ -190,8 +191,24 @@ async fn serve(stream: TcpStream, mode: Mode, seen: mpsc::UnboundedSender<Seen>)
         Mode::Stall => return std::future::pending().await,
         Mode::Hold | Mode::Echo => {}
     }
-    let mut handshake = Framed::new(stream, FrameCodec::<Handshake, Handshake>::default());
-    let Some(Ok(Handshake::Hello { name, nonce, .. })) = handshake.next().await else {
+    let secret = SECRET.as_bytes();
+    let sealing = Sealing {
+        mode: TransportMode::Noise,
+        shared: SharedKey::derive(secret),
+        gate: None,
+    };
+    let Ok((read, write)) = transport::seal_listener(stream, &sealing).await else {
+        return;
+    };
+    let mut reader = FramedRead::new(read, FrameCodec::<Handshake, Handshake>::default());
+    let mut writer = FramedWrite::new(write, FrameCodec::<Handshake, Handshake>::default());
+    let Some(Ok(Handshake::Hello {
+        name,
+        nonce,
+        version,
+        ..
+    })) = reader.next().await
+    else {
         return;
     };
     let ours = handshake::nonce().unwrap();
@@ -199,29 +216,33 @@ async fn serve(stream: TcpStream, mode: Mode, seen: mpsc::UnboundedSender<Seen>)
         version: PROTOCOL_VERSION,
         nonce: ours.clone(),
     };
-    if handshake.send(challenge).await.is_err() {
+    if writer.send(challenge).await.is_err() {
         return;
     }
-    let Some(Ok(Handshake::Proof { mac })) = handshake.next().await else {
+    let Some(Ok(Handshake::Proof { mac })) = reader.next().await else {
         return;
     };
-    let secret = SECRET.as_bytes();
+    let dialer = handshake::Dialer {
+        version,
+        name: &name,
+    };
     assert!(
-        handshake::verify_dialer(secret, &name, &nonce, &ours, &mac),
+        handshake::verify_dialer(secret, dialer, &nonce, &ours, &mac),
         "the lane proves the shared secret"
     );
-    let mac = handshake::listener_proof(secret, &name, &nonce, &ours);
-    if handshake.send(Handshake::Welcome { mac }).await.is_err() {
+    let mac = handshake::listener_proof(secret, dialer, &nonce, &ours);
+    if writer.send(Handshake::Welcome { mac }).await.is_err() {
         return;
     }
-    let mut lane = handshake.map_codec(|_| FrameCodec::<LaneFrame, LaneFrame>::default());
-    while let Some(Ok(frame)) = lane.next().await {
+    let mut reader = reader.map_decoder(|_| FrameCodec::<LaneFrame, LaneFrame>::default());
+    let mut writer = writer.map_encoder(|_| FrameCodec::<LaneFrame, LaneFrame>::default());
+    while let Some(Ok(frame)) = reader.next().await {
         if let LaneFrame::Ping { ping, .. } = frame {
             let _ = seen.send(Seen::Ping);
             if mode == Mode::Echo {
                 let body = ping.body.clone();
                 let pong = ping.ok(ping.id, body);
-                if lane.send(LaneFrame::Pong(pong)).await.is_err() {
+                if writer.send(LaneFrame::Pong(pong)).await.is_err() {
                     return;
                 }
             }

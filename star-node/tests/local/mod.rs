@@ -56,9 +56,13 @@ pub fn registry() -> Arc<dyn RegistryApi> {
 
 /// A client of `node`'s gate with `token` (none: anonymous).
 pub async fn client(node: &Node, token: Option<&str>) -> GateClient {
-    GateClient::connect(&node.gate.to_string(), token, GateClientConfig::default())
-        .await
-        .unwrap()
+    GateClient::connect(
+        &node.gate.to_string(),
+        token,
+        GateClientConfig::for_secret(SECRET.as_bytes()),
+    )
+    .await
+    .unwrap()
 }
 
 /// The properties of a User whose token is `token`.

@@ -415,7 +415,7 @@ pub fn hyperuser(rt: &tokio::runtime::Runtime, gate: SocketAddr) -> GateClient {
     rt.block_on(GateClient::connect(
         &gate.to_string(),
         Some(SECRET),
-        GateClientConfig::default(),
+        GateClientConfig::for_secret(SECRET.as_bytes()),
     ))
     .expect("the hyperuser connects")
 }
