@@ -281,3 +281,144 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for SecureWrite<W> {
         Pin::new(&mut this.inner).poll_shutdown(cx)
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    use super::*;
+
+    /// Two ends of one Noise session, keyed in memory.
+    fn sessions() -> (Arc<Session>, Arc<Session>) {
+        let params: snow::params::NoiseParams =
+            "Noise_NNpsk0_25519_ChaChaPoly_BLAKE2s".parse().unwrap();
+        let psk = [7u8; 32];
+        let build = || snow::Builder::new(params.clone()).psk(0, &psk).unwrap();
+        let mut dialer = build().build_initiator().unwrap();
+        let mut listener = build().build_responder().unwrap();
+        let (mut buf, mut out) = (vec![0u8; 256], vec![0u8; 256]);
+        let len = dialer.write_message(&[], &mut buf).unwrap();
+        listener.read_message(&buf[..len], &mut out).unwrap();
+        let len = listener.write_message(&[], &mut buf).unwrap();
+        dialer.read_message(&buf[..len], &mut out).unwrap();
+        (
+            Session::new(dialer.into_stateless_transport_mode().unwrap()),
+            Session::new(listener.into_stateless_transport_mode().unwrap()),
+        )
+    }
+
+    /// What `writes` become on the wire, sealed by `session`.
+    async fn sealed(session: Arc<Session>, writes: &[&[u8]]) -> Vec<u8> {
+        let mut writer = SecureWrite::new(Vec::new(), Some(session));
+        for bytes in writes {
+            writer.write_all(bytes).await.unwrap();
+        }
+        writer.flush().await.unwrap();
+        writer.inner
+    }
+
+    /// Reads everything `wire` opens to under `session`.
+    async fn open(session: Arc<Session>, wire: &[u8]) -> io::Result<Vec<u8>> {
+        let mut reader = SecureRead::new(wire, Some(session));
+        let mut plain = Vec::new();
+        reader.read_to_end(&mut plain).await?;
+        Ok(plain)
+    }
+
+    /// The records of `wire`, each with its prefix.
+    fn records(wire: &[u8]) -> Vec<Vec<u8>> {
+        let mut rest = wire;
+        let mut records = Vec::new();
+        while let Some(len) = record_len(rest) {
+            records.push(rest[..len].to_vec());
+            rest = &rest[len..];
+        }
+        records
+    }
+
+    fn is_tampered(e: &io::Error) -> bool {
+        e.get_ref().is_some_and(|inner| inner.is::<Tampered>())
+    }
+
+    #[tokio::test]
+    async fn records_carry_writes_of_any_size_and_hide_them() {
+        let (ours, theirs) = sessions();
+        let large = vec![b'x'; 3 * MAX_RECORD_PLAIN + 10];
+        let wire = sealed(ours, &[b"a marker", &large, b"end"]).await;
+        assert_eq!(
+            records(&wire).len(),
+            6,
+            "a write per record, the large one split"
+        );
+        assert!(
+            !wire.windows(8).any(|w| w == b"a marker"),
+            "nothing in clear"
+        );
+        let plain = open(theirs, &wire).await.unwrap();
+        assert_eq!(plain.len(), 8 + large.len() + 3);
+        assert!(plain.starts_with(b"a marker") && plain.ends_with(b"xend"));
+    }
+
+    #[tokio::test]
+    async fn a_flipped_byte_anywhere_in_a_record_fails_it() {
+        let (ours, theirs) = sessions();
+        let wire = sealed(ours, &[b"first", b"second"]).await;
+        let second = records(&wire)[0].len();
+        for at in 0..wire.len() {
+            let mut flipped = wire.clone();
+            flipped[at] ^= 0x01;
+            match open(theirs.clone(), &flipped).await {
+                // A changed length either misplaces the tag or leaves the stream cut.
+                Err(e) if [0, 1, second, second + 1].contains(&at) => {
+                    let cut = e.kind() == io::ErrorKind::UnexpectedEof;
+                    assert!(is_tampered(&e) || cut, "length byte {at}: {e}");
+                }
+                Err(e) => assert!(is_tampered(&e), "byte {at}: {e}"),
+                Ok(plain) => panic!("byte {at} flipped, yet it opened to {plain:?}"),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn replayed_reordered_dropped_and_injected_records_fail() {
+        let (ours, theirs) = sessions();
+        let wire = sealed(ours.clone(), &[b"one", b"two", b"three"]).await;
+        let r = records(&wire);
+        let replayed = [&r[0][..], &r[0], &r[1]].concat();
+        let reordered = [&r[1][..], &r[0], &r[2]].concat();
+        let dropped = [&r[0][..], &r[2]].concat();
+        // A record sealed by the right key for another position of the stream.
+        let other = sealed(ours, &[b"zero", b"injected"]).await;
+        let injected = [&r[0][..], &records(&other)[0]].concat();
+        for (what, wire) in [
+            ("replayed", replayed),
+            ("reordered", reordered),
+            ("dropped", dropped),
+            ("injected", injected),
+        ] {
+            let e = open(theirs.clone(), &wire).await.unwrap_err();
+            assert!(is_tampered(&e), "{what}: {e}");
+        }
+        // The untouched stream opens.
+        assert_eq!(open(theirs, &wire).await.unwrap(), b"onetwothree");
+    }
+
+    #[tokio::test]
+    async fn a_stream_cut_inside_a_record_is_an_unexpected_end() {
+        let (ours, theirs) = sessions();
+        let wire = sealed(ours, &[b"whole"]).await;
+        let e = open(theirs, &wire[..wire.len() - 1]).await.unwrap_err();
+        assert_eq!(e.kind(), io::ErrorKind::UnexpectedEof, "{e}");
+    }
+
+    #[tokio::test]
+    async fn plain_halves_pass_bytes_through() {
+        let mut writer = SecureWrite::plain(Vec::new());
+        writer.write_all(b"clear").await.unwrap();
+        assert_eq!(writer.inner, b"clear");
+        let mut reader = SecureRead::plain(&b"clear"[..]);
+        let mut read = Vec::new();
+        reader.read_to_end(&mut read).await.unwrap();
+        assert_eq!(read, b"clear");
+    }
+}

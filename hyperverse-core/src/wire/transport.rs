@@ -561,3 +561,235 @@ pub async fn seal_listener(
         SecureWrite::new(write, Some(session)),
     ))
 }
+
+#[cfg(test)]
+mod tests {
+    use futures::StreamExt;
+    use tokio::net::TcpListener;
+    use tokio_util::codec::FramedRead;
+
+    use super::*;
+
+    fn sealing(secret: &[u8], mode: TransportMode) -> Sealing {
+        Sealing {
+            mode,
+            shared: SharedKey::derive(secret),
+            gate: Some(GateKey::derive(secret)),
+        }
+    }
+
+    /// A listener sealing one connection under `sealing`; the outcome's label, or the
+    /// sealed halves' echo of one line.
+    async fn listen(sealing: Sealing) -> (String, tokio::task::JoinHandle<Result<(), String>>) {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let task = tokio::spawn(async move {
+            let (stream, _) = listener.accept().await.unwrap();
+            match seal_listener(stream, &sealing).await {
+                Ok((mut read, mut write)) => {
+                    let mut buf = [0u8; 5];
+                    read.read_exact(&mut buf).await.map_err(|e| e.to_string())?;
+                    write.write_all(&buf).await.map_err(|e| e.to_string())?;
+                    write.flush().await.map_err(|e| e.to_string())?;
+                    Ok(())
+                }
+                Err((rejection, how)) => {
+                    how.tell(&rejection.reason).await;
+                    Err(rejection.label.to_string())
+                }
+            }
+        });
+        (addr, task)
+    }
+
+    async fn dial(addr: &str, seal: Seal<'_>) -> Result<(ReadHalf, WriteHalf), SealError> {
+        seal_dialer(TcpStream::connect(addr).await.unwrap(), seal).await
+    }
+
+    /// Five bytes there and back; the first is 0, as a frame's length prefix starts in
+    /// clear text.
+    async fn echo(read: &mut ReadHalf, write: &mut WriteHalf) -> Vec<u8> {
+        write.write_all(b"\0ello").await.unwrap();
+        write.flush().await.unwrap();
+        let mut buf = [0u8; 5];
+        read.read_exact(&mut buf).await.unwrap();
+        buf.to_vec()
+    }
+
+    #[tokio::test]
+    async fn holders_of_the_secret_seal_and_talk() {
+        let (addr, served) = listen(sealing(b"s", TransportMode::Noise)).await;
+        let key = SharedKey::derive(b"s");
+        let (mut read, mut write) = dial(&addr, Seal::Shared(&key)).await.unwrap();
+        assert!(read.is_sealed() && write.is_sealed());
+        assert_eq!(echo(&mut read, &mut write).await, b"\0ello");
+        served.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_wrong_secret_is_refused_in_clear_words() {
+        let (addr, served) = listen(sealing(b"s", TransportMode::Noise)).await;
+        let key = SharedKey::derive(b"not s");
+        let e = dial(&addr, Seal::Shared(&key)).await.unwrap_err();
+        assert!(
+            matches!(&e, SealError::Refused(why) if why.contains("wrong shared secret")),
+            "{e}"
+        );
+        assert_eq!(served.await.unwrap().unwrap_err(), "wrong_secret");
+    }
+
+    #[tokio::test]
+    async fn a_client_verifies_the_gate_key_before_anything_else() {
+        let (addr, served) = listen(sealing(b"s", TransportMode::Noise)).await;
+        let right = *GateKey::derive(b"s").public();
+        let (mut read, mut write) = dial(&addr, Seal::Pinned(&right)).await.unwrap();
+        assert_eq!(echo(&mut read, &mut write).await, b"\0ello");
+        served.await.unwrap().unwrap();
+
+        let (addr, served) = listen(sealing(b"s", TransportMode::Noise)).await;
+        let wrong = *GateKey::derive(b"other").public();
+        let e = dial(&addr, Seal::Pinned(&wrong)).await.unwrap_err();
+        assert!(
+            matches!(&e, SealError::Refused(why) if why.contains("different gate key")),
+            "{e}"
+        );
+        assert_eq!(served.await.unwrap().unwrap_err(), "wrong_gate_key");
+
+        // A listener without a gate key (registry-svc) takes no clients.
+        let mut keyless = sealing(b"s", TransportMode::Noise);
+        keyless.gate = None;
+        let (addr, served) = listen(keyless).await;
+        let e = dial(&addr, Seal::Pinned(&right)).await.unwrap_err();
+        assert!(
+            matches!(&e, SealError::Refused(why) if why.contains("takes no clients")),
+            "{e}"
+        );
+        assert_eq!(served.await.unwrap().unwrap_err(), "no_gate_key");
+    }
+
+    #[tokio::test]
+    async fn an_impostor_that_answers_without_the_key_is_not_trusted() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let _impostor = tokio::spawn(async move {
+            let (mut stream, _) = listener.accept().await.unwrap();
+            let mut opening = [0u8; 64];
+            let _ = stream.read(&mut opening).await;
+            // A well-formed answer of random bytes: an ephemeral key and a tag.
+            let mut answer = vec![ACCEPT, 0, 48];
+            answer.extend((0..48).map(|i| i as u8));
+            stream.write_all(&answer).await.unwrap();
+            let _ = stream.read(&mut opening).await;
+        });
+        let key = *GateKey::derive(b"s").public();
+        let e = dial(&addr, Seal::Pinned(&key)).await.unwrap_err();
+        assert!(
+            matches!(&e, SealError::Unverified(why) if why.contains("private half")),
+            "{e}"
+        );
+    }
+
+    #[tokio::test]
+    async fn clear_text_is_refused_by_a_sealed_listener_and_taken_by_a_plain_one() {
+        let (addr, served) = listen(sealing(b"s", TransportMode::Noise)).await;
+        let (read, mut write) = dial(&addr, Seal::Plain).await.unwrap();
+        write.write_all(&[0, 0, 0, 1, 0xc0]).await.unwrap();
+        let mut frames = FramedRead::new(read, FrameCodec::<Handshake, Handshake>::default());
+        match frames.next().await {
+            Some(Ok(Handshake::Refused { reason })) => {
+                assert!(
+                    reason.contains("requires an encrypted transport"),
+                    "{reason}"
+                )
+            }
+            other => panic!("expected a clear-text refusal, got {other:?}"),
+        }
+        assert_eq!(served.await.unwrap().unwrap_err(), "clear_text");
+
+        // A plain listener takes clear text, and sealed connections too.
+        let (addr, served) = listen(sealing(b"s", TransportMode::Plain)).await;
+        let (mut read, mut write) = dial(&addr, Seal::Plain).await.unwrap();
+        assert!(!read.is_sealed());
+        assert_eq!(echo(&mut read, &mut write).await, b"\0ello");
+        served.await.unwrap().unwrap();
+        let (addr, served) = listen(sealing(b"s", TransportMode::Plain)).await;
+        let key = SharedKey::derive(b"s");
+        let (mut read, mut write) = dial(&addr, Seal::Shared(&key)).await.unwrap();
+        assert!(read.is_sealed());
+        assert_eq!(echo(&mut read, &mut write).await, b"\0ello");
+        served.await.unwrap().unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_listener_of_protocol_2_is_reported_with_what_it_said() {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let _old = tokio::spawn(async move {
+            // Protocol 2 reads the preamble as a frame length and refuses it.
+            let (stream, _) = listener.accept().await.unwrap();
+            let (mut read, write) = stream.into_split();
+            let mut length = [0u8; 4];
+            read.read_exact(&mut length).await.unwrap();
+            let reason = "frame of 1752563969 bytes is over the limit of 65536".to_string();
+            Unsealed::Clear(write).tell(&reason).await;
+        });
+        let key = SharedKey::derive(b"s");
+        let e = dial(&addr, Seal::Shared(&key)).await.unwrap_err();
+        let text = e.to_string();
+        assert!(
+            text.contains("clear text") && text.contains("over the limit"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn plain_is_for_loopback_only_and_keys_print_as_they_parse() {
+        assert!(
+            TransportMode::Plain
+                .check([127, 0, 0, 1].into(), "gate")
+                .is_ok()
+        );
+        assert!(
+            TransportMode::Noise
+                .check([10, 0, 0, 1].into(), "gate")
+                .is_ok()
+        );
+        let e = TransportMode::Plain
+            .check([10, 0, 0, 1].into(), "gate")
+            .unwrap_err();
+        assert!(e.contains("loopback only"), "{e}");
+        assert_eq!("plain".parse(), Ok(TransportMode::Plain));
+        assert!("tls".parse::<TransportMode>().is_err());
+
+        let key = *GateKey::derive(b"s").public();
+        assert_eq!(key.to_string().parse(), Ok(key));
+        assert_ne!(key, *GateKey::derive(b"t").public());
+        assert!("abc".parse::<GatePublicKey>().is_err());
+        assert!(format!("{:?}", SharedKey::derive(b"s")).contains(".."));
+    }
+
+    #[test]
+    fn a_gate_key_file_is_created_once_and_read_back() {
+        let dir = std::env::temp_dir().join(format!("hv-gate-key-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("gate.key");
+        let first = GateKey::load_or_create(&path).unwrap();
+        let again = GateKey::load_or_create(&path).unwrap();
+        assert_eq!(first.public(), again.public());
+        assert_ne!(first.public(), GateKey::derive(b"").public());
+        #[cfg(unix)]
+        {
+            use std::os::unix::fs::PermissionsExt;
+            let mode = std::fs::metadata(&path).unwrap().permissions().mode();
+            assert_eq!(mode & 0o777, 0o600);
+        }
+        std::fs::write(&path, "not a key").unwrap();
+        assert!(
+            GateKey::load_or_create(&path)
+                .unwrap_err()
+                .contains("hex digits")
+        );
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+}

@@ -19,6 +19,7 @@
 #[path = "../../../registry-svc/tests/support/mod.rs"]
 pub mod registry;
 
+use hyperverse_core::wire::{GateKey, GatePublicKey};
 use std::io::{BufRead, BufReader, Read};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -310,10 +311,16 @@ pub fn publish(gate: SocketAddr, space: &str, name: &str) -> String {
     format!("wasm={artifact}")
 }
 
-/// Runs `hv --gate GATE [--token T] ARGS…` and returns its output.
+/// The key the test clusters' gates hold: derived from [`SECRET`].
+pub fn gate_key() -> GatePublicKey {
+    *GateKey::derive(SECRET.as_bytes()).public()
+}
+
+/// Runs `hv --gate GATE [--token T] ARGS…` (pinning [`gate_key`]) and returns its output.
 pub fn hv(gate: SocketAddr, token: Option<&str>, args: &[&str]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_hv"));
     command.arg("--gate").arg(gate.to_string());
+    command.env("HV_GATE_KEY", gate_key().to_string());
     if let Some(token) = token {
         command.arg("--token").arg(token);
     }
