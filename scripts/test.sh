@@ -8,10 +8,12 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # What the tests need from Debian: redis-server (the registry tests start their own
-# servers) and promtool (from the prometheus package; checks /metrics output).
+# servers), promtool (from the prometheus package; checks /metrics output) and tcpdump
+# (the transport test captures loopback traffic and searches it for secrets).
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
+command -v tcpdump >/dev/null 2>&1 || missing+=(tcpdump)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "test.sh: installing ${missing[*]}" >&2
     if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
@@ -25,5 +27,6 @@ if [ ${#missing[@]} -gt 0 ]; then
 fi
 redis-server --version
 promtool --version 2>&1 | sed -n 1p
+tcpdump --version 2>&1 | sed -n 1p
 
 cargo test --workspace "$@"

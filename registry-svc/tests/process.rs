@@ -121,11 +121,14 @@ async fn the_binary_serves_on_redis_survives_garbage_and_restarts_losing_nothing
             .expect("register through the binary");
     }
 
-    // Garbage, an oversized length prefix and a half frame: each closes its connection.
+    // Garbage, an oversized length prefix and a half frame: clear text, which the
+    // binary (transport = noise) refuses; a sealed opening of an unknown transport
+    // version. Each closes its connection.
     for junk in [
         b"GET / HTTP/1.1\r\n\r\n".to_vec(),
         vec![0xff, 0xff, 0xff, 0xff, 1, 2, 3],
         vec![0, 0, 0, 50, 0x93],
+        vec![b'h', b'v', 9, 1],
     ] {
         let mut raw = TcpStream::connect(service.rpc).expect("rpc port");
         raw.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
@@ -164,8 +167,8 @@ async fn the_binary_serves_on_redis_survives_garbage_and_restarts_losing_nothing
     );
     promtool_accepts(&metrics);
     for (reason, count) in [
-        ("too_large", 2.0),
-        ("truncated", 1.0),
+        ("clear_text", 3.0),
+        ("bad_hello", 1.0),
         ("wrong_secret", 1.0),
     ] {
         let line = format!("hv_registry_rejected_connections_total{{reason=\"{reason}\"}}");

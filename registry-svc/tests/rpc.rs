@@ -302,12 +302,14 @@ async fn a_wrong_secret_is_refused_and_good_clients_are_still_served() {
         "{text}"
     );
 
+    // Without a secret the transport's key is derived from nothing: refused before
+    // the handshake. In clear text (`plain`) it gets as far as presenting a token.
     let err = RegistryClient::connect(server.addr, None, ClientConfig::default())
         .await
         .unwrap_err();
     assert!(
         matches!(&err, Error::Forbidden(why)
-            if why.contains("refused") && why.contains("requires proof of the shared secret")),
+            if why.contains("refused") && why.contains("wrong shared secret")),
         "{err}"
     );
 
@@ -319,7 +321,29 @@ async fn a_wrong_secret_is_refused_and_good_clients_are_still_served() {
         .ping()
         .await
         .expect("a new good client is served");
-    assert_eq!(recorder.rejected(), ["wrong_secret", "secret_required"]);
+    assert_eq!(recorder.rejected(), ["wrong_secret", "wrong_secret"]);
+    server.stop().await;
+
+    // A registry in plain mode still asks a token-bearing client for the proof.
+    let recorder = Arc::new(Recorder::default());
+    let plain = ServerConfig {
+        transport: TransportMode::Plain,
+        ..with_secret(recorder.clone())
+    };
+    let server = Server::start(memory(), plain).await;
+    let anonymous = ClientConfig {
+        transport: TransportMode::Plain,
+        ..ClientConfig::default()
+    };
+    let err = RegistryClient::connect(server.addr, None, anonymous)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Forbidden(why)
+            if why.contains("requires proof of the shared secret")),
+        "{err}"
+    );
+    assert_eq!(recorder.rejected(), ["secret_required"]);
     server.stop().await;
 }
 

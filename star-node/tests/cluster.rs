@@ -14,15 +14,19 @@ use std::net::TcpStream;
 use std::time::Duration;
 
 use bytes::BytesMut;
+use futures::StreamExt;
 use futures::future::join_all;
 use hyperverse_core::registry::Strategy;
 use hyperverse_core::wave::{CmdMethod, Method, Substance};
 use hyperverse_core::wire::FrameCodec;
 use hyperverse_core::wire::handshake::Handshake;
+use hyperverse_core::wire::transport::{self, Seal};
 use hyperverse_core::{Error, Kind, Point, RouteSeg};
 use star_node::client::GateClient;
 use support::*;
+use tokio::io::AsyncWriteExt;
 use tokio_util::codec::Decoder;
+use tokio_util::codec::FramedRead;
 
 fn cluster() -> &'static Cluster {
     Cluster::shared("")
@@ -213,17 +217,17 @@ fn garbage_at_a_gate_closes_only_that_connection() {
     hv_ok(gate_a, &["create", &base, "Base"]);
     let rt = runtime();
     let bystander = hyperuser(&rt, gate_a);
-    let too_large = || {
+    let counted = |reason: &str| {
         let metrics = scrape(cluster.a.addr("metrics"));
         metric(
             &metrics,
             "hv_lane_handshake_failures_total",
-            &[("reason", "too_large")],
+            &[("reason", reason)],
         )
     };
-    let before = too_large();
+    let (clear_before, large_before) = (counted("clear_text"), counted("too_large"));
 
-    // A length prefix of 0xffffffff is over the handshake's frame limit.
+    // Clear text at a sealed gate is refused, in clear words.
     let mut junk = TcpStream::connect(gate_a).expect("the gate accepts");
     junk.write_all(&[0xff; 64]).expect("garbage written");
     let (answer, closed) = read_until_closed(&mut junk);
@@ -232,11 +236,41 @@ fn garbage_at_a_gate_closes_only_that_connection() {
         .decode(&mut answer)
         .expect("a frame");
     assert!(
-        matches!(&refused, Some(Handshake::Refused { reason }) if reason.contains("over the limit")),
+        matches!(&refused, Some(Handshake::Refused { reason }) if reason.contains("encrypted transport")),
         "the gate says why ({closed}): {refused:?}"
     );
     assert!(answer.is_empty(), "nothing after Refused: {answer:?}");
-    assert_eq!(too_large(), before + 1.0, "counted as too_large");
+    assert_eq!(
+        counted("clear_text"),
+        clear_before + 1.0,
+        "counted as clear_text"
+    );
+
+    // Inside a sealed session, a length prefix of 0xffffffff is over the handshake's
+    // frame limit.
+    let refused = rt.block_on(async {
+        let stream = tokio::net::TcpStream::connect(gate_a).await.unwrap();
+        let key = gate_key();
+        let (read, mut write) = transport::seal_dialer(stream, Seal::Pinned(&key))
+            .await
+            .expect("sealed");
+        write.write_all(&[0xff; 64]).await.unwrap();
+        write.flush().await.unwrap();
+        let mut frames = FramedRead::new(
+            read,
+            FrameCodec::<Handshake, Handshake>::with_max_frame(4096),
+        );
+        frames.next().await
+    });
+    assert!(
+        matches!(&refused, Some(Ok(Handshake::Refused { reason })) if reason.contains("over the limit")),
+        "the gate says why: {refused:?}"
+    );
+    assert_eq!(
+        counted("too_large"),
+        large_before + 1.0,
+        "counted as too_large"
+    );
 
     let point: Point = base.parse().expect("a point");
     let still = rt.block_on(bounce(&bystander, point.clone()));

@@ -29,7 +29,10 @@ pub const LENGTH_PREFIX: usize = 4;
 pub enum WireError {
     /// The socket failed.
     #[error("i/o: {0}")]
-    Io(#[from] std::io::Error),
+    Io(std::io::Error),
+    /// A sealed record failed authentication: the connection was tampered with.
+    #[error("{0}")]
+    Tampered(super::Tampered),
     /// A frame's length is over the limit; nothing was allocated for it.
     #[error("frame of {len} bytes is over the limit of {max}")]
     FrameTooLarge {
@@ -69,6 +72,7 @@ impl WireError {
     pub fn label(&self) -> &'static str {
         match self {
             WireError::Io(_) => "io",
+            WireError::Tampered(_) => "tampered",
             WireError::FrameTooLarge { .. } => "too_large",
             WireError::Truncated { .. } => "truncated",
             WireError::Decode(_) => "garbage",
@@ -76,6 +80,18 @@ impl WireError {
             WireError::OverBudget { .. } => "over_budget",
             WireError::Stalled(_) => "stalled",
         }
+    }
+}
+
+impl From<std::io::Error> for WireError {
+    /// A record that failed authentication is told apart from a failed socket.
+    fn from(e: std::io::Error) -> Self {
+        if e.get_ref()
+            .is_some_and(|inner| inner.is::<super::Tampered>())
+        {
+            return WireError::Tampered(super::Tampered);
+        }
+        WireError::Io(e)
     }
 }
 
@@ -88,7 +104,7 @@ impl From<WireError> for Error {
                 limit: max as u64,
             },
             WireError::Io(e) => Error::Unavailable(format!("connection: {e}")),
-            e @ (WireError::OverBudget { .. } | WireError::Stalled(_)) => {
+            e @ (WireError::OverBudget { .. } | WireError::Stalled(_) | WireError::Tampered(_)) => {
                 Error::Unavailable(e.to_string())
             }
             WireError::Encode(e) => Error::internal(e),

@@ -65,7 +65,12 @@ pub async fn dial(
         .await
         .map_err(|e| match e {
             SealError::Io(e) => broken(&e),
-            e => Error::forbidden(format!("{what} {addr}: {e}")),
+            SealError::Refused(reason) => {
+                Error::forbidden(format!("{what} {addr} refused the connection: {reason}"))
+            }
+            SealError::Unverified(reason) => {
+                Error::forbidden(format!("{what} {addr} could not be verified: {reason}"))
+            }
         })?;
     let mut reader = FramedRead::new(read, FrameCodec::with_max_frame(max_frame));
     let mut writer = FramedWrite::new(write, FrameCodec::with_max_frame(max_frame));

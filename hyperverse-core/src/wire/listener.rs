@@ -65,7 +65,10 @@ impl Rejection {
     pub fn wire(e: WireError) -> Self {
         let tell = !matches!(
             e,
-            WireError::Io(_) | WireError::Truncated { .. } | WireError::Stalled(_)
+            WireError::Io(_)
+                | WireError::Truncated { .. }
+                | WireError::Stalled(_)
+                | WireError::Tampered(_)
         );
         Self {
             label: e.label(),
@@ -148,11 +151,16 @@ pub async fn handshake<P: AuthPolicy>(
     let _ = stream.set_nodelay(true);
     let peer = stream.peer_addr().ok();
     let evicted = ticket.evicted().clone();
-    // Where a refusal is told: on the sealed connection once there is one.
+    // Where a refusal is told: on the sealed connection once there is one, else on the
+    // raw write half, which stays here (and the socket open) until the rejection is
+    // counted.
+    let (read, write) = stream.into_split();
+    let mut raw = Some(write);
     let mut told: Option<HandshakeWriter> = None;
     let mut unsealed = Unsealed::Gone;
     let listening = async {
-        let (read, write) = match transport::seal_listener(stream, policy.sealing()).await {
+        let sealed = transport::seal_halves(read, &mut raw, policy.sealing()).await;
+        let (read, write) = match sealed {
             Ok(halves) => halves,
             Err((rejection, how)) => {
                 unsealed = how;
@@ -188,12 +196,13 @@ pub async fn handshake<P: AuthPolicy>(
         tracing::debug!(?peer, listener, %reason, "connection closed");
     }
     policy.rejected(&rejection);
-    match told.as_mut() {
-        Some(writer) => tell(writer, &rejection).await,
-        None if rejection.tell => {
-            let _ = tokio::time::timeout(REFUSE_TIMEOUT, unsealed.tell(&rejection.reason)).await;
+    match (told.as_mut(), raw) {
+        (Some(writer), _) => tell(writer, &rejection).await,
+        (None, Some(raw)) if rejection.tell => {
+            let telling = unsealed.tell(raw, &rejection.reason);
+            let _ = tokio::time::timeout(REFUSE_TIMEOUT, telling).await;
         }
-        None => {}
+        _ => {}
     }
     Err(rejection)
 }

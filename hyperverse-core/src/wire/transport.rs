@@ -397,21 +397,21 @@ async fn read_clear_refusal(read: &mut OwnedReadHalf) -> String {
 }
 
 /// How a listener tells a refusal to a dialer whose connection is not sealed.
-#[derive(Debug)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Unsealed {
     /// The dialer speaks clear text: a `Refused` frame.
-    Clear(OwnedWriteHalf),
+    Clear,
     /// The dialer is in the middle of the Noise exchange: a `REFUSE` answer.
-    Noise(OwnedWriteHalf),
-    /// Nothing to tell it on.
+    Noise,
+    /// Nothing to tell it on (it left, or said nothing yet).
     Gone,
 }
 
 impl Unsealed {
-    /// Tells `reason`; the caller bounds the time it takes.
-    pub async fn tell(self, reason: &str) {
+    /// Tells `reason` on `write`; the caller bounds the time it takes.
+    pub async fn tell(self, mut write: OwnedWriteHalf, reason: &str) {
         match self {
-            Unsealed::Clear(write) => {
+            Unsealed::Clear => {
                 let mut framed =
                     FramedWrite::new(write, FrameCodec::<Handshake, Handshake>::default());
                 let refused = Handshake::Refused {
@@ -419,7 +419,7 @@ impl Unsealed {
                 };
                 let _ = framed.send(refused).await;
             }
-            Unsealed::Noise(mut write) => {
+            Unsealed::Noise => {
                 let reason = &reason.as_bytes()[..reason.len().min(MAX_REASON)];
                 let mut answer = vec![REFUSE];
                 answer.extend_from_slice(&(reason.len() as u16).to_be_bytes());
@@ -431,17 +431,38 @@ impl Unsealed {
     }
 }
 
-/// Seals an accepted `stream` under `sealing`; the caller bounds the time it takes. A
-/// refusal comes with what to tell it on, so the caller counts it before the peer
-/// learns of it.
+/// Seals an accepted `stream` under `sealing`, and on a refusal tells the peer why; the
+/// caller bounds the time it takes. (The gate and registry-svc use [`seal_halves`], to
+/// count a refusal before the peer learns of it.)
 pub async fn seal_listener(
     stream: TcpStream,
     sealing: &Sealing,
+) -> Result<(ReadHalf, WriteHalf), Rejection> {
+    let (read, write) = stream.into_split();
+    let mut write = Some(write);
+    match seal_halves(read, &mut write, sealing).await {
+        Ok(halves) => Ok(halves),
+        Err((rejection, how)) => {
+            if let Some(write) = write {
+                how.tell(write, &rejection.reason).await;
+            }
+            Err(rejection)
+        }
+    }
+}
+
+/// Seals the halves of an accepted connection under `sealing`; the caller bounds the
+/// time it takes. `write` is taken only when the connection is sealed: until then it
+/// stays with the caller, and so does the socket, open, whatever happens to this
+/// future. A refusal comes with how to tell it.
+pub async fn seal_halves(
+    mut read: OwnedReadHalf,
+    write: &mut Option<OwnedWriteHalf>,
+    sealing: &Sealing,
 ) -> Result<(ReadHalf, WriteHalf), (Rejection, Unsealed)> {
+    let taken = |write: &mut Option<OwnedWriteHalf>| write.take().expect("the write half");
     let mut first = [0u8; 1];
-    let peeked = stream.peek(&mut first).await;
-    let (mut read, write) = stream.into_split();
-    match peeked {
+    match read.peek(&mut first).await {
         Ok(0) => {
             let closed = Rejection::silent("closed", "closed during the handshake");
             return Err((closed, Unsealed::Gone));
@@ -452,14 +473,14 @@ pub async fn seal_listener(
         }
         Ok(_) if first[0] != MAGIC[0] => {
             if sealing.mode == TransportMode::Plain {
-                return Ok((SecureRead::plain(read), SecureWrite::plain(write)));
+                return Ok((SecureRead::plain(read), SecureWrite::plain(taken(write))));
             }
             let refused = Rejection::refuse(
                 "clear_text",
                 "this listener requires an encrypted transport (protocol 3): the peer sent \
                  clear text (it runs transport = \"plain\" or an older version)",
             );
-            return Err((refused, Unsealed::Clear(write)));
+            return Err((refused, Unsealed::Clear));
         }
         Ok(_) => {}
     }
@@ -477,8 +498,7 @@ pub async fn seal_listener(
             "transport version {} is not supported (this peer speaks {TRANSPORT_VERSION})",
             prologue[2]
         );
-        let (r, how) = refuse("bad_hello", reason);
-        return Err((r, how(write)));
+        return Err(refuse("bad_hello", reason));
     }
     let private;
     let builder = match prologue[3] {
@@ -490,8 +510,7 @@ pub async fn seal_listener(
                 let reason = "this listener takes no clients: it only admits holders of the \
                               shared secret"
                     .to_string();
-                let (r, how) = refuse("no_gate_key", reason);
-                return Err((r, how(write)));
+                return Err(refuse("no_gate_key", reason));
             };
             private = gate.private;
             snow::Builder::new(params(PINNED_PATTERN))
@@ -499,21 +518,17 @@ pub async fn seal_listener(
                 .expect("a 32-byte key")
         }
         other => {
-            let (r, how) = refuse("bad_hello", format!("unknown transport mode {other}"));
-            return Err((r, how(write)));
+            return Err(refuse(
+                "bad_hello",
+                format!("unknown transport mode {other}"),
+            ));
         }
     };
     let mode = prologue[3];
-    let noise = builder
+    let mut noise = builder
         .prologue(&prologue)
-        .and_then(|b| b.build_responder());
-    let mut noise = match noise {
-        Ok(noise) => noise,
-        Err(e) => {
-            let (r, how) = refuse("internal", e.to_string());
-            return Err((r, how(write)));
-        }
-    };
+        .and_then(|b| b.build_responder())
+        .map_err(|e| refuse("internal", e.to_string()))?;
     let opening = async {
         let len = usize::from(read.read_u16().await?);
         let mut first = vec![0u8; len];
@@ -534,24 +549,17 @@ pub async fn seal_listener(
         } else {
             ("wrong_secret", "wrong shared secret")
         };
-        let (r, how) = refuse(label, reason.to_string());
-        return Err((r, how(write)));
+        return Err(refuse(label, reason.to_string()));
     }
     let mut second = vec![0u8; 256];
-    let sealed = noise
+    let (len, session) = noise
         .write_message(&[], &mut second)
-        .and_then(|len| noise.into_stateless_transport_mode().map(|s| (len, s)));
-    let (len, session) = match sealed {
-        Ok(sealed) => sealed,
-        Err(e) => {
-            let (r, how) = refuse("internal", e.to_string());
-            return Err((r, how(write)));
-        }
-    };
+        .and_then(|len| noise.into_stateless_transport_mode().map(|s| (len, s)))
+        .map_err(|e| refuse("internal", e.to_string()))?;
     let mut answer = vec![ACCEPT];
     answer.extend_from_slice(&(len as u16).to_be_bytes());
     answer.extend_from_slice(&second[..len]);
-    let mut write = write;
+    let mut write = taken(write);
     if let Err(e) = write.write_all(&answer).await {
         return Err((Rejection::silent("io", format!("i/o: {e}")), Unsealed::Gone));
     }
@@ -593,10 +601,7 @@ mod tests {
                     write.flush().await.map_err(|e| e.to_string())?;
                     Ok(())
                 }
-                Err((rejection, how)) => {
-                    how.tell(&rejection.reason).await;
-                    Err(rejection.label.to_string())
-                }
+                Err(rejection) => Err(rejection.label.to_string()),
             }
         });
         (addr, task)
@@ -731,7 +736,7 @@ mod tests {
             let mut length = [0u8; 4];
             read.read_exact(&mut length).await.unwrap();
             let reason = "frame of 1752563969 bytes is over the limit of 65536".to_string();
-            Unsealed::Clear(write).tell(&reason).await;
+            Unsealed::Clear.tell(write, &reason).await;
         });
         let key = SharedKey::derive(b"s");
         let e = dial(&addr, Seal::Shared(&key)).await.unwrap_err();

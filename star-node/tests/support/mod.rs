@@ -176,6 +176,16 @@ impl Process {
         }
     }
 
+    /// Whether it still runs.
+    pub fn is_running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    /// Its stderr (when piped), to read as it goes.
+    pub fn take_stderr(&mut self) -> std::process::ChildStderr {
+        self.child.stderr.take().expect("stderr is piped")
+    }
+
     /// Everything it wrote to stderr (when piped), read to its end.
     pub fn stderr(&mut self) -> String {
         let mut text = String::new();
@@ -239,12 +249,17 @@ pub fn registry_svc_bin() -> PathBuf {
 
 /// registry-svc on `shards` with `star_ttl_ms`, configured by a file in `dir`.
 pub fn registry_svc(dir: &Path, shards: &[String], star_ttl_ms: u64) -> Process {
+    registry_svc_with(dir, shards, star_ttl_ms, "")
+}
+
+/// Like [`registry_svc`], with `extra` config lines (`transport = "plain"`).
+pub fn registry_svc_with(dir: &Path, shards: &[String], star_ttl_ms: u64, extra: &str) -> Process {
     let config = dir.join("registry.toml");
     std::fs::write(
         &config,
         format!(
             "listen = \"127.0.0.1:0\"\nmetrics = \"127.0.0.1:0\"\nshards = \"{}\"\n\
-             secret = \"{SECRET}\"\nstar_ttl_ms = {star_ttl_ms}\n",
+             secret = \"{SECRET}\"\nstar_ttl_ms = {star_ttl_ms}\n{extra}\n",
             shards.join(",")
         ),
     )
