@@ -7,6 +7,7 @@
 //! - Plain values without I/O: [`router`], [`location`], [`exchanger`], [`placement`],
 //!   [`access_cache`], [`logins`].
 //! - [`protocol`]: what the gate speaks; [`client`]: the client side of it.
+//! - [`token_check`]: User tokens checked off the event loop.
 //! - [`node`]: starting and stopping a whole star-node (the binary's body, and tests').
 
 pub mod access_cache;
@@ -28,3 +29,4 @@ pub mod protocol;
 pub mod reply;
 pub mod router;
 pub mod star;
+pub mod token_check;

@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use hyperverse_core::driver::{Driver, DriverCtx, Hyperverse};
-use hyperverse_core::particle::PropertyMod;
 use hyperverse_core::registry::{RegistryApi, RegistryLimits, Strategy};
 use hyperverse_core::security::{AccessGrantKind, MaskKind, Permissions, PermissionsMask};
 use hyperverse_core::wave::{Method, Ping, Substance};
@@ -155,8 +154,7 @@ fn access_is_checked_at_the_home_star_and_grants_open_it() {
         let standard = Arc::new(Standard::new(registry(), SECRET.into()));
         let (a, b, root) = pair(standard, settings).await;
         let none = Vec::new();
-        let hash = drivers::user::token_hash("alice-token");
-        let alice_props = vec![PropertyMod::set(drivers::user::TOKEN_HASH, hash)];
+        let alice_props = user_props("alice-token");
         root.create("localhost:alice", Kind::User, alice_props, Strategy::Commit)
             .await
             .unwrap();
@@ -542,10 +540,7 @@ fn override_needs_what_delete_needs_and_empty_grants_are_refused() {
         )
         .await
         .unwrap();
-        let user = |name: &str| {
-            let hash = drivers::user::token_hash(&format!("{name}-token"));
-            vec![PropertyMod::set(drivers::user::TOKEN_HASH, hash)]
-        };
+        let user = |name: &str| user_props(&format!("{name}-token"));
         for name in ["alice", "bob"] {
             root.create(
                 format!("localhost:users:{name}"),

@@ -6,8 +6,8 @@
 //! ```
 //!
 //! Arguments are checked before anything is dialed, so a bad point is a `400` without a
-//! connection. A User's login token given as `--set token=SECRET` is hashed here and
-//! only its hash is sent. Exit status 0 on success; 1 on failure with one line on
+//! connection. A User's login token given as `--set token=SECRET` is hashed here
+//! (argon2id, [`drivers::user::token_hash`]) and only its hash is sent. Exit status 0 on success; 1 on failure with one line on
 //! stderr, `hv: <status> <reason>: <message>` (clap's own argument errors exit 2).
 //!
 //! This file turns arguments into requests and answers into text; the connection is
@@ -335,7 +335,7 @@ fn property_mod(arg: &str) -> Result<PropertyMod> {
         ))),
         // The message must not echo the value: it is a secret.
         "token" if value.is_empty() => Err(Error::bad_request("--set token= needs a token")),
-        "token" => Ok(PropertyMod::set(TOKEN_HASH, token_hash(value))),
+        "token" => Ok(PropertyMod::set(TOKEN_HASH, token_hash(value)?)),
         _ => Ok(PropertyMod::set(key, value)),
     }
 }
@@ -472,6 +472,7 @@ fn write_stdout(output: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory;
+    use drivers::user::{TokenCheck, check_hash};
     use hyperverse_core::particle::{Details, ParticleLocation, Properties, Property, Status};
     use hyperverse_core::wave::StatusCode;
     use hyperverse_core::{BaseKind, StarSub};
@@ -501,13 +502,19 @@ mod tests {
         );
     }
 
+    /// The one property change `set` holds: the token hash, which `token` matches.
+    fn assert_token_hash_of(set: &SetProperties, token: &str) {
+        let [PropertyMod::Set { key, value, .. }] = set.as_slice() else {
+            panic!("one set: {set:?}");
+        };
+        assert_eq!(key, TOKEN_HASH);
+        assert_eq!(check_hash(value, token), TokenCheck::Valid, "{value}");
+    }
+
     #[test]
     fn a_token_is_sent_only_as_its_hash() {
         let set = property_mods(&["token=s3cret".into()]).unwrap();
-        assert_eq!(
-            set,
-            vec![PropertyMod::set("token-hash", token_hash("s3cret"))]
-        );
+        assert_token_hash_of(&set, "s3cret");
         assert!(!format!("{set:?}").contains("s3cret"));
     }
 
@@ -568,10 +575,7 @@ mod tests {
             panic!("not a create");
         };
         assert_eq!((kind, strategy), (Kind::User, Strategy::Ensure));
-        assert_eq!(
-            properties,
-            vec![PropertyMod::set("token-hash", token_hash("pw"))]
-        );
+        assert_token_hash_of(&properties, "pw");
     }
 
     #[test]

@@ -63,7 +63,7 @@ pub async fn client(node: &Node, token: Option<&str>) -> GateClient {
 
 /// The properties of a User whose token is `token`.
 pub fn user_props(token: &str) -> Vec<PropertyMod> {
-    let hash = drivers::user::token_hash(token);
+    let hash = drivers::user::token_hash(token).expect("a token hash");
     vec![PropertyMod::set(drivers::user::TOKEN_HASH, hash)]
 }
 
