@@ -233,7 +233,7 @@ async fn local_session(
     let target = Target {
         mode: "local",
         gates: cluster.nodes.iter().map(|n| n.gate.to_string()).collect(),
-        token: Some(cluster.secret.clone()),
+        token: Some(cluster.admin_token.clone()),
         registry: Some((cluster.registry.rpc.to_string(), cluster.secret.clone())),
         metrics: cluster.metrics(),
         redis: match &cluster.backend {

@@ -9,6 +9,8 @@
 //! | `metrics` | `HV_STAR_METRICS` | `127.0.0.1:9700` |
 //! | `registry` (registry-svc address) | `HV_STAR_REGISTRY` | `127.0.0.1:7600` |
 //! | `secret` (the hyperverse's shared secret) | `HV_STAR_SECRET` | none: refused on a non-loopback gate |
+//! | `admin_token` (the hyperuser's login token at this gate; must differ from `secret` on a non-loopback gate) | `HV_STAR_ADMIN_TOKEN` | none: no one logs in as the hyperuser |
+//! | `admin_token_file` (a file holding `admin_token`, trimmed; instead of it) | `HV_STAR_ADMIN_TOKEN_FILE` | none |
 //! | `stars` (comma-separated roles, one star each, any case) | `HV_STAR_STARS` | `central,super,maelstrom,scribe` |
 //! | `location_cache` (points per star) | `HV_STAR_LOCATION_CACHE` | 100000 |
 //! | `access_cache` (decisions per machine) | `HV_STAR_ACCESS_CACHE` | 100000 |
@@ -41,7 +43,7 @@
 
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use drivers::mechtron::MechtronConfig;
@@ -64,6 +66,10 @@ pub struct Settings {
     pub registry: String,
     /// The hyperverse's shared secret.
     pub secret: Option<String>,
+    /// The hyperuser's login token at the gate (none: no hyperuser logins).
+    pub admin_token: Option<String>,
+    /// A file holding the admin token, read by [`Settings::load`] into `admin_token`.
+    pub admin_token_file: Option<PathBuf>,
     /// Comma-separated star roles.
     pub stars: String,
     /// Location-cache capacity per star.
@@ -134,6 +140,8 @@ impl std::fmt::Debug for Settings {
             .field("metrics", &self.metrics)
             .field("registry", &self.registry)
             .field("secret", &self.secret.as_ref().map(|_| "<set>"))
+            .field("admin_token", &self.admin_token.as_ref().map(|_| "<set>"))
+            .field("admin_token_file", &self.admin_token_file)
             .field("stars", &self.stars)
             .finish_non_exhaustive()
     }
@@ -148,6 +156,8 @@ impl Default for Settings {
             metrics: "127.0.0.1:9700".into(),
             registry: "127.0.0.1:7600".into(),
             secret: None,
+            admin_token: None,
+            admin_token_file: None,
             stars: "central,super,maelstrom,scribe".into(),
             location_cache: 100_000,
             access_cache: 100_000,
@@ -200,13 +210,30 @@ impl Settings {
             }
             builder = builder.add_source(config::File::from(file).format(config::FileFormat::Toml));
         }
-        let settings: Settings = builder
+        let mut settings: Settings = builder
             .add_source(config::Environment::with_prefix("HV_STAR").prefix_separator("_"))
             .build()
             .and_then(|c| c.try_deserialize())
             .map_err(|e| ConfigError(e.to_string()))?;
+        settings.read_admin_token_file()?;
         settings.check()?;
         Ok(settings)
+    }
+
+    /// Reads `admin_token_file`, if set, into `admin_token`.
+    fn read_admin_token_file(&mut self) -> Result<(), ConfigError> {
+        let Some(file) = &self.admin_token_file else {
+            return Ok(());
+        };
+        if self.admin_token.is_some() {
+            return Err(ConfigError(
+                "set admin_token or admin_token_file, not both".into(),
+            ));
+        }
+        let token = crate::credentials::read_file("admin token", file)
+            .map_err(|e| ConfigError(format!("admin_token_file: {e}")))?;
+        self.admin_token = Some(token);
+        Ok(())
     }
 
     /// The star roles, in order (the first is the machine's entry star).
@@ -298,6 +325,22 @@ impl Settings {
                 "gate address {gate} is not loopback: set a shared secret (HV_STAR_SECRET)"
             )));
         }
+        if self
+            .admin_token
+            .as_deref()
+            .is_some_and(|t| t.trim().is_empty())
+        {
+            return Err(ConfigError(
+                "admin_token is empty: leave it unset for no hyperuser login at the gate".into(),
+            ));
+        }
+        if self.admin_token.is_some() && self.admin_token == self.secret && !gate.ip().is_loopback()
+        {
+            return Err(ConfigError(format!(
+                "gate address {gate} is not loopback: admin_token must differ from the shared \
+                 secret, or a leaked admin token would let anyone join as a machine"
+            )));
+        }
         let positive = [
             self.location_cache as u64,
             self.access_cache as u64,
@@ -358,5 +401,44 @@ mod tests {
         assert!(bad(|s| s.machine = "a b".into()).contains("machine"));
         assert!(bad(|s| s.heartbeat_ms = 0).contains("positive"));
         assert!(bad(|s| s.wasm_queue = 0).contains("queue"));
+        assert!(bad(|s| s.admin_token = Some(" ".into())).contains("admin_token is empty"));
+    }
+
+    #[test]
+    fn the_admin_token_must_differ_from_the_secret_off_loopback() {
+        let mut settings = Settings {
+            secret: Some("shared".into()),
+            admin_token: Some("shared".into()),
+            ..Settings::default()
+        };
+        settings.check().expect("loopback: allowed");
+        settings.gate = "0.0.0.0:7700".into();
+        let refused = settings.check().unwrap_err().to_string();
+        assert!(
+            refused.contains("must differ from the shared secret"),
+            "{refused}"
+        );
+        settings.admin_token = Some("other".into());
+        settings.check().expect("different: allowed");
+    }
+
+    #[test]
+    fn the_admin_token_file_is_read_trimmed_and_never_shown() {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), "adm1n-t0ken\n").unwrap();
+        let mut settings = Settings {
+            secret: Some("shar3d-s3cret".into()),
+            admin_token_file: Some(file.path().to_path_buf()),
+            ..Settings::default()
+        };
+        settings.read_admin_token_file().unwrap();
+        assert_eq!(settings.admin_token.as_deref(), Some("adm1n-t0ken"));
+        let shown = format!("{settings:?}");
+        assert!(
+            !shown.contains("adm1n-t0ken") && !shown.contains("shar3d-s3cret"),
+            "{shown}"
+        );
+        let twice = settings.read_admin_token_file().unwrap_err().to_string();
+        assert!(twice.contains("not both"), "{twice}");
     }
 }

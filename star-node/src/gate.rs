@@ -8,7 +8,7 @@
 //!   from a peer's star go into the named local star's mailbox with arrival `Lane`;
 //!   answers (`Pong`, `Moved`) go back on the same connection.
 //! - **Client** (peer `Client`, presented a token): the token decides the agent —
-//!   the hyperverse's secret is the hyperuser,
+//!   the configured `admin_token` is the hyperuser (the shared secret is no login),
 //!   `USER_POINT#TOKEN` is that User when the token matches its `token-hash` (checked
 //!   off this thread, [`crate::token_check`]), none is anonymous. Pings enter the
 //!   machine's entry star with arrival `Local`; other requests run as [`crate::ops`].
@@ -243,9 +243,12 @@ const BAD_TOKEN: &str = "bad_token";
 /// The label of a User's right token against a hash in the old unsalted form.
 const OUTDATED_HASH: &str = "outdated_token_hash";
 
-/// The agent `token` stands for, or why it stands for none.
+/// The agent `token` stands for, or why it stands for none. Only the configured admin
+/// token is the hyperuser: the shared secret, which admits machines, is no login.
 async fn check_token(machine: &Machine, token: &str) -> Result<Agent, Rejection> {
-    if !machine.secret.is_empty() && secrets_equal(token.as_bytes(), &machine.secret) {
+    let admin = machine.settings.admin_token.as_deref();
+    let admin = admin.filter(|admin| !admin.is_empty());
+    if admin.is_some_and(|admin| secrets_equal(token.as_bytes(), admin.as_bytes())) {
         return Ok(Agent::HyperUser);
     }
     let refuse = || Rejection::refuse(BAD_TOKEN, "the token is not valid here");

@@ -154,9 +154,10 @@ fn idle_sessions_and_silent_connections_lock_out_neither_clients_nor_lanes() {
         }
         // A newcomer is let in and served promptly.
         let started = Instant::now();
-        let newcomer = GateClient::connect(&gate.to_string(), Some(SECRET), Default::default())
-            .await
-            .expect("a newcomer is let in");
+        let newcomer =
+            GateClient::connect(&gate.to_string(), Some(ADMIN_TOKEN), Default::default())
+                .await
+                .expect("a newcomer is let in");
         timed_bounce(&newcomer, &space).await;
         assert!(started.elapsed() < PROMPT, "took {:?}", started.elapsed());
         // A restarted peer machine's lane is let in too.
@@ -269,7 +270,7 @@ fn a_client_that_never_reads_is_cut_off_and_its_memory_returns() {
             "gate",
             PeerKind::Client,
             "unread",
-            Credentials::Token(Some(SECRET)),
+            Credentials::Token(Some(ADMIN_TOKEN)),
             4096,
         )
         .await
@@ -341,7 +342,7 @@ fn anonymous_grants_and_reads_are_refused_and_a_selector_bomb_is_not_stored() {
     let bomb = format!("{space}{}:zz", ":+:**".repeat(200));
     hv_err(
         gate,
-        Some(SECRET),
+        Some(ADMIN_TOKEN),
         &["grant", "GLOBAL::anonymous", &bomb, "rwx"],
     );
     // Finding 11: anonymous reads of the directory and of rights are refused.

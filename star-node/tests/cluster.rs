@@ -97,14 +97,14 @@ fn the_seed_scenarios_answer_with_their_statuses() {
     assert!(created.contains(&base), "{created}");
 
     let unknown_kind = &["create", &format!("{space}:x"), "Planet"];
-    hv_fails(gate_a, Some(SECRET), unknown_kind, 400);
+    hv_fails(gate_a, Some(ADMIN_TOKEN), unknown_kind, 400);
     hv_fails(
         gate_a,
-        Some(SECRET),
+        Some(ADMIN_TOKEN),
         &["create", "nowhere:base", "Base"],
         404,
     );
-    hv_fails(gate_a, Some(SECRET), &["create", &base, "Base"], 409);
+    hv_fails(gate_a, Some(ADMIN_TOKEN), &["create", &base, "Base"], 409);
     let ensured = hv_ok(gate_a, &["create", &base, "Base", "--ensure"]);
     assert!(ensured.contains(&base), "{ensured}");
 

@@ -73,7 +73,7 @@ pub struct NodeAddrs {
 }
 
 /// A running local cluster.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Clone, Serialize)]
 pub struct Cluster {
     /// The registry backend.
     pub backend: Backend,
@@ -81,9 +81,22 @@ pub struct Cluster {
     pub registry: RegistryAddrs,
     /// The star-nodes.
     pub nodes: Vec<NodeAddrs>,
-    /// The shared secret (also the hyperuser's token).
+    /// The shared secret (registry-svc and lanes).
     #[serde(skip)]
     pub secret: String,
+    /// The hyperuser's login token at the gates, apart from the secret.
+    #[serde(skip)]
+    pub admin_token: String,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("backend", &self.backend)
+            .field("registry", &self.registry)
+            .field("nodes", &self.nodes)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Cluster {
@@ -146,17 +159,17 @@ pub async fn start(
     if nodes == 0 {
         return Err(Error::Usage("--nodes must be at least 1".into()));
     }
-    let secret: String = std::iter::repeat_with(fastrand::alphanumeric)
-        .take(32)
-        .collect();
+    let secret = random_credential();
+    let admin_token = random_credential();
     let urls = if shards > 0 {
         start_shards(shards, dir, processes).await?
     } else {
         Vec::new()
     };
     let registry = start_registry(bins, &urls, &secret, dir, processes).await?;
-    let nodes = start_nodes(bins, nodes, registry.rpc, &secret, dir, processes).await?;
-    await_health(&nodes, &secret).await?;
+    let credentials = (secret.as_str(), admin_token.as_str());
+    let nodes = start_nodes(bins, nodes, registry.rpc, credentials, dir, processes).await?;
+    await_health(&nodes, &admin_token).await?;
     let backend = if urls.is_empty() {
         Backend::Memory
     } else {
@@ -167,7 +180,16 @@ pub async fn start(
         registry,
         nodes,
         secret,
+        admin_token,
     })
+}
+
+/// A fresh random credential: 32 letters and digits. Neither the secret nor the admin
+/// token outlives the run; they are written only to the run directory's configs.
+fn random_credential() -> String {
+    std::iter::repeat_with(fastrand::alphanumeric)
+        .take(32)
+        .collect()
 }
 
 async fn start_registry(
@@ -204,7 +226,7 @@ async fn start_nodes(
     bins: &Binaries,
     count: usize,
     registry: SocketAddr,
-    secret: &str,
+    (secret, admin_token): (&str, &str),
     dir: &Path,
     processes: &mut Processes,
 ) -> Result<Vec<NodeAddrs>> {
@@ -214,7 +236,7 @@ async fn start_nodes(
         let config = dir.join(format!("{machine}.toml"));
         let text = format!(
             "machine = \"{machine}\"\ngate = \"127.0.0.1:0\"\nmetrics = \"127.0.0.1:0\"\n\
-             registry = \"{registry}\"\nsecret = \"{secret}\"\n\
+             registry = \"{registry}\"\nsecret = \"{secret}\"\nadmin_token = \"{admin_token}\"\n\
              directory_refresh_ms = {DIRECTORY_REFRESH_MS}\ndrain_timeout_ms = {DRAIN_MS}\n"
         );
         write(&config, &text)?;
@@ -249,11 +271,11 @@ async fn start_nodes(
 
 /// Every gate takes a client, and every node lists every star (`stars` answers with a
 /// node's own directory view, so each one sees all the others).
-async fn await_health(nodes: &[NodeAddrs], secret: &str) -> Result<()> {
+async fn await_health(nodes: &[NodeAddrs], admin_token: &str) -> Result<()> {
     let deadline = Instant::now() + HEALTH_WAIT;
     let expected = nodes.len() * STARS_PER_NODE;
     for node in nodes {
-        let client = connect_gate(&node.gate.to_string(), Some(secret), deadline).await?;
+        let client = connect_gate(&node.gate.to_string(), Some(admin_token), deadline).await?;
         loop {
             let listed = client.stars().await.map(|s| s.len());
             match listed {

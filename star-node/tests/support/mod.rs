@@ -32,6 +32,8 @@ use star_node::client::{GateClient, GateClientConfig};
 
 /// The shared secret of every test cluster.
 pub const SECRET: &str = "the cluster's shared secret";
+/// The hyperuser's login token at every test machine's gate (not the secret).
+pub const ADMIN_TOKEN: &str = "the hyperuser's admin token";
 
 /// A `sh` that runs `command` when its stdin closes, which happens when this test
 /// process ends, however it ends. Dropped, it is killed without running `command`.
@@ -253,7 +255,8 @@ pub fn registry_svc(dir: &Path, shards: &[String], star_ttl_ms: u64) -> Process 
     Process::start(command, "registry-svc ready")
 }
 
-/// The command that starts star-node `machine` against `registry` with `secret`.
+/// The command that starts star-node `machine` against `registry` with `secret` (and
+/// [`ADMIN_TOKEN`]).
 pub fn star_node_command(dir: &Path, machine: &str, registry: SocketAddr, secret: &str) -> Command {
     star_node_command_with(dir, machine, registry, secret, "")
 }
@@ -272,6 +275,7 @@ pub fn star_node_command_with(
         format!(
             "machine = \"{machine}\"\ngate = \"127.0.0.1:0\"\nmetrics = \"127.0.0.1:0\"\n\
              registry = \"{registry}\"\nsecret = \"{secret}\"\nheartbeat_ms = 500\n\
+             admin_token = \"{ADMIN_TOKEN}\"\n\
              directory_refresh_ms = 250\n{extra}\n"
         ),
     )
@@ -326,7 +330,7 @@ pub fn hv(gate: SocketAddr, token: Option<&str>, args: &[&str]) -> Output {
 
 /// `hv` as the hyperuser; panics with its stderr unless it succeeds; returns stdout.
 pub fn hv_ok(gate: SocketAddr, args: &[&str]) -> String {
-    let out = hv(gate, Some(SECRET), args);
+    let out = hv(gate, Some(ADMIN_TOKEN), args);
     assert!(
         out.status.success(),
         "hv {args:?} failed: {}",
@@ -414,7 +418,7 @@ pub fn runtime() -> tokio::runtime::Runtime {
 pub fn hyperuser(rt: &tokio::runtime::Runtime, gate: SocketAddr) -> GateClient {
     rt.block_on(GateClient::connect(
         &gate.to_string(),
-        Some(SECRET),
+        Some(ADMIN_TOKEN),
         GateClientConfig::default(),
     ))
     .expect("the hyperuser connects")
