@@ -1,20 +1,24 @@
 //! `hv`: the command-line client of a star-node gate.
 //!
 //! ```text
-//! hv [--gate ADDR] [--token T] [--json] <command>
+//! hv [--gate ADDR] [--token-file FILE] [--json] <command>      token: HV_TOKEN or the file
 //!   arguments ─request()─▶ ClientRequest ─GateClient─▶ gate ─▶ Answer ─render()─▶ stdout
 //! ```
 //!
 //! Arguments are checked before anything is dialed, so a bad point is a `400` without a
-//! connection. A User's login token given as `--set token=SECRET` is hashed here
-//! (argon2id, [`drivers::user::token_hash`]) and only its hash is sent. Exit status 0 on success; 1 on failure with one line on
-//! stderr, `hv: <status> <reason>: <message>` (clap's own argument errors exit 2).
+//! connection. The login token is never an argument, which any local user could read
+//! in the process list: it comes from `HV_TOKEN` or a file
+//! ([`star_node::credentials`]). A User's login token given as `--set token=SECRET` is
+//! hashed here (argon2id, [`drivers::user::token_hash`]) and only its hash is sent.
+//! Exit status 0 on success; 1 on failure with one line on stderr,
+//! `hv: <status> <reason>: <message>` (clap's own argument errors exit 2).
 //!
 //! This file turns arguments into requests and answers into text; the connection is
 //! [`GateClient`]'s and the message shapes are [`star_node::protocol`]'s.
 
 use std::fmt;
 use std::io::{self, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -26,6 +30,7 @@ use hyperverse_core::security::{AccessGrantKind, MaskKind, Permissions, Permissi
 use hyperverse_core::wave::{Headers, Method, Substance};
 use hyperverse_core::{Error, Kind, Point, Result, Selector};
 use star_node::client::{GateClient, GateClientConfig};
+use star_node::credentials;
 use star_node::protocol::{Answer, ClientRequest};
 
 /// The method a ping uses when `--method` is not given.
@@ -42,9 +47,10 @@ struct Cli {
     /// The gate's address, host:port.
     #[arg(long, global = true, env = "HV_GATE", default_value = "127.0.0.1:7700")]
     gate: String,
-    /// The login token of the agent to act as; none acts as GLOBAL::anonymous.
-    #[arg(long, global = true, env = "HV_TOKEN", hide_env_values = true)]
-    token: Option<String>,
+    /// A file holding the login token of the agent to act as (or set HV_TOKEN); with
+    /// neither, hv acts as GLOBAL::anonymous.
+    #[arg(long, global = true, env = "HV_TOKEN_FILE", value_name = "FILE")]
+    token_file: Option<PathBuf>,
     /// Print the answer as JSON.
     #[arg(long, global = true)]
     json: bool,
@@ -56,7 +62,7 @@ impl fmt::Debug for Cli {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("Cli")
             .field("gate", &self.gate)
-            .field("token", &self.token.as_ref().map(|_| ".."))
+            .field("token_file", &self.token_file)
             .field("json", &self.json)
             .field("command", &self.command)
             .finish()
@@ -162,12 +168,14 @@ fn main() -> ExitCode {
 /// Checks the arguments, asks the gate and renders its answer.
 fn run(cli: Cli) -> Result<String> {
     let request = request(cli.command)?;
+    let token = credentials::client_token(cli.token_file.as_deref())
+        .map_err(|e| Error::bad_request(e.to_string()))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| Error::internal(format!("starting the runtime: {e}")))?;
     let answer = runtime.block_on(async {
-        let client = connect(&cli.gate, cli.token.as_deref()).await?;
+        let client = connect(&cli.gate, token.as_deref()).await?;
         perform(&client, request).await
     })?;
     render(&answer, cli.json)
@@ -516,6 +524,14 @@ mod tests {
         let set = property_mods(&["token=s3cret".into()]).unwrap();
         assert_token_hash_of(&set, "s3cret");
         assert!(!format!("{set:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn the_token_is_no_argument() {
+        let refused = Cli::try_parse_from(["hv", "--token", "s3cret", "stars"]);
+        assert!(refused.is_err(), "--token must not be taken");
+        let cli = Cli::try_parse_from(["hv", "--token-file", "/run/hv/token", "stars"]).unwrap();
+        assert_eq!(cli.token_file, Some(PathBuf::from("/run/hv/token")));
     }
 
     #[test]

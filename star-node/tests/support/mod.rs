@@ -314,12 +314,14 @@ pub fn publish(gate: SocketAddr, space: &str, name: &str) -> String {
     format!("wasm={artifact}")
 }
 
-/// Runs `hv --gate GATE [--token T] ARGS…` and returns its output.
+/// Runs `hv --gate GATE ARGS…` with the token `T` in `HV_TOKEN` (none: anonymous) and
+/// returns its output.
 pub fn hv(gate: SocketAddr, token: Option<&str>, args: &[&str]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_hv"));
     command.arg("--gate").arg(gate.to_string());
+    command.env_remove("HV_TOKEN").env_remove("HV_TOKEN_FILE");
     if let Some(token) = token {
-        command.arg("--token").arg(token);
+        command.env("HV_TOKEN", token);
     }
     command
         .args(args)
