@@ -1,7 +1,7 @@
 //! The built-in drivers against a real (in-memory) registry.
 
 use drivers::container::ContainerDriver;
-use drivers::user::{TOKEN_HASH, UserDriver, token_hash, verify_token};
+use drivers::user::{TOKEN_HASH, TokenCheck, UserDriver, token_hash, verify_token};
 use hyperverse_core::budget::DEFAULT_WAVE_BUDGET;
 use hyperverse_core::driver::{Driver, DriverCtx, NoOutbound};
 use hyperverse_core::particle::PropertyMod;
@@ -146,19 +146,20 @@ async fn signals_are_handled_and_their_answers_dropped() {
 async fn a_user_token_is_verified_against_its_hash_only() {
     let registry = registry().await;
     let mut reg = Registration::new(p("localhost:alice"), Kind::User, Point::hyperuser());
-    reg.properties = vec![PropertyMod::set(TOKEN_HASH, token_hash("s3cret"))];
+    reg.properties = vec![PropertyMod::set(TOKEN_HASH, token_hash("s3cret").unwrap())];
     registry.register(&reg).await.unwrap();
     let record = registry.record(&p("localhost:alice")).await.unwrap();
     assert_ne!(
         record.details.properties[TOKEN_HASH].value, "s3cret",
         "only the hash is stored"
     );
-    assert!(verify_token(&record, "s3cret"));
-    assert!(!verify_token(&record, "s3cret "));
-    assert!(!verify_token(&record, ""));
+    assert_eq!(verify_token(&record, "s3cret"), TokenCheck::Valid);
+    assert_eq!(verify_token(&record, "s3cret "), TokenCheck::Invalid);
+    assert_eq!(verify_token(&record, ""), TokenCheck::Invalid);
 
     let tokenless = registry.record(&p("localhost:base")).await.unwrap();
-    assert!(!verify_token(&tokenless, ""), "no hash, no login");
+    let no_login = verify_token(&tokenless, "");
+    assert_eq!(no_login, TokenCheck::NoToken, "no hash, no login");
 
     let star = p("LOCAL::central");
     let ctx = DriverCtx {

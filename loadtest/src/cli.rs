@@ -77,10 +77,11 @@ pub struct RunArgs {
     /// The gates to drive (comma-separated host:port).
     #[arg(long, value_delimiter = ',', required = true)]
     pub gate: Vec<String>,
-    /// The token to present at the gates (the shared secret makes you the hyperuser,
-    /// which the scenarios need to create their particles).
-    #[arg(long, env = "HV_TOKEN", hide_env_values = true)]
-    pub token: Option<String>,
+    /// A file holding the token to present at the gates (or set HV_TOKEN). The
+    /// scenarios create their particles, which needs the hyperuser: the star-nodes'
+    /// admin token.
+    #[arg(long, env = "HV_TOKEN_FILE", value_name = "FILE")]
+    pub token_file: Option<PathBuf>,
     /// The gates' public key (`star-node --print-gate-key`); default: the key derived
     /// from --secret, when given.
     #[arg(long, env = "HV_GATE_KEY")]
@@ -91,9 +92,10 @@ pub struct RunArgs {
     /// registry-svc's RPC address, for the `registry` scenario (and share of `mixed`).
     #[arg(long)]
     pub registry: Option<String>,
-    /// The shared secret registry-svc wants (default: the token).
-    #[arg(long, env = "HV_LOADTEST_SECRET", hide_env_values = true)]
-    pub secret: Option<String>,
+    /// A file holding the shared secret registry-svc wants, for --registry (or set
+    /// HV_LOADTEST_SECRET).
+    #[arg(long, env = "HV_LOADTEST_SECRET_FILE", value_name = "FILE")]
+    pub secret_file: Option<PathBuf>,
     /// The /metrics addresses of the cluster's processes (comma-separated), scraped
     /// before and after the run.
     #[arg(long, value_delimiter = ',')]
@@ -401,5 +403,13 @@ mod tests {
         };
         assert_eq!(run.gate, ["a:1", "b:2"]);
         assert_eq!(run.load.stop(), Stop::Waves(9));
+    }
+
+    #[test]
+    fn credentials_are_no_arguments() {
+        for flag in ["--token", "--secret"] {
+            let given = Cli::try_parse_from(["loadtest", "run", "--gate", "a:1", flag, "s3cret"]);
+            assert!(given.is_err(), "{flag} must not be taken");
+        }
     }
 }

@@ -23,6 +23,8 @@ use futures::StreamExt;
 use hyperverse_core::Point;
 use hyperverse_core::registry::client::{ClientConfig, RegistryClient};
 
+use star_node::credentials;
+
 use crate::baseline::{self, frames};
 use crate::cli::{LoadArgs, LocalArgs, OutputArgs, RunArgs};
 use crate::cluster::{self, Cluster, RunDir};
@@ -47,7 +49,6 @@ const SETTLE: Duration = Duration::from_millis(150);
 const CONNECT_WAIT: Duration = Duration::from_secs(10);
 
 /// What a session drives.
-#[derive(Debug)]
 struct Target {
     mode: &'static str,
     gates: Vec<String>,
@@ -60,6 +61,22 @@ struct Target {
     /// The harness is the only client: counters must match exactly.
     strict: bool,
     cluster: Option<Cluster>,
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let registry = self.registry.as_ref().map(|(addr, _secret)| addr);
+        f.debug_struct("Target")
+            .field("mode", &self.mode)
+            .field("gates", &self.gates)
+            .field("token", &self.token.as_ref().map(|_| "<set>"))
+            .field("registry", &registry)
+            .field("metrics", &self.metrics)
+            .field("redis", &self.redis)
+            .field("strict", &self.strict)
+            .field("cluster", &self.cluster)
+            .finish()
+    }
 }
 
 /// `loadtest local`.
@@ -237,7 +254,7 @@ async fn local_session(
     let target = Target {
         mode: "local",
         gates: cluster.nodes.iter().map(|n| n.gate.to_string()).collect(),
-        token: Some(cluster.secret.clone()),
+        token: Some(cluster.admin_token.clone()),
         client: cluster.client.clone(),
         registry: Some((cluster.registry.rpc.to_string(), cluster.secret.clone())),
         metrics: cluster.metrics(),
@@ -256,25 +273,34 @@ async fn remote_session(
     dir: std::path::PathBuf,
     processes: &mut Processes,
 ) -> Result<Report> {
-    let secret = args.secret.clone().or_else(|| args.token.clone());
+    let usage = |e: credentials::CredentialError| Error::Usage(e.to_string());
+    let token = credentials::client_token(args.token_file.as_deref()).map_err(usage)?;
+    let secret = credentials::from_env_or_file(
+        "shared secret",
+        "HV_LOADTEST_SECRET",
+        std::env::var("HV_LOADTEST_SECRET").ok(),
+        "secret-file",
+        args.secret_file.as_deref(),
+    )
+    .map_err(usage)?;
+    // The gates' key: as given, else the one the machines derive from the secret.
+    let mut client = cluster::client_config(secret.as_deref().unwrap_or_default(), args.transport);
+    if args.gate_key.is_some() || secret.is_none() {
+        client.gate_key = args.gate_key;
+    }
     let registry = match (&args.registry, secret) {
         (Some(addr), Some(secret)) => Some((addr.clone(), secret)),
         (Some(_), None) => {
             return Err(Error::Usage(
-                "--registry needs the shared secret: --secret or --token".into(),
+                "--registry needs the shared secret: HV_LOADTEST_SECRET or --secret-file".into(),
             ));
         }
         (None, _) => None,
     };
-    let mut client =
-        cluster::client_config(args.secret.as_deref().unwrap_or_default(), args.transport);
-    if args.gate_key.is_some() || args.secret.is_none() {
-        client.gate_key = args.gate_key;
-    }
     let target = Target {
         mode: "run",
         gates: args.gate.clone(),
-        token: args.token.clone(),
+        token,
         client,
         registry,
         metrics: args.metrics.clone(),

@@ -29,7 +29,7 @@ use serde::Deserialize;
 use crate::ring::DEFAULT_VNODES;
 
 /// Everything registry-svc is configured with.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     /// Where the RPC listens.
@@ -62,6 +62,18 @@ pub struct Settings {
     pub redis_timeout_ms: u64,
     /// Whether connections are encrypted (`noise`) or clear text (`plain`, loopback only).
     pub transport: TransportMode,
+}
+
+impl std::fmt::Debug for Settings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Settings")
+            .field("listen", &self.listen)
+            .field("metrics", &self.metrics)
+            .field("shards", &self.shards)
+            .field("secret", &self.secret.as_ref().map(|_| "<set>"))
+            .field("prefix", &self.prefix)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Default for Settings {
@@ -183,6 +195,19 @@ fn parse_addr(what: &str, text: &str) -> Result<SocketAddr, ConfigError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_secret_is_never_shown() {
+        let settings = Settings {
+            secret: Some("shar3d-s3cret".into()),
+            ..Settings::default()
+        };
+        let shown = format!("{settings:?}");
+        assert!(
+            shown.contains("<set>") && !shown.contains("shar3d-s3cret"),
+            "{shown}"
+        );
+    }
 
     #[test]
     fn grant_caps_must_be_positive() {

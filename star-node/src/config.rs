@@ -11,6 +11,8 @@
 //! | `secret` (the hyperverse's shared secret) | `HV_STAR_SECRET` | none: refused on a non-loopback gate |
 //! | `transport` (`noise`: every connection encrypted; `plain`: loopback only) | `HV_STAR_TRANSPORT` | `noise` |
 //! | `gate_key_file` (the gate's private key, created at first start if missing) | `HV_STAR_GATE_KEY_FILE` | none: the key derived from `secret` |
+//! | `admin_token` (the hyperuser's login token at this gate; must differ from `secret` on a non-loopback gate) | `HV_STAR_ADMIN_TOKEN` | none: no one logs in as the hyperuser |
+//! | `admin_token_file` (a file holding `admin_token`, trimmed; instead of it) | `HV_STAR_ADMIN_TOKEN_FILE` | none |
 //! | `stars` (comma-separated roles, one star each, any case) | `HV_STAR_STARS` | `central,super,maelstrom,scribe` |
 //! | `location_cache` (points per star) | `HV_STAR_LOCATION_CACHE` | 100000 |
 //! | `access_cache` (decisions per machine) | `HV_STAR_ACCESS_CACHE` | 100000 |
@@ -43,7 +45,7 @@
 
 use std::net::SocketAddr;
 use std::num::NonZeroUsize;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use drivers::mechtron::MechtronConfig;
@@ -72,6 +74,10 @@ pub struct Settings {
     /// A file holding the gate's private key (created at first start if missing); none:
     /// the gate key every machine derives from the shared secret.
     pub gate_key_file: Option<String>,
+    /// The hyperuser's login token at the gate (none: no hyperuser logins).
+    pub admin_token: Option<String>,
+    /// A file holding the admin token, read by [`Settings::load`] into `admin_token`.
+    pub admin_token_file: Option<PathBuf>,
     /// Comma-separated star roles.
     pub stars: String,
     /// Location-cache capacity per star.
@@ -144,6 +150,8 @@ impl std::fmt::Debug for Settings {
             .field("secret", &self.secret.as_ref().map(|_| "<set>"))
             .field("transport", &self.transport)
             .field("gate_key_file", &self.gate_key_file)
+            .field("admin_token", &self.admin_token.as_ref().map(|_| "<set>"))
+            .field("admin_token_file", &self.admin_token_file)
             .field("stars", &self.stars)
             .finish_non_exhaustive()
     }
@@ -160,6 +168,8 @@ impl Default for Settings {
             secret: None,
             transport: TransportMode::Noise,
             gate_key_file: None,
+            admin_token: None,
+            admin_token_file: None,
             stars: "central,super,maelstrom,scribe".into(),
             location_cache: 100_000,
             access_cache: 100_000,
@@ -212,13 +222,30 @@ impl Settings {
             }
             builder = builder.add_source(config::File::from(file).format(config::FileFormat::Toml));
         }
-        let settings: Settings = builder
+        let mut settings: Settings = builder
             .add_source(config::Environment::with_prefix("HV_STAR").prefix_separator("_"))
             .build()
             .and_then(|c| c.try_deserialize())
             .map_err(|e| ConfigError(e.to_string()))?;
+        settings.read_admin_token_file()?;
         settings.check()?;
         Ok(settings)
+    }
+
+    /// Reads `admin_token_file`, if set, into `admin_token`.
+    fn read_admin_token_file(&mut self) -> Result<(), ConfigError> {
+        let Some(file) = &self.admin_token_file else {
+            return Ok(());
+        };
+        if self.admin_token.is_some() {
+            return Err(ConfigError(
+                "set admin_token or admin_token_file, not both".into(),
+            ));
+        }
+        let token = crate::credentials::read_file("admin token", file)
+            .map_err(|e| ConfigError(format!("admin_token_file: {e}")))?;
+        self.admin_token = Some(token);
+        Ok(())
     }
 
     /// The star roles, in order (the first is the machine's entry star).
@@ -336,6 +363,22 @@ impl Settings {
                 self.transport.check(addr.ip(), what).map_err(ConfigError)?;
             }
         }
+        if self
+            .admin_token
+            .as_deref()
+            .is_some_and(|t| t.trim().is_empty())
+        {
+            return Err(ConfigError(
+                "admin_token is empty: leave it unset for no hyperuser login at the gate".into(),
+            ));
+        }
+        if self.admin_token.is_some() && self.admin_token == self.secret && !gate.ip().is_loopback()
+        {
+            return Err(ConfigError(format!(
+                "gate address {gate} is not loopback: admin_token must differ from the shared \
+                 secret, or a leaked admin token would let anyone join as a machine"
+            )));
+        }
         let positive = [
             self.location_cache as u64,
             self.access_cache as u64,
@@ -396,5 +439,44 @@ mod tests {
         assert!(bad(|s| s.machine = "a b".into()).contains("machine"));
         assert!(bad(|s| s.heartbeat_ms = 0).contains("positive"));
         assert!(bad(|s| s.wasm_queue = 0).contains("queue"));
+        assert!(bad(|s| s.admin_token = Some(" ".into())).contains("admin_token is empty"));
+    }
+
+    #[test]
+    fn the_admin_token_must_differ_from_the_secret_off_loopback() {
+        let mut settings = Settings {
+            secret: Some("shared".into()),
+            admin_token: Some("shared".into()),
+            ..Settings::default()
+        };
+        settings.check().expect("loopback: allowed");
+        settings.gate = "0.0.0.0:7700".into();
+        let refused = settings.check().unwrap_err().to_string();
+        assert!(
+            refused.contains("must differ from the shared secret"),
+            "{refused}"
+        );
+        settings.admin_token = Some("other".into());
+        settings.check().expect("different: allowed");
+    }
+
+    #[test]
+    fn the_admin_token_file_is_read_trimmed_and_never_shown() {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        std::fs::write(file.path(), "adm1n-t0ken\n").unwrap();
+        let mut settings = Settings {
+            secret: Some("shar3d-s3cret".into()),
+            admin_token_file: Some(file.path().to_path_buf()),
+            ..Settings::default()
+        };
+        settings.read_admin_token_file().unwrap();
+        assert_eq!(settings.admin_token.as_deref(), Some("adm1n-t0ken"));
+        let shown = format!("{settings:?}");
+        assert!(
+            !shown.contains("adm1n-t0ken") && !shown.contains("shar3d-s3cret"),
+            "{shown}"
+        );
+        let twice = settings.read_admin_token_file().unwrap_err().to_string();
+        assert!(twice.contains("not both"), "{twice}");
     }
 }

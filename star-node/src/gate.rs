@@ -8,9 +8,10 @@
 //!   from a peer's star go into the named local star's mailbox with arrival `Lane`;
 //!   answers (`Pong`, `Moved`) go back on the same connection.
 //! - **Client** (peer `Client`, presented a token): the token decides the agent —
-//!   the hyperverse's secret is the hyperuser, `USER_POINT#TOKEN` is that User when the
-//!   token matches its `token-hash`, none is anonymous. Pings enter the machine's entry
-//!   star with arrival `Local`; other requests run as [`crate::ops`].
+//!   the configured `admin_token` is the hyperuser (the shared secret is no login),
+//!   `USER_POINT#TOKEN` is that User when the token matches its `token-hash` (checked
+//!   off this thread, [`crate::token_check`]), none is anonymous. Pings enter the
+//!   machine's entry star with arrival `Local`; other requests run as [`crate::ops`].
 //!
 //! Anything broken — garbage, a wrong version or secret, a bad token, an oversized or
 //! malformed frame — closes that one connection with a logged reason and a metric;
@@ -23,6 +24,7 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use actix::Addr;
+use drivers::user::TokenCheck;
 use futures::StreamExt;
 use hyperverse_core::kind::BaseKind;
 use hyperverse_core::security::secrets_equal;
@@ -50,6 +52,7 @@ use crate::protocol::{
 use crate::reply::{Answered, Reply, undeliverable};
 use crate::router::Arrival;
 use crate::star::{Inbound, Star};
+use crate::token_check;
 
 /// Accepts connections until the machine shuts down. Which connections are held, and
 /// whom the gate lets go when full, is [`Slots`]'s business (see its docs): handshakes
@@ -226,13 +229,13 @@ async fn authenticate(
             Ok(agent)
         }
         Err(rejection) => {
-            if rejection.label == BAD_TOKEN {
+            if [BAD_TOKEN, OUTDATED_HASH].contains(&rejection.label) {
                 let now = Instant::now();
                 machine
                     .logins
                     .borrow_mut()
                     .failed(source, named.as_ref(), now);
-                failures.with_label_values(&["bad_token"]).inc();
+                failures.with_label_values(&[rejection.label]).inc();
             }
             Err(rejection)
         }
@@ -241,10 +244,15 @@ async fn authenticate(
 
 /// The label of a token that was checked and is wrong.
 const BAD_TOKEN: &str = "bad_token";
+/// The label of a User's right token against a hash in the old unsalted form.
+const OUTDATED_HASH: &str = "outdated_token_hash";
 
-/// The agent `token` stands for, or why it stands for none.
+/// The agent `token` stands for, or why it stands for none. Only the configured admin
+/// token is the hyperuser: the shared secret, which admits machines, is no login.
 async fn check_token(machine: &Machine, token: &str) -> Result<Agent, Rejection> {
-    if !machine.secret.is_empty() && secrets_equal(token.as_bytes(), &machine.secret) {
+    let admin = machine.settings.admin_token.as_deref();
+    let admin = admin.filter(|admin| !admin.is_empty());
+    if admin.is_some_and(|admin| secrets_equal(token.as_bytes(), admin.as_bytes())) {
         return Ok(Agent::HyperUser);
     }
     let refuse = || Rejection::refuse(BAD_TOKEN, "the token is not valid here");
@@ -258,10 +266,24 @@ async fn check_token(machine: &Machine, token: &str) -> Result<Agent, Rejection>
             return Err(Rejection::busy("registry_unavailable", reason));
         }
     };
-    if record.kind().base() != BaseKind::User || !drivers::user::verify_token(&record, secret) {
+    if record.kind().base() != BaseKind::User {
         return Err(refuse());
     }
-    Ok(Agent::Point(user))
+    let checked = token_check::verify(record, secret.to_string()).await;
+    match checked.map_err(|e| Rejection::refuse("internal", e.to_string()))? {
+        TokenCheck::Valid => Ok(Agent::Point(user)),
+        TokenCheck::Outdated => Err(Rejection::refuse(OUTDATED_HASH, outdated(&user))),
+        TokenCheck::Invalid | TokenCheck::NoToken => Err(refuse()),
+    }
+}
+
+/// What a User whose token is stored in the old form is told: how to get a new one.
+fn outdated(user: &Point) -> String {
+    format!(
+        "{user}'s token is stored with an old unsalted hash and no longer logs in; ask the \
+         hyperuser to set a new one: `hv delete {user}` then \
+         `hv create {user} User --set token=NEW_TOKEN` (other properties must be given again)"
+    )
 }
 
 type ClientCodec = FrameCodec<GateFrame, ClientFrame>;

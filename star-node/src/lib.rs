@@ -7,12 +7,15 @@
 //! - Plain values without I/O: [`router`], [`location`], [`exchanger`], [`placement`],
 //!   [`access_cache`], [`logins`].
 //! - [`protocol`]: what the gate speaks; [`client`]: the client side of it.
+//! - [`credentials`]: tokens and secrets read from the environment and files;
+//!   [`token_check`]: User tokens checked off the event loop.
 //! - [`node`]: starting and stopping a whole star-node (the binary's body, and tests').
 
 pub mod access_cache;
 pub mod client;
 pub mod config;
 mod counted;
+pub mod credentials;
 pub mod exchanger;
 pub mod gate;
 pub mod hyperverse;
@@ -28,3 +31,4 @@ pub mod protocol;
 pub mod reply;
 pub mod router;
 pub mod star;
+pub mod token_check;

@@ -169,7 +169,7 @@ fn idle_sessions_and_silent_connections_lock_out_neither_clients_nor_lanes() {
         let started = Instant::now();
         let newcomer = GateClient::connect(
             &gate.to_string(),
-            Some(SECRET),
+            Some(ADMIN_TOKEN),
             GateClientConfig::for_secret(SECRET.as_bytes()),
         )
         .await
@@ -287,7 +287,7 @@ fn a_client_that_never_reads_is_cut_off_and_its_memory_returns() {
             &gate.to_string(),
             "gate",
             (PeerKind::Client, "unread"),
-            Credentials::Token(Some(SECRET)),
+            Credentials::Token(Some(ADMIN_TOKEN)),
             Seal::Pinned(&key),
             4096,
         )
@@ -360,7 +360,7 @@ fn anonymous_grants_and_reads_are_refused_and_a_selector_bomb_is_not_stored() {
     let bomb = format!("{space}{}:zz", ":+:**".repeat(200));
     hv_err(
         gate,
-        Some(SECRET),
+        Some(ADMIN_TOKEN),
         &["grant", "GLOBAL::anonymous", &bomb, "rwx"],
     );
     // Finding 11: anonymous reads of the directory and of rights are refused.

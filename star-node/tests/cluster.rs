@@ -3,14 +3,22 @@
 //! tests share one cluster and none damages it; each keeps its particles under its own
 //! `localhost:<test>`. Covered: both machines' stars listed, the seed's scenarios and
 //! their statuses, particles spread over machines and shards, pings through either gate,
-//! access refused then granted, garbage at a gate, a wrong secret refused, metrics.
-//! A machine killed outright is in `failover.rs`; a clean stop in `shutdown.rs`.
+//! access refused then granted, garbage at a gate, a wrong secret refused, metrics;
+//! credentials: `hv`'s token from `HV_TOKEN` or a file and in none of its output, the
+//! shared secret refused as a login, a User's old SHA-256 hash refused with the way to
+//! reset it. A machine killed outright is in `failover.rs`; a clean stop in
+//! `shutdown.rs`.
+//!
+//! Failed logins from this process's address count toward one limit
+//! (`login_failures_free`, 5) shared by all these tests: past it, every login from here
+//! would wait. Together they fail at most two.
 
 mod support;
 
 use std::collections::BTreeSet;
 use std::io::{ErrorKind, Read, Write};
 use std::net::TcpStream;
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use bytes::BytesMut;
@@ -101,14 +109,14 @@ fn the_seed_scenarios_answer_with_their_statuses() {
     assert!(created.contains(&base), "{created}");
 
     let unknown_kind = &["create", &format!("{space}:x"), "Planet"];
-    hv_fails(gate_a, Some(SECRET), unknown_kind, 400);
+    hv_fails(gate_a, Some(ADMIN_TOKEN), unknown_kind, 400);
     hv_fails(
         gate_a,
-        Some(SECRET),
+        Some(ADMIN_TOKEN),
         &["create", "nowhere:base", "Base"],
         404,
     );
-    hv_fails(gate_a, Some(SECRET), &["create", &base, "Base"], 409);
+    hv_fails(gate_a, Some(ADMIN_TOKEN), &["create", &base, "Base"], 409);
     let ensured = hv_ok(gate_a, &["create", &base, "Base", "--ensure"]);
     assert!(ensured.contains(&base), "{ensured}");
 
@@ -396,4 +404,145 @@ fn metrics_are_valid_and_count_traffic() {
             assert!(metrics.contains(name), "{name} missing from\n{metrics}");
         }
     }
+}
+
+/// `hv --gate GATE ARGS…` with exactly the environment variables `env` of its own.
+fn hv_with(gate: std::net::SocketAddr, env: &[(&str, &str)], args: &[&str]) -> Output {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_hv"));
+    command.arg("--gate").arg(gate.to_string());
+    command.env_remove("HV_TOKEN").env_remove("HV_TOKEN_FILE");
+    command.envs(env.iter().copied());
+    command
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .expect("hv runs")
+}
+
+fn text(bytes: &[u8]) -> String {
+    String::from_utf8_lossy(bytes).into_owned()
+}
+
+#[test]
+fn hv_takes_its_token_from_the_environment_or_a_file_and_prints_it_nowhere() {
+    let cluster = cluster();
+    let gate = cluster.gate_a();
+    let space = cluster.space("tokens");
+    let bob = format!("{space}:bob");
+    let bob_pw = "bob-pw-never-printed";
+
+    // A User created with --json: the answer holds the token's hash, never the token.
+    let token_set = format!("token={bob_pw}");
+    let args = ["--json", "create", &bob, "User", "--set", &token_set];
+    let created = hv_with(gate, &[("HV_TOKEN", ADMIN_TOKEN)], &args);
+    let (stdout, stderr) = (text(&created.stdout), text(&created.stderr));
+    assert!(created.status.success(), "{stderr}");
+    assert!(
+        stdout.contains("$argon2id$v=19$m=19456,t=2,p=1$"),
+        "{stdout}"
+    );
+    for secret in [bob_pw, ADMIN_TOKEN, SECRET] {
+        assert!(
+            !stdout.contains(secret) && !stderr.contains(secret),
+            "{secret} shown"
+        );
+    }
+
+    // Bob logs in with HV_TOKEN, and with a file (its newline trimmed).
+    let bob_token = format!("{bob}#{bob_pw}");
+    let get = ["--json", "stars"];
+    let by_env = hv_with(gate, &[("HV_TOKEN", &bob_token)], &get);
+    assert!(by_env.status.success(), "{}", text(&by_env.stderr));
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let file = dir.path().join("token");
+    std::fs::write(&file, format!("{bob_token}\n")).expect("token written");
+    let file = file.to_str().expect("a UTF-8 path");
+    let by_file = hv_with(gate, &[], &["--token-file", file, "--json", "stars"]);
+    assert!(by_file.status.success(), "{}", text(&by_file.stderr));
+    let by_file_env = hv_with(gate, &[("HV_TOKEN_FILE", file)], &get);
+    assert!(
+        by_file_env.status.success(),
+        "{}",
+        text(&by_file_env.stderr)
+    );
+    for out in [&by_env, &by_file, &by_file_env] {
+        let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
+        assert!(stdout.contains("\"Stars\""), "the stars: {stdout}");
+        assert!(
+            !stdout.contains(bob_pw) && !stderr.contains(bob_pw),
+            "{stdout}{stderr}"
+        );
+    }
+
+    // Given twice, or on the command line, the token is refused before any connection.
+    let twice = hv_with(
+        gate,
+        &[("HV_TOKEN", &bob_token)],
+        &["--token-file", file, "stars"],
+    );
+    let stderr = text(&twice.stderr);
+    assert_eq!(twice.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("not both") && !stderr.contains(bob_pw),
+        "{stderr}"
+    );
+    let argument = hv_with(gate, &[], &["--token", &bob_token, "stars"]);
+    assert_eq!(argument.status.code(), Some(2), "clap refuses --token");
+}
+
+#[test]
+fn the_shared_secret_is_no_login_and_the_admin_token_is_the_hyperuser() {
+    let cluster = cluster();
+    let gate = cluster.gate_b();
+    let refused = hv_fails(gate, Some(SECRET), &["stars"], 403);
+    assert!(refused.contains("not valid"), "{refused}");
+    assert!(!refused.contains(SECRET), "{refused}");
+    let stars = hv(
+        gate,
+        Some(ADMIN_TOKEN),
+        &["access", "GLOBAL::hyperuser", "localhost"],
+    );
+    assert!(stars.status.success(), "{}", text(&stars.stderr));
+}
+
+#[test]
+fn a_user_with_an_old_sha256_hash_is_told_how_to_reset_it() {
+    let cluster = cluster();
+    let gate = cluster.gate_a();
+    let space = cluster.space("outdated");
+    let carol = format!("{space}:carol");
+    // What `hv --set token=old-pw` stored before argon2id.
+    let old = hyperverse_core::registry::content_hash(b"old-pw");
+    hv_ok(
+        gate,
+        &[
+            "create",
+            &carol,
+            "User",
+            "--set",
+            &format!("token-hash={old}"),
+        ],
+    );
+    let outdated = || {
+        let labels = [("reason", "outdated_token_hash")];
+        metric(
+            &cluster.scrape_both(),
+            "hv_gate_login_failures_total",
+            &labels,
+        )
+    };
+    let before = outdated();
+
+    let refused = hv_fails(gate, Some(&format!("{carol}#old-pw")), &["stars"], 403);
+    assert!(refused.contains("old unsalted hash"), "{refused}");
+    let reset = format!("`hv delete {carol}` then `hv create {carol} User --set token=");
+    assert!(refused.contains(&reset), "{refused}");
+    assert!(!refused.contains("old-pw"), "{refused}");
+    assert_eq!(outdated(), before + 1.0, "counted as a failed login");
+
+    // The way the message gives works.
+    hv_ok(gate, &["delete", &carol]);
+    hv_ok(gate, &["create", &carol, "User", "--set", "token=new-pw"]);
+    let out = hv(gate, Some(&format!("{carol}#new-pw")), &["stars"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
 }

@@ -65,7 +65,7 @@ fn a_machines_stars_are_listed_with_what_they_host_and_their_load() {
             assert!(star.hosts.contains(&BaseKind::Mechtron), "{star:?}");
             assert_eq!(star.load, 0);
         }
-        let hv = client(&a, Some(SECRET)).await;
+        let hv = client(&a, Some(ADMIN_TOKEN)).await;
         hv.create("localhost", Kind::Space, Vec::new(), Strategy::Commit)
             .await
             .unwrap();

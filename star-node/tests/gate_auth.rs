@@ -1,8 +1,9 @@
 //! Who a client is, as the gate decides it from the token in the handshake, on one
-//! machine in process: the hyperverse's secret is the hyperuser, `USER#TOKEN` is that
-//! User when the token matches its stored hash, no token is anonymous — and every other
-//! token (a wrong one, a near miss of the secret, a particle that is not a User, a point
-//! that does not parse or does not exist) is refused in the handshake and counted.
+//! machine in process: the admin token is the hyperuser, `USER#TOKEN` is that User when
+//! the token matches its stored hash, no token is anonymous — and every other token (the
+//! shared secret, a wrong one, a near miss of the admin token, a particle that is not a
+//! User, a point that does not parse or does not exist) is refused in the handshake and
+//! counted. Without an admin token no one is the hyperuser.
 //! Failed logins make their address and User wait, and a burst of guesses is mostly
 //! refused without being checked.
 
@@ -42,7 +43,7 @@ async fn world(tune: impl FnOnce(&mut Settings)) -> (Node, GateClient) {
     let mut settings = settings("a");
     tune(&mut settings);
     let node = Node::start(settings, hyperverse).await.unwrap();
-    let root = client(&node, Some(SECRET)).await;
+    let root = client(&node, Some(ADMIN_TOKEN)).await;
     let commit = Strategy::Commit;
     root.create("localhost", Kind::Space, Vec::new(), commit)
         .await
@@ -104,18 +105,20 @@ fn every_other_token_is_refused_in_the_handshake_and_counted() {
     actix_rt::System::new().block_on(async {
         // Every wrong token here is checked: none waits for an earlier failure.
         let (a, _root) = world(|s| s.login_failures_free = 100).await;
-        // As long as the secret, one byte off; two bytes off by the same bits (an XOR
-        // fold would let their differences cancel).
-        let mut one_off = SECRET.as_bytes().to_vec();
+        // As long as the admin token, one byte off; two bytes off by the same bits (an
+        // XOR fold would let their differences cancel).
+        let mut one_off = ADMIN_TOKEN.as_bytes().to_vec();
         *one_off.last_mut().unwrap() ^= 1;
-        let mut two_off = SECRET.as_bytes().to_vec();
+        let mut two_off = ADMIN_TOKEN.as_bytes().to_vec();
         two_off[0] ^= 1;
         two_off[1] ^= 1;
         let near_misses = [
+            // The shared secret admits machines to lanes; it is no login.
+            SECRET.to_string(),
             String::from_utf8(one_off).unwrap(),
             String::from_utf8(two_off).unwrap(),
-            format!("{SECRET}x"),
-            SECRET[..SECRET.len() - 1].to_string(),
+            format!("{ADMIN_TOKEN}x"),
+            ADMIN_TOKEN[..ADMIN_TOKEN.len() - 1].to_string(),
             String::new(),
             "localhost:alice#wrong".into(),
             "localhost:alice#".into(),
@@ -124,6 +127,7 @@ fn every_other_token_is_refused_in_the_handshake_and_counted() {
             "localhost:whoami#alice-token".into(),
             "localhost:nobody#alice-token".into(),
             "Not A Point#alice-token".into(),
+            format!("GLOBAL::hyperuser#{ADMIN_TOKEN}"),
             format!("GLOBAL::hyperuser#{SECRET}"),
         ];
         for token in &near_misses {
@@ -149,6 +153,25 @@ fn every_other_token_is_refused_in_the_handshake_and_counted() {
         let alice = client(&a, Some("localhost:alice#alice-token")).await;
         assert_eq!(who(&alice).await, "localhost:alice", "still served");
         a.stop().await;
+    });
+}
+
+#[test]
+fn without_an_admin_token_no_one_is_the_hyperuser() {
+    actix_rt::System::new().block_on(async {
+        let mut settings = settings("a");
+        settings.admin_token = None;
+        let node = Node::start(
+            settings,
+            Arc::new(AppsBy::new(registry(), Arc::new(WhoAmI), None)),
+        )
+        .await
+        .unwrap();
+        for token in [SECRET, ADMIN_TOKEN, ""] {
+            let why = refusal(&node, token).await.expect("refused");
+            assert!(why.contains("not valid"), "{token:?}: {why}");
+        }
+        node.stop().await;
     });
 }
 
@@ -181,7 +204,7 @@ fn failed_logins_make_the_address_and_the_user_wait() {
         }
         assert_eq!(failures("bad_token"), 4.0);
         // Meanwhile even the right tokens are refused unchecked, from this address.
-        for token in ["localhost:alice#alice-token", SECRET] {
+        for token in ["localhost:alice#alice-token", ADMIN_TOKEN] {
             let why = refusal(&a, token).await.expect("refused while waiting");
             assert!(why.contains("too many failed logins"), "{why}");
         }

@@ -39,7 +39,7 @@ async fn node(tune: impl FnOnce(&mut Settings)) -> Node {
 async fn connect(node: &Node) -> Result<GateClient> {
     GateClient::connect(
         &node.gate.to_string(),
-        Some(SECRET),
+        Some(ADMIN_TOKEN),
         GateClientConfig::for_secret(SECRET.as_bytes()),
     )
     .await
@@ -60,7 +60,7 @@ async fn mute_node(tune: impl FnOnce(&mut Settings)) -> Node {
     let mut settings = local::settings("a");
     tune(&mut settings);
     let a = Node::start(settings, hyperverse).await.unwrap();
-    let setup = client(&a, Some(SECRET)).await;
+    let setup = client(&a, Some(ADMIN_TOKEN)).await;
     let commit = Strategy::Commit;
     setup
         .create("localhost", Kind::Space, Vec::new(), commit)
@@ -308,7 +308,7 @@ async fn bounce_behind(limit: usize, held: usize) -> (Duration, bool) {
     let mut settings = local::settings("a");
     settings.max_in_flight = limit;
     let a = Node::start(settings, hyperverse).await.unwrap();
-    let hv = client(&a, Some(SECRET)).await;
+    let hv = client(&a, Some(ADMIN_TOKEN)).await;
     let none = Vec::new();
     let commit = Strategy::Commit;
     hv.create("localhost", Kind::Space, none.clone(), commit)
@@ -389,7 +389,7 @@ fn an_idle_client_connection_is_closed_and_a_waiting_one_is_not() {
         let a = Node::start(settings, hyperverse).await.unwrap();
         {
             // Closed by the client at once: not an idle close.
-            let setup = client(&a, Some(SECRET)).await;
+            let setup = client(&a, Some(ADMIN_TOKEN)).await;
             let commit = Strategy::Commit;
             setup
                 .create("localhost", Kind::Space, Vec::new(), commit)
@@ -416,7 +416,7 @@ fn an_idle_client_connection_is_closed_and_a_waiting_one_is_not() {
         // the star's 408 at 450 ms, and the next request (before the check at 600 ms)
         // is served on the same connection.
         let held = Duration::from_millis(450);
-        let waiting = client(&a, Some(SECRET)).await;
+        let waiting = client(&a, Some(ADMIN_TOKEN)).await;
         let answer = waiting
             .ping(p("localhost:mute"), bounce(), Substance::Empty, held)
             .await;
@@ -426,7 +426,7 @@ fn an_idle_client_connection_is_closed_and_a_waiting_one_is_not() {
         }
         waiting.stars().await.expect("still open after a long wait");
         // Requests two thirds of a limit apart keep a connection open across checks.
-        let active = client(&a, Some(SECRET)).await;
+        let active = client(&a, Some(ADMIN_TOKEN)).await;
         for _ in 0..5 {
             actix_rt::time::sleep(IDLE * 2 / 3).await;
             active
@@ -442,7 +442,7 @@ fn an_idle_client_connection_is_closed_and_a_waiting_one_is_not() {
 /// messages: how many were taken and how many refused as backed up.
 async fn signal_burst(mailbox: usize) -> (usize, usize) {
     let a = mute_node(|s| s.star_mailbox = mailbox).await;
-    let hv = client(&a, Some(SECRET)).await;
+    let hv = client(&a, Some(ADMIN_TOKEN)).await;
     // The gate reads them in a burst, before the entry star gets the thread back.
     let burst = (0..500).map(|_| hv.signal(p("localhost:mute"), bounce(), Substance::Empty));
     let answers = futures::future::join_all(burst).await;

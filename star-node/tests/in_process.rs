@@ -7,7 +7,6 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use hyperverse_core::driver::{Driver, DriverCtx, Hyperverse};
-use hyperverse_core::particle::PropertyMod;
 use hyperverse_core::registry::{RegistryApi, RegistryLimits, Strategy};
 use hyperverse_core::security::{AccessGrantKind, MaskKind, Permissions, PermissionsMask};
 use hyperverse_core::wave::{Method, Ping, Substance};
@@ -34,7 +33,7 @@ async fn pair(
     let b = Node::start(settings("b"), hyperverse).await.unwrap();
     until_it_sees(&a, 8).await;
     until_it_sees(&b, 8).await;
-    let hv = client(&a, Some(SECRET)).await;
+    let hv = client(&a, Some(ADMIN_TOKEN)).await;
     hv.create("localhost", Kind::Space, Vec::new(), Strategy::Commit)
         .await
         .unwrap();
@@ -74,7 +73,7 @@ fn two_machines_create_spread_and_ping_each_other() {
             }
         }
         // And through machine B's gate too.
-        let hv_b = client(&b, Some(SECRET)).await;
+        let hv_b = client(&b, Some(ADMIN_TOKEN)).await;
         let answer = hv_b
             .ping(p("localhost:base7"), bounce(), text("b"), WAIT)
             .await
@@ -109,7 +108,7 @@ fn creation_errors_are_clear() {
     actix_rt::System::new().block_on(async {
         let standard = Arc::new(Standard::new(registry(), SECRET.into()));
         let a = Node::start(settings("a"), standard).await.unwrap();
-        let hv = client(&a, Some(SECRET)).await;
+        let hv = client(&a, Some(ADMIN_TOKEN)).await;
         let none = Vec::new();
         let missing = hv
             .create("nowhere:base", Kind::Base, none.clone(), Strategy::Commit)
@@ -155,8 +154,7 @@ fn access_is_checked_at_the_home_star_and_grants_open_it() {
         let standard = Arc::new(Standard::new(registry(), SECRET.into()));
         let (a, b, root) = pair(standard, settings).await;
         let none = Vec::new();
-        let hash = drivers::user::token_hash("alice-token");
-        let alice_props = vec![PropertyMod::set(drivers::user::TOKEN_HASH, hash)];
+        let alice_props = user_props("alice-token");
         root.create("localhost:alice", Kind::User, alice_props, Strategy::Commit)
             .await
             .unwrap();
@@ -248,7 +246,7 @@ fn a_custom_hyperverse_composes_its_own_driver() {
             Some(StarSub::Super),
         ));
         let a = Node::start(settings("a"), hyperverse).await.unwrap();
-        let hv = client(&a, Some(SECRET)).await;
+        let hv = client(&a, Some(ADMIN_TOKEN)).await;
         hv.create("localhost", Kind::Space, Vec::new(), Strategy::Commit)
             .await
             .unwrap();
@@ -394,7 +392,7 @@ fn a_stopped_node_leaves_the_directory() {
         assert!(registry.list_stars().await.unwrap().is_empty());
         let refused = GateClient::connect(
             &a.gate.to_string(),
-            Some(SECRET),
+            Some(ADMIN_TOKEN),
             GateClientConfig::for_secret(SECRET.as_bytes()),
         )
         .await
@@ -415,7 +413,7 @@ fn artifacts_are_published_once_and_refused_when_too_large() {
         }));
         let standard = Arc::new(Standard::new(registry.clone(), SECRET.into()));
         let a = Node::start(settings("a"), standard).await.unwrap();
-        let hv = client(&a, Some(SECRET)).await;
+        let hv = client(&a, Some(ADMIN_TOKEN)).await;
         hv.create("localhost", Kind::Space, Vec::new(), Strategy::Commit)
             .await
             .unwrap();
@@ -529,7 +527,7 @@ fn override_needs_what_delete_needs_and_empty_grants_are_refused() {
     actix_rt::System::new().block_on(async {
         let standard = Arc::new(Standard::new(registry(), SECRET.into()));
         let a = Node::start(settings("a"), standard).await.unwrap();
-        let root = client(&a, Some(SECRET)).await;
+        let root = client(&a, Some(ADMIN_TOKEN)).await;
         let none = Vec::new();
         root.create("localhost", Kind::Space, none.clone(), Strategy::Commit)
             .await
@@ -542,10 +540,7 @@ fn override_needs_what_delete_needs_and_empty_grants_are_refused() {
         )
         .await
         .unwrap();
-        let user = |name: &str| {
-            let hash = drivers::user::token_hash(&format!("{name}-token"));
-            vec![PropertyMod::set(drivers::user::TOKEN_HASH, hash)]
-        };
+        let user = |name: &str| user_props(&format!("{name}-token"));
         for name in ["alice", "bob"] {
             root.create(
                 format!("localhost:users:{name}"),
@@ -622,7 +617,7 @@ fn a_ripple_waits_for_its_deadline_then_answers_with_what_came() {
     actix_rt::System::new().block_on(async {
         let muted = Arc::new(AppsBy::new(registry(), Arc::new(Mute), None));
         let a = Node::start(settings("a"), muted).await.unwrap();
-        let hv = client(&a, Some(SECRET)).await;
+        let hv = client(&a, Some(ADMIN_TOKEN)).await;
         let commit = Strategy::Commit;
         hv.create("localhost", Kind::Space, Vec::new(), commit)
             .await

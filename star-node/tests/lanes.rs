@@ -44,7 +44,7 @@ async fn world(mode: Mode, tune: impl FnOnce(&mut Settings)) -> (Node, Ghost, Ga
     let standard = Arc::new(Standard::new(registry, SECRET.into()));
     let a = Node::start(settings, standard).await.unwrap();
     until_it_sees(&a, 5).await;
-    let hv = client(&a, Some(SECRET)).await;
+    let hv = client(&a, Some(ADMIN_TOKEN)).await;
     (a, ghost, hv)
 }
 

@@ -197,7 +197,7 @@ fn a_spinner_is_stopped_by_fuel_while_neighbours_answer() {
 
     let stopped = hv_fails(
         gate_a,
-        Some(SECRET),
+        Some(ADMIN_TOKEN),
         &["ping", &spin.to_string(), "--timeout-ms", "5000"],
         500,
     );

@@ -119,7 +119,7 @@ impl World {
         let registry = registry();
         let hyperverse = Arc::new(AppsBy::new(registry.clone(), Arc::new(Witness), None));
         let node = Node::start(settings, hyperverse).await.unwrap();
-        let root = client(&node, Some(SECRET)).await;
+        let root = client(&node, Some(ADMIN_TOKEN)).await;
         let commit = Strategy::Commit;
         root.create("localhost", Kind::Space, Vec::new(), commit)
             .await

@@ -19,6 +19,7 @@ use star_node::config::Settings;
 use star_node::node::Node;
 
 const SECRET: &str = "state-secret";
+const ADMIN_TOKEN: &str = "state-admin-token";
 const WAIT: Duration = Duration::from_secs(10);
 
 /// Counts the pings each of its particles got; one instance per star.
@@ -103,6 +104,7 @@ fn settings(machine: &str) -> Settings {
         gate: "127.0.0.1:0".into(),
         metrics: "127.0.0.1:0".into(),
         secret: Some(SECRET.into()),
+        admin_token: Some(ADMIN_TOKEN.into()),
         heartbeat_ms: 200,
         directory_refresh_ms: 100,
         snapshot_every: 10,
@@ -156,7 +158,7 @@ fn a_counter_moves_between_machines_without_losing_a_wave() {
         let b = Node::start(settings("b"), hyperverse).await.unwrap();
         until_it_sees(&a, 8).await;
         let config = GateClientConfig::for_secret(SECRET.as_bytes());
-        let hv = GateClient::connect(&a.gate.to_string(), Some(SECRET), config)
+        let hv = GateClient::connect(&a.gate.to_string(), Some(ADMIN_TOKEN), config)
             .await
             .unwrap();
         hv.create("localhost", Kind::Space, Vec::new(), Strategy::Commit)
@@ -196,7 +198,7 @@ fn a_counter_moves_between_machines_without_losing_a_wave() {
         // Its machine stops cleanly (saving the state); it comes back on the other one.
         let (stopping, staying) = if other == "a" { (a, b) } else { (b, a) };
         let config = GateClientConfig::for_secret(SECRET.as_bytes());
-        let hv = GateClient::connect(&staying.gate.to_string(), Some(SECRET), config)
+        let hv = GateClient::connect(&staying.gate.to_string(), Some(ADMIN_TOKEN), config)
             .await
             .unwrap();
         stopping.stop().await;
@@ -226,7 +228,7 @@ fn denied_waves_do_not_count_toward_a_save() {
         let a = Node::start(settings("a"), hyperverse).await.unwrap();
         let config = GateClientConfig::for_secret(SECRET.as_bytes());
         let gate = a.gate.to_string();
-        let hv = GateClient::connect(&gate, Some(SECRET), config.clone())
+        let hv = GateClient::connect(&gate, Some(ADMIN_TOKEN), config.clone())
             .await
             .unwrap();
         hv.create("localhost", Kind::Space, Vec::new(), Strategy::Commit)

@@ -170,7 +170,7 @@ fn contains(haystack: &[u8], needle: &str) -> bool {
 /// the hyperuser, then logs in as alice. `env` selects hv's transport.
 fn traffic(cluster: &Small, env: &[(&str, &str)], token: &str, marker: &str) {
     let (gate_a, gate_b) = (cluster.a.addr("gate"), cluster.b.addr("gate"));
-    let hyperuser = [env, &[("HV_TOKEN", SECRET)]].concat();
+    let hyperuser = [env, &[("HV_TOKEN", ADMIN_TOKEN)]].concat();
     let ok = |gate, args: &[&str]| {
         hv_env(gate, &hyperuser, args).unwrap_or_else(|e| panic!("hv {args:?}: {e}"))
     };
@@ -212,7 +212,8 @@ fn a_capture_of_loopback_finds_no_token_secret_or_ping_body() {
     for (what, needle) in [
         ("the ping body", marker.as_str()),
         ("a User's token", token.as_str()),
-        ("the shared secret (the hyperuser's token)", SECRET),
+        ("the admin token", ADMIN_TOKEN),
+        ("the shared secret", SECRET),
     ] {
         assert!(
             !contains(&bytes, needle),
@@ -227,7 +228,8 @@ fn a_capture_of_loopback_finds_no_token_secret_or_ping_body() {
     drop(plain);
     let bytes = capture.finish();
     assert!(contains(&bytes, &marker), "plain mode shows the body");
-    assert!(contains(&bytes, &token), "and the token");
+    assert!(contains(&bytes, &token), "and the User's token");
+    assert!(contains(&bytes, ADMIN_TOKEN), "and the admin token");
 }
 
 /// A TCP relay to a target set later; `flip` changes one byte of the next chunk it
@@ -294,7 +296,7 @@ fn a_flipped_byte_on_a_lane_closes_it_answers_its_wave_503_and_both_machines_ser
     *proxy.target.lock().unwrap() = Some(cluster.a.addr("gate"));
     let (gate_a, gate_b) = (cluster.a.addr("gate"), cluster.b.addr("gate"));
     eventually(WAIT, "8 live stars", || {
-        String::from_utf8_lossy(&hv(gate_b, Some(SECRET), &["stars"]).stdout)
+        String::from_utf8_lossy(&hv(gate_b, Some(ADMIN_TOKEN), &["stars"]).stdout)
             .lines()
             .count()
             == 8
@@ -330,7 +332,7 @@ fn a_flipped_byte_on_a_lane_closes_it_answers_its_wave_503_and_both_machines_ser
     proxy.flip.store(true, Ordering::SeqCst);
     let failed = hv_fails(
         gate_b,
-        Some(SECRET),
+        Some(ADMIN_TOKEN),
         &["ping", &on_a, "--body", "during"],
         503,
     );
@@ -341,9 +343,13 @@ fn a_flipped_byte_on_a_lane_closes_it_answers_its_wave_503_and_both_machines_ser
     assert!(cluster.registry.is_running());
     // The lane is dialed again and serves.
     eventually(WAIT, "the lane is back", || {
-        hv(gate_b, Some(SECRET), &["ping", &on_a, "--body", "after"])
-            .status
-            .success()
+        hv(
+            gate_b,
+            Some(ADMIN_TOKEN),
+            &["ping", &on_a, "--body", "after"],
+        )
+        .status
+        .success()
     });
 }
 
@@ -352,12 +358,12 @@ fn clients_that_cannot_verify_the_gate_and_clear_text_are_refused_with_clear_err
     let cluster = Small::start("", "");
     let gate = cluster.a.addr("gate");
     eventually(WAIT, "the gate answers", || {
-        hv(gate, Some(SECRET), &["stars"]).status.success()
+        hv(gate, Some(ADMIN_TOKEN), &["stars"]).status.success()
     });
     let wrong_key = another_gate_key();
     let err = hv_env(
         gate,
-        &[("HV_GATE_KEY", &wrong_key), ("HV_TOKEN", SECRET)],
+        &[("HV_GATE_KEY", &wrong_key), ("HV_TOKEN", ADMIN_TOKEN)],
         &["stars"],
     )
     .unwrap_err();
@@ -378,7 +384,7 @@ fn clients_that_cannot_verify_the_gate_and_clear_text_are_refused_with_clear_err
 
     let err = hv_env(
         gate,
-        &[("HV_TRANSPORT", "plain"), ("HV_TOKEN", SECRET)],
+        &[("HV_TRANSPORT", "plain"), ("HV_TOKEN", ADMIN_TOKEN)],
         &["stars"],
     )
     .unwrap_err();

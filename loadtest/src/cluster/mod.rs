@@ -74,7 +74,7 @@ pub struct NodeAddrs {
 }
 
 /// A running local cluster.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Clone, Serialize)]
 pub struct Cluster {
     /// The registry backend.
     pub backend: Backend,
@@ -82,13 +82,26 @@ pub struct Cluster {
     pub registry: RegistryAddrs,
     /// The star-nodes.
     pub nodes: Vec<NodeAddrs>,
-    /// The shared secret (also the hyperuser's token).
+    /// The shared secret (registry-svc and lanes).
     #[serde(skip)]
     pub secret: String,
     /// How clients reach the gates: the transport, and the gates' key (every node
     /// derives it from the secret).
     #[serde(skip)]
     pub client: GateClientConfig,
+    /// The hyperuser's login token at the gates, apart from the secret.
+    #[serde(skip)]
+    pub admin_token: String,
+}
+
+impl std::fmt::Debug for Cluster {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Cluster")
+            .field("backend", &self.backend)
+            .field("registry", &self.registry)
+            .field("nodes", &self.nodes)
+            .finish_non_exhaustive()
+    }
 }
 
 impl Cluster {
@@ -151,25 +164,17 @@ pub async fn start(
     if nodes == 0 {
         return Err(Error::Usage("--nodes must be at least 1".into()));
     }
-    let secret: String = std::iter::repeat_with(fastrand::alphanumeric)
-        .take(32)
-        .collect();
+    let secret = random_credential();
+    let admin_token = random_credential();
     let urls = if shards > 0 {
         start_shards(shards, dir, processes).await?
     } else {
         Vec::new()
     };
     let registry = start_registry(bins, &urls, (&secret, transport), dir, processes).await?;
-    let nodes = start_nodes(
-        bins,
-        nodes,
-        registry.rpc,
-        (&secret, transport),
-        dir,
-        processes,
-    )
-    .await?;
-    await_health(&nodes, &secret, &client_config(&secret, transport)).await?;
+    let credentials = (secret.as_str(), admin_token.as_str(), transport);
+    let nodes = start_nodes(bins, nodes, registry.rpc, credentials, dir, processes).await?;
+    await_health(&nodes, &admin_token, &client_config(&secret, transport)).await?;
     let backend = if urls.is_empty() {
         Backend::Memory
     } else {
@@ -181,7 +186,16 @@ pub async fn start(
         nodes,
         client: client_config(&secret, transport),
         secret,
+        admin_token,
     })
+}
+
+/// A fresh random credential: 32 letters and digits. Neither the secret nor the admin
+/// token outlives the run; they are written only to the run directory's configs.
+fn random_credential() -> String {
+    std::iter::repeat_with(fastrand::alphanumeric)
+        .take(32)
+        .collect()
 }
 
 async fn start_registry(
@@ -220,7 +234,7 @@ async fn start_nodes(
     bins: &Binaries,
     count: usize,
     registry: SocketAddr,
-    (secret, transport): (&str, TransportMode),
+    (secret, admin_token, transport): (&str, &str, TransportMode),
     dir: &Path,
     processes: &mut Processes,
 ) -> Result<Vec<NodeAddrs>> {
@@ -230,7 +244,8 @@ async fn start_nodes(
         let config = dir.join(format!("{machine}.toml"));
         let text = format!(
             "machine = \"{machine}\"\ngate = \"127.0.0.1:0\"\nmetrics = \"127.0.0.1:0\"\n\
-             registry = \"{registry}\"\nsecret = \"{secret}\"\ntransport = \"{}\"\n\
+             registry = \"{registry}\"\nsecret = \"{secret}\"\nadmin_token = \"{admin_token}\"\n\
+             transport = \"{}\"\n\
              directory_refresh_ms = {DIRECTORY_REFRESH_MS}\ndrain_timeout_ms = {DRAIN_MS}\n",
             transport_name(transport)
         );
@@ -266,11 +281,16 @@ async fn start_nodes(
 
 /// Every gate takes a client, and every node lists every star (`stars` answers with a
 /// node's own directory view, so each one sees all the others).
-async fn await_health(nodes: &[NodeAddrs], secret: &str, config: &GateClientConfig) -> Result<()> {
+async fn await_health(
+    nodes: &[NodeAddrs],
+    admin_token: &str,
+    config: &GateClientConfig,
+) -> Result<()> {
     let deadline = Instant::now() + HEALTH_WAIT;
     let expected = nodes.len() * STARS_PER_NODE;
     for node in nodes {
-        let client = connect_gate(&node.gate.to_string(), Some(secret), config, deadline).await?;
+        let gate = node.gate.to_string();
+        let client = connect_gate(&gate, Some(admin_token), config, deadline).await?;
         loop {
             let listed = client.stars().await.map(|s| s.len());
             match listed {

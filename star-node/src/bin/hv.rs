@@ -1,14 +1,18 @@
 //! `hv`: the command-line client of a star-node gate.
 //!
 //! ```text
-//! hv [--gate ADDR] [--gate-key KEY] [--transport noise|plain] [--token T] [--json] <command>
+//! hv [--gate ADDR] [--gate-key KEY] [--transport noise|plain] [--token-file FILE] [--json] <command>
+//!    token: HV_TOKEN or the file
 //!   arguments ─request()─▶ ClientRequest ─GateClient─▶ gate ─▶ Answer ─render()─▶ stdout
 //! ```
 //!
 //! Arguments are checked before anything is dialed, so a bad point is a `400` without a
-//! connection. A User's login token given as `--set token=SECRET` is hashed here and
-//! only its hash is sent. Exit status 0 on success; 1 on failure with one line on
-//! stderr, `hv: <status> <reason>: <message>` (clap's own argument errors exit 2).
+//! connection. The login token is never an argument, which any local user could read
+//! in the process list: it comes from `HV_TOKEN` or a file
+//! ([`star_node::credentials`]). A User's login token given as `--set token=SECRET` is
+//! hashed here (argon2id, [`drivers::user::token_hash`]) and only its hash is sent.
+//! Exit status 0 on success; 1 on failure with one line on stderr,
+//! `hv: <status> <reason>: <message>` (clap's own argument errors exit 2).
 //!
 //! This file turns arguments into requests and answers into text; the connection is
 //! [`GateClient`]'s and the message shapes are [`star_node::protocol`]'s.
@@ -16,6 +20,7 @@
 use hyperverse_core::wire::{GatePublicKey, TransportMode};
 use std::fmt;
 use std::io::{self, Write};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Duration;
 
@@ -27,6 +32,7 @@ use hyperverse_core::security::{AccessGrantKind, MaskKind, Permissions, Permissi
 use hyperverse_core::wave::{Headers, Method, Substance};
 use hyperverse_core::{Error, Kind, Point, Result, Selector};
 use star_node::client::{GateClient, GateClientConfig};
+use star_node::credentials;
 use star_node::protocol::{Answer, ClientRequest};
 
 /// The method a ping uses when `--method` is not given.
@@ -51,9 +57,10 @@ struct Cli {
     /// mode on loopback).
     #[arg(long, global = true, env = "HV_TRANSPORT", default_value = "noise")]
     transport: TransportMode,
-    /// The login token of the agent to act as; none acts as GLOBAL::anonymous.
-    #[arg(long, global = true, env = "HV_TOKEN", hide_env_values = true)]
-    token: Option<String>,
+    /// A file holding the login token of the agent to act as (or set HV_TOKEN); with
+    /// neither, hv acts as GLOBAL::anonymous.
+    #[arg(long, global = true, env = "HV_TOKEN_FILE", value_name = "FILE")]
+    token_file: Option<PathBuf>,
     /// Print the answer as JSON.
     #[arg(long, global = true)]
     json: bool,
@@ -67,7 +74,7 @@ impl fmt::Debug for Cli {
             .field("gate", &self.gate)
             .field("gate_key", &self.gate_key)
             .field("transport", &self.transport)
-            .field("token", &self.token.as_ref().map(|_| ".."))
+            .field("token_file", &self.token_file)
             .field("json", &self.json)
             .field("command", &self.command)
             .finish()
@@ -173,13 +180,15 @@ fn main() -> ExitCode {
 /// Checks the arguments, asks the gate and renders its answer.
 fn run(cli: Cli) -> Result<String> {
     let request = request(cli.command)?;
+    let token = credentials::client_token(cli.token_file.as_deref())
+        .map_err(|e| Error::bad_request(e.to_string()))?;
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .map_err(|e| Error::internal(format!("starting the runtime: {e}")))?;
     let answer = runtime.block_on(async {
         let trust = (cli.transport, cli.gate_key);
-        let client = connect(&cli.gate, trust, cli.token.as_deref()).await?;
+        let client = connect(&cli.gate, trust, token.as_deref()).await?;
         perform(&client, request).await
     })?;
     render(&answer, cli.json)
@@ -353,7 +362,7 @@ fn property_mod(arg: &str) -> Result<PropertyMod> {
         ))),
         // The message must not echo the value: it is a secret.
         "token" if value.is_empty() => Err(Error::bad_request("--set token= needs a token")),
-        "token" => Ok(PropertyMod::set(TOKEN_HASH, token_hash(value))),
+        "token" => Ok(PropertyMod::set(TOKEN_HASH, token_hash(value)?)),
         _ => Ok(PropertyMod::set(key, value)),
     }
 }
@@ -490,6 +499,7 @@ fn write_stdout(output: &str) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use clap::CommandFactory;
+    use drivers::user::{TokenCheck, check_hash};
     use hyperverse_core::particle::{Details, ParticleLocation, Properties, Property, Status};
     use hyperverse_core::wave::StatusCode;
     use hyperverse_core::{BaseKind, StarSub};
@@ -519,14 +529,28 @@ mod tests {
         );
     }
 
+    /// The one property change `set` holds: the token hash, which `token` matches.
+    fn assert_token_hash_of(set: &SetProperties, token: &str) {
+        let [PropertyMod::Set { key, value, .. }] = set.as_slice() else {
+            panic!("one set: {set:?}");
+        };
+        assert_eq!(key, TOKEN_HASH);
+        assert_eq!(check_hash(value, token), TokenCheck::Valid, "{value}");
+    }
+
     #[test]
     fn a_token_is_sent_only_as_its_hash() {
         let set = property_mods(&["token=s3cret".into()]).unwrap();
-        assert_eq!(
-            set,
-            vec![PropertyMod::set("token-hash", token_hash("s3cret"))]
-        );
+        assert_token_hash_of(&set, "s3cret");
         assert!(!format!("{set:?}").contains("s3cret"));
+    }
+
+    #[test]
+    fn the_token_is_no_argument() {
+        let refused = Cli::try_parse_from(["hv", "--token", "s3cret", "stars"]);
+        assert!(refused.is_err(), "--token must not be taken");
+        let cli = Cli::try_parse_from(["hv", "--token-file", "/run/hv/token", "stars"]).unwrap();
+        assert_eq!(cli.token_file, Some(PathBuf::from("/run/hv/token")));
     }
 
     #[test]
@@ -586,10 +610,7 @@ mod tests {
             panic!("not a create");
         };
         assert_eq!((kind, strategy), (Kind::User, Strategy::Ensure));
-        assert_eq!(
-            properties,
-            vec![PropertyMod::set("token-hash", token_hash("pw"))]
-        );
+        assert_token_hash_of(&properties, "pw");
     }
 
     #[test]

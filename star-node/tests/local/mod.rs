@@ -20,8 +20,10 @@ use star_node::client::{GateClient, GateClientConfig};
 use star_node::config::Settings;
 use star_node::node::Node;
 
-/// The shared secret of every in-process hyperverse (the hyperuser's token).
+/// The shared secret of every in-process hyperverse.
 pub const SECRET: &str = "in-process-secret";
+/// The hyperuser's login token at every in-process machine's gate (not the secret).
+pub const ADMIN_TOKEN: &str = "in-process-admin-token";
 
 /// How long a test waits for an answer that should come.
 pub const WAIT: Duration = Duration::from_secs(5);
@@ -38,13 +40,15 @@ pub fn text(s: &str) -> Substance {
     Substance::Text(s.into())
 }
 
-/// Settings of machine `machine`: gate and metrics on free ports, the test secret.
+/// Settings of machine `machine`: gate and metrics on free ports, the test secret and
+/// admin token.
 pub fn settings(machine: &str) -> Settings {
     Settings {
         machine: machine.into(),
         gate: "127.0.0.1:0".into(),
         metrics: "127.0.0.1:0".into(),
         secret: Some(SECRET.into()),
+        admin_token: Some(ADMIN_TOKEN.into()),
         ..Settings::default()
     }
 }
@@ -67,7 +71,7 @@ pub async fn client(node: &Node, token: Option<&str>) -> GateClient {
 
 /// The properties of a User whose token is `token`.
 pub fn user_props(token: &str) -> Vec<PropertyMod> {
-    let hash = drivers::user::token_hash(token);
+    let hash = drivers::user::token_hash(token).expect("a token hash");
     vec![PropertyMod::set(drivers::user::TOKEN_HASH, hash)]
 }
 

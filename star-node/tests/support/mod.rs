@@ -33,6 +33,8 @@ use star_node::client::{GateClient, GateClientConfig};
 
 /// The shared secret of every test cluster.
 pub const SECRET: &str = "the cluster's shared secret";
+/// The hyperuser's login token at every test machine's gate (not the secret).
+pub const ADMIN_TOKEN: &str = "the hyperuser's admin token";
 
 /// A `sh` that runs `command` when its stdin closes, which happens when this test
 /// process ends, however it ends. Dropped, it is killed without running `command`.
@@ -269,7 +271,8 @@ pub fn registry_svc_with(dir: &Path, shards: &[String], star_ttl_ms: u64, extra:
     Process::start(command, "registry-svc ready")
 }
 
-/// The command that starts star-node `machine` against `registry` with `secret`.
+/// The command that starts star-node `machine` against `registry` with `secret` (and
+/// [`ADMIN_TOKEN`]).
 pub fn star_node_command(dir: &Path, machine: &str, registry: SocketAddr, secret: &str) -> Command {
     star_node_command_with(dir, machine, registry, secret, "")
 }
@@ -288,6 +291,7 @@ pub fn star_node_command_with(
         format!(
             "machine = \"{machine}\"\ngate = \"127.0.0.1:0\"\nmetrics = \"127.0.0.1:0\"\n\
              registry = \"{registry}\"\nsecret = \"{secret}\"\nheartbeat_ms = 500\n\
+             admin_token = \"{ADMIN_TOKEN}\"\n\
              directory_refresh_ms = 250\n{extra}\n"
         ),
     )
@@ -336,8 +340,9 @@ pub fn hv(gate: SocketAddr, token: Option<&str>, args: &[&str]) -> Output {
     let mut command = Command::new(env!("CARGO_BIN_EXE_hv"));
     command.arg("--gate").arg(gate.to_string());
     command.env("HV_GATE_KEY", gate_key().to_string());
+    command.env_remove("HV_TOKEN").env_remove("HV_TOKEN_FILE");
     if let Some(token) = token {
-        command.arg("--token").arg(token);
+        command.env("HV_TOKEN", token);
     }
     command
         .args(args)
@@ -348,7 +353,7 @@ pub fn hv(gate: SocketAddr, token: Option<&str>, args: &[&str]) -> Output {
 
 /// `hv` as the hyperuser; panics with its stderr unless it succeeds; returns stdout.
 pub fn hv_ok(gate: SocketAddr, args: &[&str]) -> String {
-    let out = hv(gate, Some(SECRET), args);
+    let out = hv(gate, Some(ADMIN_TOKEN), args);
     assert!(
         out.status.success(),
         "hv {args:?} failed: {}",
@@ -436,7 +441,7 @@ pub fn runtime() -> tokio::runtime::Runtime {
 pub fn hyperuser(rt: &tokio::runtime::Runtime, gate: SocketAddr) -> GateClient {
     rt.block_on(GateClient::connect(
         &gate.to_string(),
-        Some(SECRET),
+        Some(ADMIN_TOKEN),
         GateClientConfig::for_secret(SECRET.as_bytes()),
     ))
     .expect("the hyperuser connects")
