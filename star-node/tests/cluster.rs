@@ -411,6 +411,7 @@ fn hv_with(gate: std::net::SocketAddr, env: &[(&str, &str)], args: &[&str]) -> O
     let mut command = Command::new(env!("CARGO_BIN_EXE_hv"));
     command.arg("--gate").arg(gate.to_string());
     command.env_remove("HV_TOKEN").env_remove("HV_TOKEN_FILE");
+    command.env("HV_GATE_KEY", gate_key().to_string());
     command.envs(env.iter().copied());
     command
         .args(args)

@@ -57,8 +57,8 @@ pub enum PeerKind {
     RegistryClient,
 }
 
-/// A handshake message.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+/// A handshake message. Its `Debug` never shows a token.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Handshake {
     /// The dialer's opening.
     Hello {
@@ -125,6 +125,37 @@ impl Handshake {
             peer,
             name: name.into(),
             nonce,
+        }
+    }
+}
+
+impl std::fmt::Debug for Handshake {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Handshake::Token { token } => f
+                .debug_struct("Token")
+                .field("token", &token.as_ref().map(|_| "<set>"))
+                .finish(),
+            Handshake::Hello {
+                version,
+                peer,
+                name,
+                ..
+            } => f
+                .debug_struct("Hello")
+                .field("version", version)
+                .field("peer", peer)
+                .field("name", name)
+                .finish_non_exhaustive(),
+            Handshake::Challenge { version, .. } => f
+                .debug_struct("Challenge")
+                .field("version", version)
+                .finish_non_exhaustive(),
+            Handshake::Refused { reason } => {
+                f.debug_struct("Refused").field("reason", reason).finish()
+            }
+            Handshake::Busy { reason } => f.debug_struct("Busy").field("reason", reason).finish(),
+            other => f.write_str(other.name()),
         }
     }
 }
@@ -287,6 +318,18 @@ mod tests {
         assert_ne!(answer, proof);
         assert!(verify_listener(b"secret", m1, &a, &b, &answer));
         assert!(!verify_dialer(b"secret", m1, &a, &b, &answer));
+    }
+
+    #[test]
+    fn a_token_never_shows_in_debug() {
+        let token = Handshake::Token {
+            token: Some("s3cret-token".into()),
+        };
+        let shown = format!("{token:?}");
+        assert!(
+            !shown.contains("s3cret") && shown.contains("<set>"),
+            "{shown}"
+        );
     }
 
     #[test]
