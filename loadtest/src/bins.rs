@@ -76,6 +76,21 @@ fn cargo() -> Option<PathBuf> {
         .or_else(|| on_path("cargo"))
 }
 
+/// Whether `key` is one of the variables cargo sets for the crate it runs (`cargo run`,
+/// `cargo test`: `CARGO_PKG_NAME=loadtest`, `CARGO_MANIFEST_DIR`, …). They must not
+/// reach the nested build: build scripts that watch them (ring's does, for
+/// `CARGO_PKG_*` and `CARGO_MANIFEST_*`) would see other values than in a build from
+/// the shell and rerun, rebuilding ring, snow, hyperverse-core and everything above
+/// them on every run, and again in the next build from the shell.
+fn is_running_crate_var(key: &str) -> bool {
+    key.starts_with("CARGO_PKG_")
+        || key.starts_with("CARGO_MANIFEST_")
+        || matches!(
+            key,
+            "CARGO_CRATE_NAME" | "CARGO_BIN_NAME" | "CARGO_PRIMARY_PACKAGE" | "OUT_DIR"
+        )
+}
+
 /// `cargo build -p registry-svc -p star-node` with the profile and target directory
 /// `own_dir` (`…/target/release`) belongs to.
 fn build_binaries(cargo: &Path, manifest: &Path, own_dir: &Path) -> Result<()> {
@@ -114,6 +129,11 @@ fn build_binaries(cargo: &Path, manifest: &Path, own_dir: &Path) -> Result<()> {
             other => format!(" --profile {other}"),
         }
     );
+    for (key, _) in std::env::vars_os() {
+        if is_running_crate_var(&key.to_string_lossy()) {
+            command.env_remove(key);
+        }
+    }
     eprintln!("loadtest: building registry-svc and star-node ({shown}; --no-build skips this)");
     let status = command
         .stdin(Stdio::null())
@@ -128,5 +148,34 @@ fn build_binaries(cargo: &Path, manifest: &Path, own_dir: &Path) -> Result<()> {
             "`{shown}` failed ({status}); fix the build, or build the workspace yourself with \
              `cargo build --release --workspace` and pass --no-build"
         )))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_nested_build_does_not_inherit_the_running_crates_variables() {
+        for key in [
+            "CARGO_PKG_NAME",
+            "CARGO_PKG_VERSION_MAJOR",
+            "CARGO_MANIFEST_DIR",
+            "CARGO_MANIFEST_LINKS",
+            "CARGO_CRATE_NAME",
+            "CARGO_PRIMARY_PACKAGE",
+        ] {
+            assert!(is_running_crate_var(key), "{key}");
+        }
+        for key in [
+            "CARGO",
+            "CARGO_HOME",
+            "CARGO_TARGET_DIR",
+            "CARGO_INCREMENTAL",
+            "CARGO_PROFILE_RELEASE_DEBUG",
+            "PATH",
+        ] {
+            assert!(!is_running_crate_var(key), "{key}");
+        }
     }
 }

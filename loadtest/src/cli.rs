@@ -166,7 +166,8 @@ pub struct LoadArgs {
 #[derive(Debug, Clone, Args)]
 pub struct OutputArgs {
     /// Also measure the baselines in this run: raw actix round trip, raw framed TCP echo,
-    /// raw relay, raw Redis GET; every figure is reported with its ratio.
+    /// raw relay, raw Redis GET, and (`local`, encrypted) the same load against a second
+    /// cluster in plain mode; every figure is reported with its ratio.
     #[arg(long)]
     pub baseline: bool,
     /// How long each baseline runs.

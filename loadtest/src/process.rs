@@ -372,11 +372,20 @@ impl Processes {
     }
 
     /// Stops every child: star-nodes first (together), then the baselines' nodes, the
-    /// registry, and Redis. Returns how each ended.
+    /// registry, and Redis. Returns how each ended (those stopped earlier included).
     pub fn stop_all(&mut self) -> Vec<(ProcessInfo, Ended)> {
+        self.stop_running();
+        std::mem::take(&mut self.ended)
+    }
+
+    /// Stops every running child in the same order as [`Processes::stop_all`] and keeps
+    /// how each ended for the report; children started afterwards are tracked as
+    /// usual. So one cluster can be torn down before the next starts (the
+    /// plain-transport baseline), and the two never share the cores.
+    pub fn stop_running(&mut self) {
         let mut children = std::mem::take(&mut self.children);
         children.sort_by_key(|c| c.role);
-        let mut ended = std::mem::take(&mut self.ended);
+        let ended = &mut self.ended;
         let mut rest = children.into_iter().peekable();
         while let Some(first) = rest.next() {
             // One role at a time; its members stop in parallel.
@@ -399,7 +408,6 @@ impl Processes {
                 ended.push((child.info(), how));
             }
         }
-        ended
     }
 }
 
@@ -547,6 +555,43 @@ mod tests {
         assert_eq!(ended[0].1, Ended::Stopped);
         assert!(!is_running(pid), "the child is gone");
         assert!(!is_running(info.guard_pid), "the guard is gone");
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[tokio::test]
+    async fn children_stopped_early_are_gone_and_still_reported() {
+        let dir = temp_dir("running");
+        let mut processes = Processes::new();
+        let first = processes.spawn(sleeper(&dir, "first")).unwrap();
+        processes
+            .ready(first, Some("ready-now"), Duration::from_secs(10))
+            .await
+            .unwrap();
+        let first_pid = processes.infos()[0].pid.expect("first pid");
+
+        processes.stop_running();
+        assert!(!is_running(first_pid), "stopped before the next one starts");
+        assert!(processes.running().is_empty());
+
+        let second = processes.spawn(sleeper(&dir, "second")).unwrap();
+        processes
+            .ready(second, Some("ready-now"), Duration::from_secs(10))
+            .await
+            .unwrap();
+        assert_eq!(
+            processes
+                .running()
+                .iter()
+                .map(|(n, _)| n.as_str())
+                .collect::<Vec<_>>(),
+            ["second"]
+        );
+        let ended = processes.stop_all();
+        let names: Vec<(&str, Ended)> = ended.iter().map(|(i, e)| (i.name.as_str(), *e)).collect();
+        assert_eq!(
+            names,
+            [("first", Ended::Stopped), ("second", Ended::Stopped)]
+        );
         std::fs::remove_dir_all(dir).ok();
     }
 

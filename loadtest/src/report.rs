@@ -4,14 +4,17 @@
 //! `errors` (how many failed), `errors_by_status`, `throughput_per_s`, `latency_us`
 //! {`p50`,`p90`,`p99`,`p999`,`max`,`mean`}, `metrics` (registry calls per wave, cache hit
 //! ratio, the raw deltas), `verification`, `baselines` (with `--baseline`:
-//! `actix_rtt_per_s`, `tcp_echo_per_s`, `tcp_relay_per_s`, `redis_get_per_s` and each
-//! one's `ratios`), `processes` (every child's pid and how it ended), `left_behind`
-//! (pids still running after teardown: always empty, or the run fails), `series`.
+//! `actix_rtt_per_s`, `tcp_echo_per_s`, `tcp_relay_per_s`, `redis_get_per_s`,
+//! `plain_transport_per_s` (with the plain run's latency and CPU in `plain_transport`)
+//! and each one's `ratios`), `processes` (every child's pid and how it ended),
+//! `left_behind` (pids still running after teardown: always empty, or the run fails),
+//! `series`.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::Path;
 
+use hyperverse_core::wire::TransportMode;
 use serde::Serialize;
 
 use crate::baseline::Baselines;
@@ -118,6 +121,8 @@ pub struct ClusterReport {
     pub registry: &'static str,
     /// Redis shards.
     pub shards: usize,
+    /// How its connections travelled: `noise` or `plain`.
+    pub transport: TransportMode,
     /// The star-nodes.
     pub nodes: Vec<crate::cluster::NodeAddrs>,
 }
@@ -132,6 +137,7 @@ impl ClusterReport {
         ClusterReport {
             registry,
             shards,
+            transport: cluster.client.transport,
             nodes: cluster.nodes.clone(),
         }
     }
@@ -192,6 +198,11 @@ pub struct BaselineReport {
     pub tcp_relay_per_s: Option<f64>,
     /// Raw Redis GETs per second.
     pub redis_get_per_s: Option<f64>,
+    /// The same load against the same build in plain mode, per second (an encrypted
+    /// `local` run only).
+    pub plain_transport_per_s: Option<f64>,
+    /// The plain run's latency and CPU, next to the run's own.
+    pub plain_transport: Option<PlainTransportReport>,
     /// The run's throughput divided by each baseline.
     pub ratios: BTreeMap<&'static str, f64>,
     /// CPU µs per round trip of the relay baseline's processes.
@@ -221,11 +232,82 @@ impl BaselineReport {
             tcp_echo_per_s: b.tcp_echo_per_s,
             tcp_relay_per_s: b.tcp_relay_per_s,
             redis_get_per_s: b.redis_get_per_s,
+            plain_transport_per_s: None,
+            plain_transport: None,
             relay_cpu_us: b.relay_cpu_us,
             ratios,
             frame_bytes: b.frame_bytes,
             notes: b.notes,
         }
+    }
+
+    /// Adds the plain-transport baseline to a run of `throughput` (encrypted ÷ plain
+    /// as its ratio), or the note saying why there is none.
+    pub fn add_plain_transport(
+        &mut self,
+        plain: std::result::Result<PlainTransportReport, String>,
+        throughput: f64,
+    ) {
+        match plain {
+            Ok(plain) => {
+                if plain.throughput_per_s > 0.0 {
+                    self.ratios
+                        .insert("vs_plain_transport", throughput / plain.throughput_per_s);
+                }
+                self.plain_transport_per_s = Some(plain.throughput_per_s);
+                self.plain_transport = Some(plain);
+            }
+            Err(why) => self.notes.push(format!("plain transport: {why}")),
+        }
+    }
+}
+
+/// The plain-transport baseline's run: the same scenario, load and seed against a
+/// second cluster of the same shape with `transport = plain`.
+#[derive(Debug, Clone, Serialize)]
+pub struct PlainTransportReport {
+    /// Requests ended per second.
+    pub throughput_per_s: f64,
+    /// Requests that ended.
+    pub waves: u64,
+    /// Latency percentiles, µs.
+    pub latency_us: Percentiles,
+    /// CPU each process used during its load (as the run's `cpu`).
+    pub cpu: BTreeMap<String, CpuReport>,
+    /// The second cluster.
+    pub cluster: Option<ClusterReport>,
+}
+
+impl PlainTransportReport {
+    /// The figures of the plain run's report; why none when it was not clean (its
+    /// throughput would not be the cluster's).
+    pub fn of(run: Report) -> std::result::Result<PlainTransportReport, String> {
+        let failed: Vec<String> = run
+            .verification
+            .checks
+            .iter()
+            .filter(|c| !c.ok)
+            .map(|c| format!("{}: {}", c.name, c.detail))
+            .collect();
+        if run.errors > 0 || !failed.is_empty() {
+            return Err(format!(
+                "the plain run was not clean ({} of {} requests failed; failed checks: {})",
+                run.errors,
+                run.waves,
+                if failed.is_empty() {
+                    "none".to_string()
+                } else {
+                    failed.join("; ")
+                }
+            ));
+        }
+        Ok(PlainTransportReport {
+            throughput_per_s: run.throughput_per_s,
+            waves: run.waves,
+            latency_us: run.latency_us,
+            cpu: run.cpu,
+            cluster: run.cluster,
+        })
     }
 }
 
@@ -437,6 +519,11 @@ impl Report {
                     "vs_tcp_relay",
                 ),
                 ("raw Redis GET", b.redis_get_per_s, "vs_redis_get"),
+                (
+                    "plain transport (same build, 2nd cluster)",
+                    b.plain_transport_per_s,
+                    "vs_plain_transport",
+                ),
             ] {
                 let (figure, ratio) = match (figure, b.ratios.get(ratio)) {
                     (Some(f), Some(r)) => (thousands(f.round() as u64), format!("{r:.3}×")),
@@ -451,6 +538,32 @@ impl Report {
                     .map(|(name, us)| format!("{name} {us:.2}"))
                     .collect();
                 let _ = writeln!(out, "  raw relay cpu µs per round trip: {}", cpu.join(", "));
+            }
+            if let Some(plain) = &b.plain_transport {
+                let (p, l) = (&plain.latency_us, &self.latency_us);
+                let _ = writeln!(
+                    out,
+                    "  plain transport latency (µs): p50 {}  p99 {}  (encrypted: p50 {}  p99 {})",
+                    thousands(p.p50),
+                    thousands(p.p99),
+                    thousands(l.p50),
+                    thousands(l.p99)
+                );
+                let cpu: Vec<String> = plain
+                    .cpu
+                    .iter()
+                    .filter(|(_, c)| c.seconds >= 0.05)
+                    .map(|(name, c)| match self.cpu.get(name) {
+                        Some(encrypted) => format!(
+                            "{name} {:.2} (encrypted {:.2})",
+                            c.us_per_wave, encrypted.us_per_wave
+                        ),
+                        None => format!("{name} {:.2}", c.us_per_wave),
+                    })
+                    .collect();
+                if !cpu.is_empty() {
+                    let _ = writeln!(out, "  plain transport cpu µs per wave: {}", cpu.join(", "));
+                }
             }
             let f = b.frame_bytes;
             let _ = writeln!(
@@ -518,5 +631,56 @@ mod tests {
         let json = serde_json::to_value(&report).unwrap();
         assert!(json["redis_get_per_s"].is_null());
         assert_eq!(json["tcp_relay_per_s"], 200_000.0);
+    }
+
+    fn no_baselines() -> BaselineReport {
+        let b = Baselines {
+            actix_rtt_per_s: None,
+            tcp_echo_per_s: None,
+            tcp_relay_per_s: None,
+            redis_get_per_s: None,
+            relay_cpu_us: BTreeMap::new(),
+            frame_bytes: FrameSizes {
+                client_ping: 60,
+                gate_answer: 50,
+                lane_ping: 120,
+                lane_pong: 110,
+            },
+            notes: Vec::new(),
+        };
+        BaselineReport::new(b, 90_000.0)
+    }
+
+    #[test]
+    fn the_plain_transport_ratio_is_encrypted_over_plain() {
+        let mut report = no_baselines();
+        let plain = PlainTransportReport {
+            throughput_per_s: 100_000.0,
+            waves: 1_000_000,
+            latency_us: Percentiles::default(),
+            cpu: BTreeMap::from([(
+                "star-node-0".to_string(),
+                CpuReport::new(std::time::Duration::from_secs(5), 1_000_000),
+            )]),
+            cluster: None,
+        };
+        report.add_plain_transport(Ok(plain), 90_000.0);
+        assert_eq!(report.ratios.get("vs_plain_transport"), Some(&0.9));
+        let json = serde_json::to_value(&report).unwrap();
+        assert_eq!(json["plain_transport_per_s"], 100_000.0);
+        assert_eq!(
+            json["plain_transport"]["cpu"]["star-node-0"]["us_per_wave"],
+            5.0
+        );
+        assert!(report.notes.is_empty());
+    }
+
+    #[test]
+    fn a_skipped_plain_transport_baseline_says_why() {
+        let mut report = no_baselines();
+        report.add_plain_transport(Err("the run itself is plain".into()), 90_000.0);
+        assert!(report.plain_transport_per_s.is_none());
+        assert!(!report.ratios.contains_key("vs_plain_transport"));
+        assert_eq!(report.notes, ["plain transport: the run itself is plain"]);
     }
 }

@@ -4,6 +4,8 @@
 //! local: binaries ─▶ cluster::start ─┐
 //! run:   --gate … ───────────────────┴▶ connect ─▶ scenario::prepare ─▶ warm-up
 //!        ─▶ scrape ─▶ engine::drive ─▶ scrape ─▶ verify ─▶ baselines ─▶ Report
+//! local, --baseline, encrypted: ─▶ stop the cluster ─▶ the same again in plain mode
+//!        (no baselines) ─▶ its throughput, latency and CPU join the baselines ([`plain`])
 //! then, whatever happened (error, Ctrl-C, SIGTERM, panic unwinding):
 //!        Processes::stop_all ─▶ left-behind check ─▶ table, JSON, SVG ─▶ exit status
 //! ```
@@ -19,13 +21,17 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod plain;
+
 use futures::StreamExt;
 use hyperverse_core::Point;
 use hyperverse_core::registry::client::{ClientConfig, RegistryClient};
+use hyperverse_core::wire::TransportMode;
 
 use star_node::credentials;
 
 use crate::baseline::{self, frames};
+use crate::bins::Binaries;
 use crate::cli::{LoadArgs, LocalArgs, OutputArgs, RunArgs};
 use crate::cluster::{self, Cluster, RunDir};
 use crate::engine::{self, Load};
@@ -213,6 +219,15 @@ fn runtime(threads: usize) -> Result<tokio::runtime::Runtime> {
     built.map_err(|e| Error::Internal(format!("cannot start the runtime: {e}")))
 }
 
+/// What `loadtest local` starts: the binaries, Redis shards (0: the in-memory
+/// registry) and star-nodes.
+#[derive(Debug)]
+struct LocalShape {
+    bins: Binaries,
+    shards: usize,
+    nodes: usize,
+}
+
 async fn local_session(
     args: LocalArgs,
     dir: std::path::PathBuf,
@@ -235,8 +250,44 @@ async fn local_session(
     } else {
         args.shards
     };
-    let shape = (args.nodes, args.transport);
-    let cluster = cluster::start(&bins, shards, shape, &dir, processes).await?;
+    let shape = LocalShape {
+        bins,
+        shards,
+        nodes: args.nodes,
+    };
+    let target = start_local(&shape, args.transport, &dir, processes).await?;
+    let mut report = drive(target, &args.load, &args.output, &dir, processes).await?;
+    if report.baselines.is_some() {
+        let plain = match args.transport {
+            TransportMode::Noise => {
+                let seed = report.seed;
+                plain::measure(&shape, &args.load, &args.output, seed, &dir, processes).await?
+            }
+            TransportMode::Plain => Err("the run itself is plain (--transport plain)".into()),
+        };
+        let throughput = report.throughput_per_s;
+        if let Some(baselines) = report.baselines.as_mut() {
+            baselines.add_plain_transport(plain, throughput);
+        }
+    }
+    Ok(report)
+}
+
+/// Starts a local cluster of `shape` in `transport` mode and says how to drive it.
+async fn start_local(
+    shape: &LocalShape,
+    transport: TransportMode,
+    dir: &Path,
+    processes: &mut Processes,
+) -> Result<Target> {
+    let cluster = cluster::start(
+        &shape.bins,
+        shape.shards,
+        (shape.nodes, transport),
+        dir,
+        processes,
+    )
+    .await?;
     eprintln!(
         "loadtest: cluster up: registry-svc {} ({}), star-nodes {}",
         cluster.registry.rpc,
@@ -251,7 +302,7 @@ async fn local_session(
             .collect::<Vec<_>>()
             .join(" ")
     );
-    let target = Target {
+    Ok(Target {
         mode: "local",
         gates: cluster.nodes.iter().map(|n| n.gate.to_string()).collect(),
         token: Some(cluster.admin_token.clone()),
@@ -264,8 +315,7 @@ async fn local_session(
         },
         strict: true,
         cluster: Some(cluster),
-    };
-    drive(target, &args.load, &args.output, &dir, processes).await
+    })
 }
 
 async fn remote_session(
@@ -308,7 +358,13 @@ async fn remote_session(
         strict: false,
         cluster: None,
     };
-    drive(target, &args.load, &args.output, &dir, processes).await
+    let mut report = drive(target, &args.load, &args.output, &dir, processes).await?;
+    let throughput = report.throughput_per_s;
+    if let Some(baselines) = report.baselines.as_mut() {
+        let why = "needs a second cluster in plain mode, which only `loadtest local` starts";
+        baselines.add_plain_transport(Err(why.into()), throughput);
+    }
+    Ok(report)
 }
 
 /// Connects, prepares, warms up, measures, verifies, and builds the report.

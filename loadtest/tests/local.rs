@@ -4,7 +4,9 @@
 //! unless the report (and the pids announced) show the Redis shards were used
 //! (`scripts/test.sh` installs redis-server). Every pid the harness
 //! reports must be gone afterwards: after a clean run, after Ctrl-C, and after the
-//! harness itself is killed with SIGKILL.
+//! harness itself is killed with SIGKILL. The short run asks for `--baseline`, so it
+//! also starts a second cluster of the same shape in plain mode (the plain-transport
+//! baseline) once the encrypted one is stopped.
 //!
 //! The harness builds registry-svc and star-node itself when they are missing (see
 //! `loadtest::bins`), so `cargo test -p loadtest` works on a fresh checkout. The tests
@@ -126,34 +128,64 @@ fn a_short_local_run_adds_up_and_leaves_nothing_behind() {
             r["baselines"]
         );
     }
+
+    // The run is encrypted (the default), so it gets a plain-transport baseline: a
+    // second cluster of the same shape in plain mode, the same load, its ratio.
+    assert_eq!(r["cluster"]["transport"], "noise", "{}", r["cluster"]);
+    let b = &r["baselines"];
+    let plain = b["plain_transport_per_s"].as_f64().unwrap_or(0.0);
+    assert!(plain > 0.0, "plain_transport_per_s: {b}");
+    let ratio = b["ratios"]["vs_plain_transport"].as_f64().unwrap_or(0.0);
+    let throughput = r["throughput_per_s"].as_f64().unwrap_or(0.0);
+    assert!(
+        ratio > 0.0 && (ratio - throughput / plain).abs() < 1e-6 * ratio,
+        "vs_plain_transport is encrypted ÷ plain: {ratio} vs {throughput} / {plain}"
+    );
+    let second = &b["plain_transport"];
+    assert_eq!(
+        (
+            second["cluster"]["transport"].as_str(),
+            second["cluster"]["registry"].as_str(),
+            second["cluster"]["shards"].as_u64(),
+            second["cluster"]["nodes"].as_array().map(Vec::len),
+        ),
+        (Some("plain"), Some("redis"), Some(2), Some(2)),
+        "the plain cluster has the run's shape: {second}"
+    );
+    assert!(second["waves"].as_u64().unwrap_or(0) > 0, "{second}");
+    assert!(
+        second["latency_us"]["p99"].as_u64().unwrap_or(0) > 0,
+        "{second}"
+    );
+    for node in ["star-node-0", "star-node-1"] {
+        assert!(
+            second["cpu"][node]["us_per_wave"].as_f64().unwrap_or(0.0) > 0.0,
+            "{node}'s CPU in the plain run: {second}"
+        );
+    }
+    let table = String::from_utf8_lossy(&output.stdout);
+    assert!(
+        table.contains("plain transport (same build, 2nd cluster)"),
+        "{table}"
+    );
     assert!(
         std::fs::read_to_string(&plot)
             .expect("plot")
             .starts_with("<svg")
     );
 
-    // Nothing is left behind: every child and every guard the report lists is gone.
+    // Nothing is left behind: every child and every guard the report lists is gone,
+    // those of both clusters (the encrypted one, stopped before the plain one started).
     let processes = r["processes"].as_array().expect("processes");
     let roles: Vec<&str> = processes
         .iter()
         .filter_map(|p| p["role"].as_str())
         .collect();
-    assert_eq!(
-        roles.iter().filter(|r| **r == "star-node").count(),
-        2,
-        "{roles:?}"
-    );
-    assert!(roles.contains(&"registry"), "{roles:?}");
-    assert_eq!(
-        roles.iter().filter(|r| **r == "baseline").count(),
-        2,
-        "{roles:?}"
-    );
-    assert_eq!(
-        roles.iter().filter(|r| **r == "redis").count(),
-        2,
-        "{roles:?}"
-    );
+    let count = |role: &str| roles.iter().filter(|r| **r == role).count();
+    assert_eq!(count("star-node"), 4, "two clusters of 2: {roles:?}");
+    assert_eq!(count("registry"), 2, "{roles:?}");
+    assert_eq!(count("baseline"), 2, "{roles:?}");
+    assert_eq!(count("redis"), 4, "{roles:?}");
     let mut pids = Vec::new();
     for p in processes {
         assert_eq!(p["ended"], "stopped", "{p}");

@@ -7,10 +7,14 @@
 //! | `tcp_echo_per_s` | client → echo process → client over framed TCP: the client's frame sizes, the run's concurrency and connection count |
 //! | `tcp_relay_per_s` | client → relay process → echo process and back: the hops, frame sizes and buffering of a cross-machine ping, no Hyperverse logic |
 //! | `redis_get_per_s` | unpipelined `GET` with the `redis` crate, one in flight per connection, the run's concurrency, connections spread over the shards (only with Redis) |
+//! | `plain_transport_per_s` | the same scenario, load knobs and seed against a second cluster of the same shape and build with `transport = plain`, after the encrypted one is stopped; ratio encrypted ÷ plain (`loadtest local` with `--transport noise` only) |
 //!
-//! Each runs closed-loop for `--baseline-duration`. The relay and echo nodes are child
-//! processes of this executable (hidden subcommands), so they are real processes like
-//! star-nodes, torn down with the rest.
+//! Each of the first four runs closed-loop for `--baseline-duration`. The relay and echo
+//! nodes are child processes of this executable (hidden subcommands), so they are real
+//! processes like star-nodes, torn down with the rest. The plain-transport baseline
+//! runs as long as the run itself (`--duration` or `--waves`) and needs a cluster, so
+//! the session runs it ([`crate::session`], `session/plain.rs`), not this module; its
+//! figure, latency and CPU per wave join these in the report.
 
 mod actix_rtt;
 pub mod frames;
