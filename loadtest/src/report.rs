@@ -614,15 +614,7 @@ mod tests {
             actix_rtt_per_s: Some(1_000_000.0),
             tcp_echo_per_s: Some(400_000.0),
             tcp_relay_per_s: Some(200_000.0),
-            redis_get_per_s: None,
-            relay_cpu_us: BTreeMap::new(),
-            frame_bytes: FrameSizes {
-                client_ping: 60,
-                gate_answer: 50,
-                lane_ping: 120,
-                lane_pong: 110,
-            },
-            notes: Vec::new(),
+            ..measured_none()
         };
         let report = BaselineReport::new(b, 100_000.0);
         assert_eq!(report.ratios.get("vs_tcp_relay"), Some(&0.5));
@@ -633,8 +625,9 @@ mod tests {
         assert_eq!(json["tcp_relay_per_s"], 200_000.0);
     }
 
-    fn no_baselines() -> BaselineReport {
-        let b = Baselines {
+    /// Baselines of which none was measured.
+    fn measured_none() -> Baselines {
+        Baselines {
             actix_rtt_per_s: None,
             tcp_echo_per_s: None,
             tcp_relay_per_s: None,
@@ -647,8 +640,11 @@ mod tests {
                 lane_pong: 110,
             },
             notes: Vec::new(),
-        };
-        BaselineReport::new(b, 90_000.0)
+        }
+    }
+
+    fn no_baselines() -> BaselineReport {
+        BaselineReport::new(measured_none(), 90_000.0)
     }
 
     #[test]
