@@ -151,7 +151,8 @@ fn release(buf: &mut BytesMut) {
 
 impl<R: AsyncRead + Unpin> SecureRead<R> {
     /// Opens the record at the front of `sealed` into `opened`.
-    fn open(&mut self, session: &Session, len: usize) -> io::Result<()> {
+    fn open(&mut self, len: usize) -> io::Result<()> {
+        let session = self.session.as_deref().expect("a sealed reader");
         let ciphertext = &self.sealed[RECORD_PREFIX..len];
         if ciphertext.len() < TAG {
             return Err(tampered());
@@ -176,9 +177,9 @@ impl<R: AsyncRead + Unpin> AsyncRead for SecureRead<R> {
         buf: &mut ReadBuf<'_>,
     ) -> Poll<io::Result<()>> {
         let this = self.get_mut();
-        let Some(session) = this.session.clone() else {
+        if this.session.is_none() {
             return Pin::new(&mut this.inner).poll_read(cx, buf);
-        };
+        }
         loop {
             if !this.opened.is_empty() {
                 let n = this.opened.len().min(buf.remaining());
@@ -189,7 +190,7 @@ impl<R: AsyncRead + Unpin> AsyncRead for SecureRead<R> {
             }
             match record_len(&this.sealed) {
                 Some(len) if this.sealed.len() >= len => {
-                    this.open(&session, len)?;
+                    this.open(len)?;
                     continue;
                 }
                 wanted => {
@@ -231,7 +232,8 @@ impl<W: AsyncWrite + Unpin> SecureWrite<W> {
     }
 
     /// Seals `plain` (at most [`MAX_RECORD_PLAIN`] bytes) as the next record.
-    fn seal(&mut self, session: &Session, plain: &[u8]) -> io::Result<()> {
+    fn seal(&mut self, plain: &[u8]) -> io::Result<()> {
+        let session = self.session.as_deref().expect("a sealed writer");
         let len = plain.len() + TAG;
         self.pending.resize(RECORD_PREFIX + len, 0);
         let prefix = u16::try_from(len).map_err(|_| io::Error::other("record too long"))?;
@@ -252,15 +254,15 @@ impl<W: AsyncWrite + Unpin> AsyncWrite for SecureWrite<W> {
         buf: &[u8],
     ) -> Poll<io::Result<usize>> {
         let this = self.get_mut();
-        let Some(session) = this.session.clone() else {
+        if this.session.is_none() {
             return Pin::new(&mut this.inner).poll_write(cx, buf);
-        };
+        }
         ready!(this.poll_drain(cx))?;
         if buf.is_empty() {
             return Poll::Ready(Ok(0));
         }
         let n = buf.len().min(MAX_RECORD_PLAIN);
-        this.seal(&session, &buf[..n])?;
+        this.seal(&buf[..n])?;
         // Start the record on its way; what the socket does not take now goes on the
         // next write or flush.
         if let Poll::Ready(Err(e)) = this.poll_drain(cx) {
