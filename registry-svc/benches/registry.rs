@@ -164,7 +164,9 @@ async fn run(secs: u64, rounds: usize) {
             .map(|i| space.push(&format!("p{i}")).expect("point"))
             .collect(),
     );
-    let backend = RedisRegistry::new(RedisConfig::new(urls.clone())).expect("backend");
+    let backend = RedisRegistry::connect(RedisConfig::new(urls.clone()))
+        .await
+        .expect("backend");
     let client = serve(Arc::new(backend)).await;
     seed(client.as_ref(), &space, &points).await;
 

@@ -5,7 +5,12 @@
 //! |---|---|---|
 //! | `listen` | `HV_REGISTRY_LISTEN` | `127.0.0.1:7600` |
 //! | `metrics` | `HV_REGISTRY_METRICS` | `127.0.0.1:9600` |
-//! | `shards` (comma-separated Redis URLs; empty = in-memory) | `HV_REGISTRY_SHARDS` | empty |
+//! | `shards` (comma-separated Redis URLs, or master names with `sentinels`; empty = in-memory) | `HV_REGISTRY_SHARDS` | empty |
+//! | `sentinels` (comma-separated `host:port` of the Redis Sentinels that monitor every shard) | `HV_REGISTRY_SENTINELS` | empty: shards are URLs |
+//! | `wait_replicas` (replica acknowledgements each write waits for, Redis `WAIT`) | `HV_REGISTRY_WAIT_REPLICAS` | 1 with `sentinels`, else 0 |
+//! | `wait_timeout_ms` (how long a write waits for them) | `HV_REGISTRY_WAIT_TIMEOUT_MS` | 1000 |
+//! | `wait_mode` (`connected`: wait for the replicas online, up to `wait_replicas`; `strict`: always for `wait_replicas`) | `HV_REGISTRY_WAIT_MODE` | `connected` |
+//! | `init` (`auto`: a brand-new hyperverse's shards get their identity at start; `manual`: only by `registry-svc init`) | `HV_REGISTRY_INIT` | `auto` |
 //! | `secret` | `HV_REGISTRY_SECRET` | none: refused on a non-loopback `listen` |
 //! | `prefix` (key prefix) | `HV_REGISTRY_PREFIX` | `hv` |
 //! | `vnodes` (virtual nodes per shard) | `HV_REGISTRY_VNODES` | 512 |
@@ -26,6 +31,7 @@ use std::time::Duration;
 use hyperverse_core::wire::TransportMode;
 use serde::Deserialize;
 
+use crate::backend::redis::{Replication, ShardSpec, WaitMode};
 use crate::ring::DEFAULT_VNODES;
 
 /// Everything registry-svc is configured with.
@@ -36,8 +42,19 @@ pub struct Settings {
     pub listen: String,
     /// Where `/metrics` is served.
     pub metrics: String,
-    /// Comma-separated Redis shard URLs; empty runs the embedded in-memory backend.
+    /// Comma-separated Redis shard URLs (or master names, with `sentinels`); empty runs
+    /// the embedded in-memory backend.
     pub shards: String,
+    /// Comma-separated `host:port` of the Sentinels monitoring the shards.
+    pub sentinels: String,
+    /// Replica acknowledgements each write waits for (default: 1 with Sentinels, else 0).
+    pub wait_replicas: Option<usize>,
+    /// How long a write waits for its replica acknowledgements.
+    pub wait_timeout_ms: u64,
+    /// Whether writes wait for the replicas online or always for `wait_replicas`.
+    pub wait_mode: WaitMode,
+    /// Whether a brand-new hyperverse's shards are initialised at start.
+    pub init: InitSetting,
     /// The hyperverse's shared secret.
     pub secret: Option<String>,
     /// Prefix of every Redis key.
@@ -70,6 +87,7 @@ impl std::fmt::Debug for Settings {
             .field("listen", &self.listen)
             .field("metrics", &self.metrics)
             .field("shards", &self.shards)
+            .field("sentinels", &self.sentinels)
             .field("secret", &self.secret.as_ref().map(|_| "<set>"))
             .field("prefix", &self.prefix)
             .finish_non_exhaustive()
@@ -83,6 +101,11 @@ impl Default for Settings {
             listen: "127.0.0.1:7600".into(),
             metrics: "127.0.0.1:9600".into(),
             shards: String::new(),
+            sentinels: String::new(),
+            wait_replicas: None,
+            wait_timeout_ms: 1000,
+            wait_mode: WaitMode::Connected,
+            init: InitSetting::Auto,
             secret: None,
             prefix: "hv".into(),
             vnodes: DEFAULT_VNODES,
@@ -97,6 +120,18 @@ impl Default for Settings {
             transport: TransportMode::Noise,
         }
     }
+}
+
+/// When shard identities are initialised.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum InitSetting {
+    /// At start (and on the health check) when no shard has an identity yet and every
+    /// shard answers: a brand-new hyperverse needs no extra step.
+    Auto,
+    /// Only by `registry-svc init`: a hyperverse whose every shard lost its data at
+    /// once is never taken for a new one.
+    Manual,
 }
 
 /// Why the settings cannot be used.
@@ -127,14 +162,47 @@ impl Settings {
         Ok(settings)
     }
 
-    /// The shard URLs, trimmed, empties dropped.
+    /// The shard URLs (master names with Sentinels), trimmed, empties dropped.
     pub fn shard_urls(&self) -> Vec<String> {
-        self.shards
-            .split(',')
-            .map(str::trim)
-            .filter(|s| !s.is_empty())
-            .map(String::from)
-            .collect()
+        split_list(&self.shards)
+    }
+
+    /// The Sentinel addresses, trimmed, empties dropped.
+    pub fn sentinel_addrs(&self) -> Vec<String> {
+        split_list(&self.sentinels)
+    }
+
+    /// The shards as the Redis backend takes them; `None` for the in-memory backend.
+    pub fn shard_specs(&self) -> Option<Vec<ShardSpec>> {
+        let names = self.shard_urls();
+        if names.is_empty() {
+            return None;
+        }
+        let sentinels = self.sentinel_addrs();
+        Some(if sentinels.is_empty() {
+            names.into_iter().map(ShardSpec::url).collect()
+        } else {
+            names
+                .into_iter()
+                .map(|master| ShardSpec::sentinel(master, &sentinels))
+                .collect()
+        })
+    }
+
+    /// How many replicas acknowledge each write.
+    pub fn replication(&self) -> Replication {
+        let replicas = self
+            .wait_replicas
+            .unwrap_or(if self.sentinel_addrs().is_empty() {
+                0
+            } else {
+                1
+            });
+        Replication {
+            replicas,
+            timeout: Duration::from_millis(self.wait_timeout_ms),
+            mode: self.wait_mode,
+        }
     }
 
     /// The RPC address.
@@ -170,13 +238,15 @@ impl Settings {
             || self.redis_timeout_ms == 0
             || self.max_grants_per_point == 0
             || self.max_grants_per_agent == 0
+            || self.wait_timeout_ms == 0
         {
             return Err(ConfigError(
                 "star_ttl_ms, vnodes, max_connections, max_buffered_bytes, redis_timeout_ms, \
-                 max_grants_per_point and max_grants_per_agent must be positive"
+                 max_grants_per_point, max_grants_per_agent and wait_timeout_ms must be positive"
                     .into(),
             ));
         }
+        self.check_shards()?;
         if self.max_artifact_bytes > self.max_frame_bytes.saturating_sub(64 * 1024) {
             return Err(ConfigError(format!(
                 "max_artifact_bytes ({}) must leave 64 KiB of room inside max_frame_bytes ({})",
@@ -185,6 +255,59 @@ impl Settings {
         }
         Ok(())
     }
+}
+
+impl Settings {
+    fn check_shards(&self) -> Result<(), ConfigError> {
+        if self.replication().replicas > 0 && self.wait_timeout_ms >= self.redis_timeout_ms {
+            return Err(ConfigError(format!(
+                "wait_timeout_ms ({}) must be below redis_timeout_ms ({}): the WAIT travels \
+                 inside a command's time",
+                self.wait_timeout_ms, self.redis_timeout_ms
+            )));
+        }
+        let sentinels = self.sentinel_addrs();
+        if sentinels.is_empty() {
+            if let Some(name) = self.shard_urls().iter().find(|s| !s.contains("://")) {
+                return Err(ConfigError(format!(
+                    "shard {name:?} is not a Redis URL (redis://host:port/db); a master name \
+                     needs `sentinels`"
+                )));
+            }
+            return Ok(());
+        }
+        if self.shard_urls().is_empty() {
+            return Err(ConfigError(
+                "`sentinels` is set but `shards` names no master".into(),
+            ));
+        }
+        if let Some(url) = self.shard_urls().iter().find(|s| s.contains("://")) {
+            return Err(ConfigError(format!(
+                "with `sentinels`, shards are master names, not URLs like {:?}",
+                crate::backend::redis::redacted(url)
+            )));
+        }
+        for addr in &sentinels {
+            let bad = addr.contains("://")
+                || addr
+                    .rsplit_once(':')
+                    .is_none_or(|(host, port)| host.is_empty() || port.parse::<u16>().is_err());
+            if bad {
+                return Err(ConfigError(format!(
+                    "Sentinel address {addr:?}: use HOST:PORT"
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+fn split_list(text: &str) -> Vec<String> {
+    text.split(',')
+        .map(str::trim)
+        .filter(|s| !s.is_empty())
+        .map(String::from)
+        .collect()
 }
 
 fn parse_addr(what: &str, text: &str) -> Result<SocketAddr, ConfigError> {
@@ -207,6 +330,58 @@ mod tests {
             shown.contains("<set>") && !shown.contains("shar3d-s3cret"),
             "{shown}"
         );
+    }
+
+    #[test]
+    fn sentinel_shards_are_master_names() {
+        let sentinel = |shards: &str, sentinels: &str| Settings {
+            shards: shards.into(),
+            sentinels: sentinels.into(),
+            ..Settings::default()
+        };
+        let ok = sentinel("shard0, shard1", "127.0.0.1:26379,127.0.0.1:26380");
+        ok.check().expect("valid");
+        let specs = ok.shard_specs().expect("redis");
+        assert_eq!(specs[1].name, "shard1");
+        assert!(specs.iter().all(ShardSpec::is_replicated));
+        assert_eq!(ok.replication().replicas, 1, "replicas wait by default");
+
+        let direct = Settings {
+            shards: "redis://127.0.0.1:6379/".into(),
+            ..Settings::default()
+        };
+        assert_eq!(direct.replication().replicas, 0);
+        assert_eq!(
+            direct.shard_specs().expect("redis")[0].name,
+            "redis://127.0.0.1:6379/"
+        );
+
+        for (bad, why) in [
+            (
+                sentinel("redis://127.0.0.1:6379/", "127.0.0.1:26379"),
+                "master names",
+            ),
+            (sentinel("", "127.0.0.1:26379"), "names no master"),
+            (sentinel("shard0", "redis://127.0.0.1:26379"), "HOST:PORT"),
+            (sentinel("shard0", "127.0.0.1"), "HOST:PORT"),
+            (
+                Settings {
+                    shards: "shard0".into(),
+                    ..Settings::default()
+                },
+                "needs `sentinels`",
+            ),
+            (
+                Settings {
+                    wait_timeout_ms: 5000,
+                    ..sentinel("shard0", "127.0.0.1:26379")
+                },
+                "below redis_timeout_ms",
+            ),
+        ] {
+            let err = bad.check().unwrap_err().to_string();
+            assert!(err.contains(why), "{err}");
+        }
     }
 
     #[test]

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! registry-svc [--config FILE]                      serve (settings: see config.rs)
+//! registry-svc init [--config FILE]                 give shards without one the identity
 //! registry-svc rebalance --from URLS --to URLS      move points to a new shard list
 //! ```
 
@@ -13,8 +14,10 @@ use std::time::Duration;
 use clap::{Parser, Subcommand};
 use hyperverse_core::registry::{RegistryApi, RegistryLimits};
 use registry_svc::backend::memory::MemoryRegistry;
-use registry_svc::backend::redis::{RedisConfig, RedisRegistry, ShardTimeouts, redacted};
-use registry_svc::config::Settings;
+use registry_svc::backend::redis::{
+    InitMode, RedisConfig, RedisRegistry, ShardState, ShardTimeouts,
+};
+use registry_svc::config::{InitSetting, Settings};
 use registry_svc::metrics::Metrics;
 use registry_svc::rebalance::rebalance;
 use registry_svc::server::{self, ServerConfig};
@@ -42,6 +45,12 @@ struct Cli {
 enum Command {
     /// Serve the registry (the default).
     Serve,
+    /// Give every shard without an identity the hyperverse's: at a new hyperverse's
+    /// first start with `init = "manual"`, or after a shard lost its data (what it lost
+    /// is gone; run `registry-svc repair` afterwards). Refuses while a shard is
+    /// unreachable or carries another identity. Running services pick the change up by
+    /// themselves within a second.
+    Init,
     /// Move every point the new shard list places elsewhere. Idempotent and resumable:
     /// run it again after a crash. Stop registry-svc first.
     Rebalance {
@@ -86,6 +95,7 @@ fn main() -> ExitCode {
     };
     let outcome = match cli.command {
         None | Some(Command::Serve) => runtime.block_on(serve(cli.config)),
+        Some(Command::Init) => runtime.block_on(init(cli.config)),
         Some(Command::Rebalance {
             from,
             to,
@@ -132,30 +142,36 @@ async fn serve(config: Option<PathBuf>) -> Result<(), String> {
         max_grants_per_point: settings.max_grants_per_point,
         max_grants_per_agent: settings.max_grants_per_agent,
     };
-    let urls = settings.shard_urls();
-    let (api, redis): (Arc<dyn RegistryApi>, Option<RedisRegistry>) = if urls.is_empty() {
-        tracing::warn!(
-            "no shards configured: using the embedded in-memory registry (nothing persists)"
-        );
-        (Arc::new(MemoryRegistry::new(limits)), None)
-    } else {
-        let mut config = RedisConfig::new(urls.clone());
-        config.prefix = settings.prefix.clone();
-        config.vnodes = settings.vnodes;
-        config.limits = limits;
-        config.timeouts = ShardTimeouts {
-            response: Duration::from_millis(settings.redis_timeout_ms),
-            ..ShardTimeouts::default()
-        };
-        let redis = RedisRegistry::new(config).map_err(|e| e.to_string())?;
-        for shard in redis.shards() {
-            if let Err(e) = shard.ping().await {
-                tracing::warn!(shard = shard.url(), error = %e, "shard not reachable at start; its points fail until it is");
-            }
+    let (api, redis): (Arc<dyn RegistryApi>, Option<RedisRegistry>) = match redis_config(
+        &settings, limits,
+    ) {
+        None => {
+            tracing::warn!(
+                "no shards configured: using the embedded in-memory registry (nothing persists)"
+            );
+            (Arc::new(MemoryRegistry::new(limits)), None)
         }
-        let shown: Vec<String> = urls.iter().map(|u| redacted(u)).collect();
-        tracing::info!(shards = ?shown, "using Redis shards");
-        (Arc::new(redis.clone()), Some(redis))
+        Some(config) => {
+            let shown: Vec<String> = config.shards.iter().map(|s| s.shown_name()).collect();
+            tracing::info!(shards = ?shown, sentinels = %settings.sentinels, "using Redis shards");
+            let redis = if settings.init == InitSetting::Auto {
+                RedisRegistry::connect(config).await
+            } else {
+                RedisRegistry::new(config)
+            }
+            .map_err(|e| e.to_string())?;
+            for (shard, state) in redis.shards().iter().zip(redis.check_shards().await) {
+                if state != ShardState::Serving {
+                    tracing::warn!(
+                        shard = shard.url(),
+                        state = state.label(),
+                        "shard not served at start; its points fail until it is"
+                    );
+                }
+            }
+            tokio::spawn(watch_shards(redis.clone(), settings.init));
+            (Arc::new(redis.clone()), Some(redis))
+        }
     };
 
     let metrics = Arc::new(Metrics::new(redis));
@@ -189,6 +205,69 @@ async fn serve(config: Option<PathBuf>) -> Result<(), String> {
         .await
         .map_err(|e| format!("RPC server failed: {e}"))?;
     tracing::info!("registry-svc stopped");
+    Ok(())
+}
+
+/// The Redis backend's configuration, `None` for the in-memory backend.
+fn redis_config(settings: &Settings, limits: RegistryLimits) -> Option<RedisConfig> {
+    let mut config = RedisConfig::with_shards(settings.shard_specs()?);
+    config.prefix = settings.prefix.clone();
+    config.vnodes = settings.vnodes;
+    config.limits = limits;
+    config.replication = settings.replication();
+    config.timeouts = ShardTimeouts {
+        response: Duration::from_millis(settings.redis_timeout_ms),
+        ..ShardTimeouts::default()
+    };
+    Some(config)
+}
+
+/// How often every shard's reachability and identity are verified.
+const SHARD_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Verifies every shard's identity every second, so that a shard that lost its data
+/// without a reconnect (flushed) stops being served, a restored one is served again,
+/// and the metrics say which is which; initialises a brand-new hyperverse whose shards
+/// were not all reachable at start (`init = "auto"`).
+async fn watch_shards(redis: RedisRegistry, init: InitSetting) {
+    let mut tick = tokio::time::interval(SHARD_CHECK_INTERVAL);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        redis.check_shards().await;
+        if init == InitSetting::Auto
+            && redis.hyperverse().is_none()
+            && let Err(e) = redis.initialise(InitMode::Automatic).await
+        {
+            tracing::debug!(error = %e, "shard identities not initialised yet");
+        }
+    }
+}
+
+/// `registry-svc init`.
+async fn init(config: Option<PathBuf>) -> Result<(), String> {
+    let settings = Settings::load(config.as_deref()).map_err(|e| e.to_string())?;
+    let limits = RegistryLimits::default();
+    let Some(config) = redis_config(&settings, limits) else {
+        return Err("init works on Redis shards; no `shards` are configured".into());
+    };
+    let redis = RedisRegistry::new(config).map_err(|e| e.to_string())?;
+    let report = redis
+        .initialise(InitMode::Operator)
+        .await
+        .map_err(|e| e.to_string())?
+        .unwrap_or_default();
+    if report.new_hyperverse {
+        println!("init: a new hyperverse {}", report.hyperverse);
+    } else {
+        println!("init: hyperverse {}", report.hyperverse);
+    }
+    for (shard, was) in &report.initialised {
+        println!("  {shard}: initialised (it was {was})");
+    }
+    for shard in &report.already {
+        println!("  {shard}: already carries the identity");
+    }
     Ok(())
 }
 

@@ -8,7 +8,9 @@
 //! | `hv_registry_errors_total` | counter | `kind` (the error's kind) |
 //! | `hv_registry_rejected_connections_total` | counter | `reason` |
 //! | `hv_registry_shard_ops_total` | counter | `shard` (round trips sent) |
-//! | `hv_registry_shard_up` | gauge | `shard` (1 when the last contact worked) |
+//! | `hv_registry_shard_up` | gauge | `shard` (1 when served: reachable, identity verified) |
+//! | `hv_registry_shard_replicas` | gauge | `shard` (replicas online at the last check, when writes wait for replicas; -1 before a check) |
+//! | `hv_registry_shard_state` | gauge | `shard`, `state` (1 for the shard's current state: `serving`, `unreachable`, `lost`, `unidentified`, `foreign`, `uninitialised`, `unchecked`; 0 for the others) |
 //!
 //! Shard figures are read from the backend at scrape time.
 
@@ -20,7 +22,7 @@ use prometheus::core::{Collector, Desc};
 use prometheus::proto::MetricFamily;
 use prometheus::{HistogramOpts, HistogramVec, IntCounterVec, IntGaugeVec, Opts, Registry};
 
-use crate::backend::redis::RedisRegistry;
+use crate::backend::redis::{RedisRegistry, ShardState};
 use crate::server::ServerObserver;
 
 /// The registry's metrics.
@@ -144,6 +146,8 @@ struct ShardCollector {
     copying: std::sync::Mutex<()>,
     ops: IntCounterVec,
     up: IntGaugeVec,
+    state: IntGaugeVec,
+    replicas: IntGaugeVec,
     descs: Vec<Desc>,
 }
 
@@ -160,17 +164,42 @@ impl ShardCollector {
         let up = IntGaugeVec::new(
             Opts::new(
                 "hv_registry_shard_up",
-                "1 when the last contact with the shard succeeded, else 0.",
+                "1 when the shard is served (reachable, its identity verified), else 0.",
             ),
             &["shard"],
         )
         .expect("valid metric");
-        let descs = ops.desc().into_iter().chain(up.desc()).cloned().collect();
+        let state = IntGaugeVec::new(
+            Opts::new(
+                "hv_registry_shard_state",
+                "1 for the shard's current state (why it is or is not served), 0 for the others.",
+            ),
+            &["shard", "state"],
+        )
+        .expect("valid metric");
+        let replicas = IntGaugeVec::new(
+            Opts::new(
+                "hv_registry_shard_replicas",
+                "Replicas the shard's primary had online at the last check (-1: not counted yet).",
+            ),
+            &["shard"],
+        )
+        .expect("valid metric");
+        let descs = ops
+            .desc()
+            .into_iter()
+            .chain(up.desc())
+            .chain(state.desc())
+            .chain(replicas.desc())
+            .cloned()
+            .collect();
         Self {
             redis,
             copying: std::sync::Mutex::new(()),
             ops,
             up,
+            state,
+            replicas,
             descs,
         }
     }
@@ -189,9 +218,20 @@ impl Collector for ShardCollector {
             self.up
                 .with_label_values(&[shard.url()])
                 .set(i64::from(shard.is_up()));
+            self.replicas
+                .with_label_values(&[shard.url()])
+                .set(shard.replicas_online().map_or(-1, |n| n as i64));
+            let current = shard.state();
+            for label in ShardState::LABELS {
+                self.state
+                    .with_label_values(&[shard.url(), label])
+                    .set(i64::from(current.label() == label));
+            }
         }
         let mut families = self.ops.collect();
         families.extend(self.up.collect());
+        families.extend(self.state.collect());
+        families.extend(self.replicas.collect());
         families
     }
 }

@@ -8,6 +8,10 @@
 //! half-way (crash, `--limit`) is finished by running the same command again, and a run
 //! over data already in place moves nothing. Star-directory entries move the same way.
 //!
+//! Each shard's identity (`hv:{#shard}:id`) stays where it is; a `--to` shard without
+//! one is given the hyperverse's (read from the shards that carry it) once every key is
+//! in place, so registry-svc serves the new list.
+//!
 //! Run it while no registry-svc serves these shards; start registry-svc with the new
 //! list afterwards.
 
@@ -18,6 +22,7 @@ use hyperverse_core::{Error, Result};
 use redis::aio::MultiplexedConnection;
 use redis::{AsyncCommands, Value};
 
+use crate::backend::redis::identity::IDENTITY_TAG;
 use crate::backend::redis::keys::STARS_TAG;
 use crate::backend::redis::redacted;
 use crate::ring::ShardRing;
@@ -119,6 +124,9 @@ pub async fn rebalance(
         let mut moves: Vec<(String, usize)> = Vec::new();
         for key in keys {
             let Some(point) = tag(&key) else { continue };
+            if point == IDENTITY_TAG {
+                continue; // the shard's own identity stays with it
+            }
             report.scanned_keys += 1;
             if is_star_directory(&key) {
                 if key.ends_with(":dir") {
@@ -148,7 +156,56 @@ pub async fn rebalance(
         }
     }
     report.moved_points = points.len() as u64;
+    if !report.stopped_at_limit {
+        identify_new_shards(&conns, &urls, to, prefix).await?;
+    }
     Ok(report)
+}
+
+/// Gives each `to` shard that has no identity the hyperverse's, as the shards in `urls`
+/// carry it (nothing when none does: registry-svc initialises them at its start).
+async fn identify_new_shards(
+    conns: &[MultiplexedConnection],
+    urls: &[String],
+    to: &[String],
+    prefix: &str,
+) -> Result<()> {
+    let key = format!("{prefix}:{{{IDENTITY_TAG}}}:id");
+    let mut hyperverse: Option<String> = None;
+    for (conn, url) in conns.iter().zip(urls) {
+        let mut conn = conn.clone();
+        let id: Option<String> = conn
+            .hget(&key, "hyperverse")
+            .await
+            .map_err(|e| unavailable(url, e))?;
+        if id.is_some() {
+            hyperverse = id;
+            break;
+        }
+    }
+    let Some(hyperverse) = hyperverse else {
+        return Ok(());
+    };
+    let now = crate::backend::redis::now_ms();
+    // `urls` starts with `to`, in order.
+    for (conn, url) in conns.iter().zip(to) {
+        let mut conn = conn.clone();
+        let fresh: bool = conn
+            .hset_nx(&key, "hyperverse", &hyperverse)
+            .await
+            .map_err(|e| unavailable(url, e))?;
+        if fresh {
+            redis::pipe()
+                .hset(&key, "shard", url)
+                .ignore()
+                .hset(&key, "created_ms", now)
+                .ignore()
+                .query_async::<()>(&mut conn)
+                .await
+                .map_err(|e| unavailable(url, e))?;
+        }
+    }
+    Ok(())
 }
 
 /// DUMP on `here`, RESTORE REPLACE on each target, then DEL on `here`.

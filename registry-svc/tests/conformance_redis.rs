@@ -11,7 +11,7 @@ async fn fresh() -> Arc<dyn RegistryApi> {
     let mut config = RedisConfig::new(support::shared_urls());
     config.prefix = support::unique_prefix();
     config.limits = conformance::limits();
-    Arc::new(RedisRegistry::new(config).expect("valid config"))
+    Arc::new(RedisRegistry::connect(config).await.expect("valid config"))
 }
 
 hyperverse_core::registry_conformance_tests!(fresh);

@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 
 use hyperverse_core::registry::{Registration, RegistryApi, StarEntry};
 use hyperverse_core::{BaseKind, Error, Kind, Point, StarSub};
-use registry_svc::backend::redis::{RedisConfig, RedisRegistry, ShardTimeouts};
+use registry_svc::backend::redis::{InitMode, RedisConfig, RedisRegistry, ShardTimeouts};
 use registry_svc::ring::{DEFAULT_VNODES, ShardRing};
 use support::{RedisServer, serve_in_process};
 
@@ -29,10 +29,10 @@ fn three_shards() -> (Vec<RedisServer>, Vec<String>) {
     (servers, urls)
 }
 
-fn registry(urls: &[String], timeouts: ShardTimeouts) -> RedisRegistry {
+async fn registry(urls: &[String], timeouts: ShardTimeouts) -> RedisRegistry {
     let mut config = RedisConfig::new(urls.to_vec());
     config.timeouts = timeouts;
-    RedisRegistry::new(config).expect("valid config")
+    RedisRegistry::connect(config).await.expect("valid config")
 }
 
 /// `per` points named by `name(i)` for each shard, by the ring of `urls`.
@@ -113,7 +113,7 @@ fn assert_unavailable_naming(result: hyperverse_core::Result<impl std::fmt::Debu
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn list_stars_with_a_shard_down_is_unavailable_not_a_shorter_list() {
     let (mut servers, urls) = three_shards();
-    let registry = registry(&urls, ShardTimeouts::default());
+    let registry = registry(&urls, ShardTimeouts::default()).await;
     let stars = points_on_each_shard(&urls, 2, |i| format!("LOCAL::star{i}"));
     for star in stars.iter().flatten() {
         registry
@@ -130,8 +130,28 @@ async fn list_stars_with_a_shard_down_is_unavailable_not_a_shorter_list() {
     let listing = within(HANG, "list_stars again", registry.list_stars()).await;
     assert_unavailable_naming(listing, &urls[1]);
 
-    // Back, empty (these servers keep nothing): the other shards' stars, then all again.
+    // Back, empty (these servers keep nothing): not served, since it lost its data;
+    // once the operator re-initialises it, the other shards' stars, then all again.
     servers[1].restart();
+    let listing = within(HANG, "list_stars from a shard that lost its data", async {
+        loop {
+            match registry.list_stars().await {
+                Err(Error::Unavailable(why)) if !why.contains("lost its data") => {
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                other => break other,
+            }
+        }
+    })
+    .await;
+    match listing {
+        Err(Error::Unavailable(why)) if why.contains("lost its data") => {}
+        other => panic!("expected the shard to be refused as lost, got {other:?}"),
+    }
+    registry
+        .initialise(InitMode::Operator)
+        .await
+        .expect("the operator re-initialises the shard");
     let listed = once_available("list_stars after the restart", || registry.list_stars()).await;
     assert_eq!(names(&listed), sorted(stars[0].iter().chain(&stars[2])));
     for star in &stars[1] {
@@ -148,8 +168,8 @@ async fn list_stars_with_a_shard_down_is_unavailable_not_a_shorter_list() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn list_stars_through_the_rpc_with_a_shard_down_is_unavailable() {
     let (mut servers, urls) = three_shards();
-    let backend = registry(&urls, ShardTimeouts::default());
-    let client = serve_in_process(Arc::new(backend), SECRET).await;
+    let backend = registry(&urls, ShardTimeouts::default()).await;
+    let client = serve_in_process(Arc::new(backend.clone()), SECRET).await;
     let stars = points_on_each_shard(&urls, 2, |i| format!("LOCAL::star{i}"));
     for star in stars.iter().flatten() {
         client
@@ -167,6 +187,10 @@ async fn list_stars_through_the_rpc_with_a_shard_down_is_unavailable() {
     assert_unavailable_naming(listing, &urls[2]);
 
     servers[2].restart();
+    once_available("the shard, re-initialised", || {
+        backend.initialise(InitMode::Operator)
+    })
+    .await;
     let listed = once_available("list_stars after the restart", || client.list_stars()).await;
     assert_eq!(names(&listed), sorted(stars[0].iter().chain(&stars[1])));
 }
@@ -181,7 +205,7 @@ async fn a_hung_shard_fails_its_points_after_the_command_timeout_not_a_hang() {
         response: COMMAND_TIMEOUT,
         ..ShardTimeouts::default()
     };
-    let registry = registry(&urls, timeouts);
+    let registry = registry(&urls, timeouts).await;
     let spaces = points_on_each_shard(&urls, 2, |i| format!("space{i}"));
     for space in spaces.iter().flatten() {
         registry

@@ -8,7 +8,6 @@ mod support;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
@@ -17,69 +16,10 @@ use hyperverse_core::registry::client::{ClientConfig, RegistryClient};
 use hyperverse_core::registry::{Registration, RegistryApi};
 use hyperverse_core::{Error, Kind, Point};
 use registry_svc::ring::{DEFAULT_VNODES, ShardRing};
+use support::service::{command, start};
 use support::{RedisServer, promtool_accepts, sample, scrape, signal};
 
 const SECRET: &str = "correct horse battery staple";
-
-/// A running registry-svc, killed on drop.
-struct Service {
-    child: Child,
-    rpc: SocketAddr,
-    metrics: SocketAddr,
-}
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn command(config: &Path) -> Command {
-    let mut cmd = Command::new(env!("CARGO_BIN_EXE_registry-svc"));
-    cmd.arg("--config")
-        .arg(config)
-        .env("RUST_LOG", "warn")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
-    cmd
-}
-
-/// Starts the binary and waits (with a deadline) for its "ready" line.
-fn start(config: &Path, env: &[(&str, &str)]) -> Service {
-    let mut cmd = command(config);
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.spawn().expect("registry-svc starts");
-    let stdout = child.stdout.take().expect("piped stdout");
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines().map_while(Result::ok) {
-            let _ = tx.send(line);
-        }
-    });
-    let line = rx
-        .recv_timeout(Duration::from_secs(20))
-        .unwrap_or_else(|_| {
-            panic!(
-                "registry-svc printed no ready line; exit: {:?}",
-                child.try_wait()
-            )
-        });
-    let field = |name: &str| -> SocketAddr {
-        line.split_whitespace()
-            .find_map(|w| w.strip_prefix(name))
-            .and_then(|a| a.parse().ok())
-            .unwrap_or_else(|| panic!("no {name} in {line:?}"))
-    };
-    Service {
-        rpc: field("rpc="),
-        metrics: field("metrics="),
-        child,
-    }
-}
 
 fn write_config(dir: &Path, shards: &[String]) -> std::path::PathBuf {
     let path = dir.join("registry.toml");

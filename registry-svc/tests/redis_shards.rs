@@ -7,13 +7,15 @@ use std::time::{Duration, Instant};
 
 use hyperverse_core::registry::{Registration, RegistryApi, StarEntry};
 use hyperverse_core::{BaseKind, Error, Kind, Point, Selector, StarSub};
-use registry_svc::backend::redis::{RedisConfig, RedisRegistry};
+use registry_svc::backend::redis::{InitMode, RedisConfig, RedisRegistry, ShardState};
 use registry_svc::rebalance::rebalance;
 use registry_svc::ring::{DEFAULT_VNODES, ShardRing};
 use support::RedisServer;
 
-fn registry(urls: &[String]) -> RedisRegistry {
-    RedisRegistry::new(RedisConfig::new(urls.to_vec())).expect("valid config")
+async fn registry(urls: &[String]) -> RedisRegistry {
+    RedisRegistry::connect(RedisConfig::new(urls.to_vec()))
+        .await
+        .expect("valid config")
 }
 
 async fn create(registry: &RedisRegistry, point: &Point, kind: Kind) {
@@ -34,7 +36,7 @@ async fn within<T>(limit: Duration, what: &str, fut: impl std::future::Future<Ou
 async fn a_down_shard_fails_its_points_fast_and_is_used_again_when_back() {
     let mut servers: Vec<RedisServer> = (0..3).map(|_| RedisServer::start()).collect();
     let urls: Vec<String> = servers.iter().map(RedisServer::url).collect();
-    let registry = registry(&urls);
+    let registry = registry(&urls).await;
     let ring = ShardRing::new(&urls, DEFAULT_VNODES);
     // Spaces spread over all shards.
     let spaces: Vec<Point> = (0..30)
@@ -46,6 +48,7 @@ async fn a_down_shard_fails_its_points_fast_and_is_used_again_when_back() {
     let (down, up): (Vec<&Point>, Vec<&Point>) = spaces.iter().partition(|p| ring.shard_of(p) == 1);
     assert!(!down.is_empty() && !up.is_empty(), "points on every shard");
 
+    servers[1].save();
     servers[1].stop();
     for point in &down {
         let err = within(
@@ -71,18 +74,11 @@ async fn a_down_shard_fails_its_points_fast_and_is_used_again_when_back() {
     }
     assert!(!registry.shards()[1].is_up(), "health reflects the outage");
 
-    // The shard returns (empty: these test servers keep nothing) and is used again.
-    servers[1].restart();
+    // The shard returns with its data and is used again.
+    servers[1].restart_keeping_data();
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        match registry
-            .register(&Registration::new(
-                down[0].clone(),
-                Kind::Space,
-                Point::hyperuser(),
-            ))
-            .await
-        {
+        match registry.record(down[0]).await {
             Ok(_) => break,
             Err(Error::Unavailable(_)) if Instant::now() < deadline => {
                 tokio::time::sleep(Duration::from_millis(50)).await;
@@ -92,6 +88,150 @@ async fn a_down_shard_fails_its_points_fast_and_is_used_again_when_back() {
     }
     assert!(registry.shards()[1].is_up());
     registry.record(down[0]).await.expect("readable again");
+    for point in &down[1..] {
+        registry
+            .record(point)
+            .await
+            .expect("its data came back with it");
+    }
+}
+
+/// Polls `attempt` while the shard is not reachable (it is restarting), for 10 s.
+async fn once_reachable<T>(mut attempt: impl AsyncFnMut() -> Result<T, Error>) -> Result<T, Error> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match attempt().await {
+            Err(Error::Unavailable(why))
+                if !why.contains("lost its data") && Instant::now() < deadline =>
+            {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// A shard that comes back empty is not served as if nothing happened: its points answer
+/// `Unavailable` saying it lost its data, the others go on, and once the operator
+/// re-initialises it, it is served again (empty: what it held is gone).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_back_empty_is_refused_until_the_operator_initialises_it() {
+    let mut servers: Vec<RedisServer> = (0..3).map(|_| RedisServer::start()).collect();
+    let urls: Vec<String> = servers.iter().map(RedisServer::url).collect();
+    let registry = registry(&urls).await;
+    let hyperverse = registry.hyperverse().expect("initialised at first start");
+    let ring = ShardRing::new(&urls, DEFAULT_VNODES);
+    let spaces: Vec<Point> = (0..30)
+        .map(|i| format!("space{i}").parse().unwrap())
+        .collect();
+    for space in &spaces {
+        create(&registry, space, Kind::Space).await;
+    }
+    let (lost, kept): (Vec<&Point>, Vec<&Point>) =
+        spaces.iter().partition(|p| ring.shard_of(p) == 1);
+
+    servers[1].restart();
+    let refused = once_reachable(|| registry.record(lost[0])).await;
+    match refused {
+        Err(Error::Unavailable(why)) => {
+            assert!(
+                why.contains("lost its data") && why.contains(&urls[1]),
+                "{why}"
+            )
+        }
+        other => panic!("a shard back empty must be refused, got {other:?}"),
+    }
+    assert_eq!(registry.shards()[1].state(), ShardState::Lost);
+    assert!(!registry.shards()[1].is_up());
+    let err = registry
+        .register(&Registration::new(
+            lost[0].clone(),
+            Kind::Space,
+            Point::hyperuser(),
+        ))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Unavailable(m) if m.contains("lost its data")),
+        "{err}"
+    );
+    for point in &kept {
+        registry
+            .record(point)
+            .await
+            .expect("the other shards go on");
+    }
+    // Only the operator may accept the loss: the automatic initialisation does not.
+    assert_eq!(
+        registry
+            .initialise(InitMode::Automatic)
+            .await
+            .expect("no error"),
+        None
+    );
+    assert_eq!(registry.shards()[1].state(), ShardState::Lost);
+
+    let report = registry
+        .initialise(InitMode::Operator)
+        .await
+        .expect("re-initialise")
+        .expect("done");
+    assert_eq!(report.hyperverse, hyperverse, "the same hyperverse");
+    assert!(!report.new_hyperverse);
+    assert_eq!(
+        report.initialised,
+        vec![(urls[1].clone(), "lost".to_string())]
+    );
+    assert_eq!(registry.shards()[1].state(), ShardState::Serving);
+    assert!(matches!(
+        registry.record(lost[0]).await,
+        Err(Error::NotFound(_))
+    ));
+    create(&registry, lost[0], Kind::Space).await;
+}
+
+/// A shard that carries another hyperverse's identity, or another shard's name, is not
+/// served, and `init` refuses to touch it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_foreign_shard_is_refused() {
+    let ours = RedisServer::start();
+    let theirs = RedisServer::start();
+    let first = registry(&[ours.url()]).await;
+    let second = registry(&[theirs.url()]).await;
+    assert_ne!(first.hyperverse(), second.hyperverse(), "two hyperverses");
+
+    // One registry over both: whichever it reads first is its hyperverse, the other is
+    // foreign.
+    let both = registry(&[ours.url(), theirs.url()]).await;
+    let states: Vec<ShardState> = both.shards().iter().map(|s| s.state()).collect();
+    assert_eq!(
+        states.iter().filter(|s| **s == ShardState::Serving).count(),
+        1,
+        "{states:?}"
+    );
+    assert_eq!(
+        states
+            .iter()
+            .filter(|s| matches!(s, ShardState::Foreign { .. }))
+            .count(),
+        1,
+        "{states:?}"
+    );
+    let err = both
+        .initialise(InitMode::Operator)
+        .await
+        .expect_err("init refuses a foreign shard");
+    assert!(err.to_string().contains("belongs elsewhere"), "{err}");
+
+    // A server reached under another name (moved to another port, say): its name in the
+    // identity is not the name on the ring, which would place points elsewhere.
+    let moved = format!("redis://localhost:{}/", ours.port());
+    let renamed = registry(&[moved]).await;
+    assert!(
+        matches!(renamed.shards()[0].state(), ShardState::Foreign { ref shard, .. } if *shard == ours.url()),
+        "{:?}",
+        renamed.shards()[0].state()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -99,7 +239,7 @@ async fn adding_a_fourth_shard_moves_a_minority_and_loses_nothing() {
     let servers: Vec<RedisServer> = (0..4).map(|_| RedisServer::start()).collect();
     let all: Vec<String> = servers.iter().map(RedisServer::url).collect();
     let three = &all[..3];
-    let before = registry(three);
+    let before = registry(three).await;
     let mut points = Vec::new();
     for s in 0..10 {
         let space: Point = format!("space{s}").parse().unwrap();
@@ -159,7 +299,7 @@ async fn adding_a_fourth_shard_moves_a_minority_and_loses_nothing() {
         "{partial:?} {rest:?}"
     );
 
-    let after = registry(&all);
+    let after = registry(&all).await;
     for point in &points {
         after
             .record(point)

@@ -9,6 +9,9 @@
 
 #![allow(dead_code)]
 
+pub mod sentinel;
+pub mod service;
+
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::process::{Child, Command, Stdio};
@@ -20,6 +23,9 @@ use std::time::{Duration, Instant};
 #[derive(Debug)]
 pub struct RedisServer {
     port: u16,
+    /// Its `dbfilename` (in /tmp): how it is told from another server on the port, and
+    /// where `restart_keeping_data` saves to.
+    identity: String,
     guard: Option<Child>,
 }
 
@@ -60,9 +66,33 @@ impl RedisServer {
             std::process::id(),
             STARTED.fetch_add(1, Ordering::Relaxed)
         );
+        Self::try_start_with(port, identity, "")
+    }
+
+    /// Starts a replica of `primary` on a free port and waits until it answers (not
+    /// until it is in sync).
+    pub fn start_replica_of(primary: &RedisServer) -> Self {
+        static STARTED: AtomicUsize = AtomicUsize::new(0);
+        for _ in 0..5 {
+            let identity = format!(
+                "hvtest-{}-replica{}.rdb",
+                std::process::id(),
+                STARTED.fetch_add(1, Ordering::Relaxed)
+            );
+            let extra = format!("--replicaof 127.0.0.1 {}", primary.port());
+            if let Some(server) = Self::try_start_with(free_port(), identity, &extra) {
+                return server;
+            }
+        }
+        panic!("a replica redis-server did not start on any of 5 free ports");
+    }
+
+    /// Starts a server on `port` whose dump file is /tmp/`identity` (loaded if present),
+    /// with `extra` arguments.
+    fn try_start_with(port: u16, identity: String, extra: &str) -> Option<Self> {
         let script = format!(
             "redis-server --port {port} --bind 127.0.0.1 --save '' --appendonly no \
-             --dbfilename {identity} --dir /tmp \
+             --dbfilename {identity} --dir /tmp {extra} \
              --daemonize no --loglevel warning >/dev/null 2>&1 & pid=$!; \
              read _; kill $pid 2>/dev/null; wait $pid 2>/dev/null"
         );
@@ -75,6 +105,7 @@ impl RedisServer {
             .expect("sh to start redis-server");
         let mut server = Self {
             port,
+            identity: identity.clone(),
             guard: Some(guard),
         };
         if server.wait_ready(&identity) {
@@ -129,6 +160,23 @@ impl RedisServer {
         let port = self.port;
         *self = Self::start_on(port);
     }
+
+    /// Saves the data to the server's dump file, for `restart_keeping_data`.
+    pub fn save(&self) {
+        let mut conn = redis::Client::open(self.url())
+            .and_then(|c| c.get_connection())
+            .expect("connect to save");
+        redis::cmd("SAVE").query::<()>(&mut conn).expect("SAVE");
+    }
+
+    /// Starts the server again on its port with the data of its last `save`: a shard
+    /// that comes back whole (or restored from a backup).
+    pub fn restart_keeping_data(&mut self) {
+        self.stop();
+        let (port, identity) = (self.port, self.identity.clone());
+        *self = Self::try_start_with(port, identity, "")
+            .unwrap_or_else(|| panic!("redis-server did not restart on port {port} with its data"));
+    }
 }
 
 impl RedisServer {
@@ -145,6 +193,14 @@ impl RedisServer {
             .find_map(|l| l.strip_prefix("process_id:"))
             .and_then(|pid| pid.trim().parse().ok())
             .unwrap_or_else(|| panic!("no process_id in INFO server:\n{info}"))
+    }
+
+    /// Kills the server's process with SIGKILL (nothing saved, no goodbye to replicas);
+    /// `restart` brings a server back on the port.
+    pub fn kill(&mut self) {
+        let pid = self.pid();
+        signal(pid, "KILL").unwrap_or_else(|e| panic!("kill -KILL {pid}: {e}"));
+        self.stop();
     }
 
     /// Stops the server's process (SIGSTOP) without closing anything: a hung shard. It

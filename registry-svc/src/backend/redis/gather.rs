@@ -41,7 +41,8 @@ pub(crate) async fn per_shard<T>(
 }
 
 /// [`per_shard`] with each shard's pipeline in one `MULTI`/`EXEC`: no other client's
-/// command runs between its commands.
+/// command runs between its commands. For writes: each pipeline is acknowledged by the
+/// shard's replicas (`Shard::run_write`).
 pub(crate) async fn per_shard_atomic<T>(
     inner: &Inner,
     points: &[Point],
@@ -74,9 +75,16 @@ async fn per_shard_in<T>(
             build(&mut pipe, &points[i]);
         }
         async move {
-            let values: Vec<Value> = inner.shards[shard]
-                .run(|mut c| async move { pipe.query_async(&mut c).await })
-                .await?;
+            let shard = &inner.shards[shard];
+            let send = |mut c: redis::aio::MultiplexedConnection| async move {
+                pipe.query_async::<Vec<Value>>(&mut c).await
+            };
+            // The atomic pipelines are the deletions: writes, acknowledged by replicas.
+            let values = if atomic {
+                shard.run_write(send).await?
+            } else {
+                shard.run(send).await?
+            };
             Ok::<_, Error>((indexes, values))
         }
     });
@@ -261,7 +269,9 @@ pub(crate) async fn delete_subtree(
     let member = point.to_string();
     inner
         .shard(parent)
-        .run(|mut c| async move { redis::AsyncCommands::srem::<_, _, ()>(&mut c, key, member).await })
+        .run_write(|mut c| async move {
+            redis::AsyncCommands::srem::<_, _, ()>(&mut c, key, member).await
+        })
         .await?;
     Ok(deleted)
 }

@@ -21,10 +21,14 @@
 
 mod allowance;
 mod gather;
+pub mod identity;
+mod initialise;
 pub mod keys;
 mod link;
+pub mod replication;
 mod scripts;
 pub mod shard;
+pub mod source;
 mod stars;
 
 use std::sync::Arc;
@@ -45,15 +49,19 @@ use hyperverse_core::security::{self, Access, AccessGrant, GrantId, IndexedAcces
 use hyperverse_core::{Agent, Error, Point, Result, Selector};
 
 use crate::ring::{DEFAULT_VNODES, ShardRing};
+pub use identity::{Identity, ShardState};
+pub use initialise::{InitMode, InitReport};
 use keys::{Keys, RECORD_FIELDS, decode_record, pack, unpack};
 pub use link::redacted;
+pub use replication::{Replication, WaitMode};
 pub use shard::{Shard, ShardTimeouts};
+pub use source::{ShardSource, ShardSpec};
 
 /// How a [`RedisRegistry`] is built.
 #[derive(Debug, Clone)]
 pub struct RedisConfig {
-    /// Shard URLs (`redis://host:port/db`); at least one.
-    pub shards: Vec<String>,
+    /// The shards; at least one.
+    pub shards: Vec<ShardSpec>,
     /// Virtual nodes per shard on the ring.
     pub vnodes: usize,
     /// Prefix of every key (default `hv`); lets several registries share servers.
@@ -62,17 +70,25 @@ pub struct RedisConfig {
     pub timeouts: ShardTimeouts,
     /// Star TTL and artifact size limit.
     pub limits: RegistryLimits,
+    /// How many replicas acknowledge each write.
+    pub replication: Replication,
 }
 
 impl RedisConfig {
+    /// Defaults for everything but the shard list: shards at these URLs.
+    pub fn new(urls: Vec<String>) -> Self {
+        Self::with_shards(urls.into_iter().map(ShardSpec::url).collect())
+    }
+
     /// Defaults for everything but the shard list.
-    pub fn new(shards: Vec<String>) -> Self {
+    pub fn with_shards(shards: Vec<ShardSpec>) -> Self {
         Self {
             shards,
             vnodes: DEFAULT_VNODES,
             prefix: "hv".into(),
             timeouts: ShardTimeouts::default(),
             limits: RegistryLimits::default(),
+            replication: Replication::NONE,
         }
     }
 }
@@ -92,6 +108,7 @@ pub(crate) struct Inner {
     pub(crate) shards: Vec<Shard>,
     pub(crate) keys: Keys,
     pub(crate) limits: RegistryLimits,
+    pub(crate) identity: Arc<Identity>,
 }
 
 impl RedisRegistry {
@@ -103,30 +120,60 @@ impl RedisRegistry {
                 "the Redis backend needs at least one shard",
             ));
         }
+        let names: Vec<String> = config.shards.iter().map(|s| s.name.clone()).collect();
         let mut seen = std::collections::HashSet::new();
-        for url in &config.shards {
-            if !seen.insert(url) {
-                return Err(Error::bad_request(format!("shard {url:?} is listed twice")));
+        for spec in &config.shards {
+            if !seen.insert(&spec.name) {
+                return Err(Error::bad_request(format!(
+                    "shard {:?} is listed twice",
+                    spec.shown_name()
+                )));
             }
         }
+        let keys = Keys::new(&config.prefix)?;
+        let identity = Arc::new(Identity::new(&config.prefix));
         let shards = config
             .shards
             .iter()
-            .map(|url| Shard::new(url, config.timeouts))
+            .map(|spec| Shard::new(spec, config.timeouts, identity.clone(), config.replication))
             .collect::<Result<Vec<_>>>()?;
         Ok(Self {
             inner: Arc::new(Inner {
-                ring: ShardRing::new(&config.shards, config.vnodes),
+                ring: ShardRing::new(&names, config.vnodes),
                 shards,
-                keys: Keys::new(&config.prefix)?,
+                keys,
                 limits: config.limits,
+                identity,
             }),
         })
+    }
+
+    /// [`RedisRegistry::new`], then what a service does at start: verifies every
+    /// shard's identity and initialises a brand-new hyperverse (every shard reachable,
+    /// none identified). A shard that cannot be served yet is served once it can: each
+    /// operation and each [`RedisRegistry::check_shards`] verifies it again.
+    pub async fn connect(config: RedisConfig) -> Result<Self> {
+        let registry = Self::new(config)?;
+        if let Err(e) = registry.initialise(InitMode::Automatic).await {
+            tracing::warn!(error = %e, "shard identities not initialised yet");
+        }
+        Ok(registry)
     }
 
     /// The shards, in configuration order (for health and metrics).
     pub fn shards(&self) -> &[Shard] {
         &self.inner.shards
+    }
+
+    /// The hyperverse's id, once a shard told it.
+    pub fn hyperverse(&self) -> Option<String> {
+        self.inner.identity.hyperverse()
+    }
+
+    /// Verifies every shard's reachability and identity now, in parallel; their states
+    /// in configuration order.
+    pub async fn check_shards(&self) -> Vec<ShardState> {
+        futures::future::join_all(self.inner.shards.iter().map(Shard::check)).await
     }
 }
 
@@ -486,7 +533,7 @@ impl RegistryApi for RedisRegistry {
         }
         let removed: i64 = inner
             .shard(&id.root)
-            .query(redis::cmd("HDEL").arg(&key).arg(seq).clone())
+            .write(redis::cmd("HDEL").arg(&key).arg(seq).clone())
             .await?;
         // Only the call that removed it gives the allowance back, once.
         if removed == 1 && grants_are_counted(&grant.by_particle) {
@@ -520,7 +567,7 @@ impl RegistryApi for RedisRegistry {
         // one response timeout would then cover them and every small command with them.
         let outcome: i64 = inner
             .shard(point)
-            .run(|mut c| async move {
+            .run_write(|mut c| async move {
                 scripts::PUT_ARTIFACT
                     .key(&keys[0])
                     .key(&keys[1])
@@ -547,7 +594,7 @@ impl RegistryApi for RedisRegistry {
         // Like artifacts, on a round trip of its own (see put_artifact).
         let outcome: i64 = inner
             .shard(point)
-            .run(|mut c| async move {
+            .run_write(|mut c| async move {
                 scripts::PUT_STATE
                     .key(&keys[0])
                     .key(&keys[1])
