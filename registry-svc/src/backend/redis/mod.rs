@@ -128,6 +128,16 @@ impl RedisRegistry {
     pub fn shards(&self) -> &[Shard] {
         &self.inner.shards
     }
+
+    /// The index (into [`Self::shards`]) of the shard that holds `point`'s keys.
+    pub fn shard_index(&self, point: &Point) -> usize {
+        self.inner.ring.shard_of(point)
+    }
+
+    /// The key layout under this registry's prefix.
+    pub fn keys(&self) -> &Keys {
+        &self.inner.keys
+    }
 }
 
 impl Inner {
