@@ -1,8 +1,10 @@
-//! `registry-svc`: serve the registry, or rebalance its shards.
+//! `registry-svc`: serve the registry, or rebalance, check or repair its shards.
 //!
 //! ```text
 //! registry-svc [--config FILE]                      serve (settings: see config.rs)
 //! registry-svc rebalance --from URLS --to URLS      move points to a new shard list
+//! registry-svc check [--json]                       report what is broken on the shards
+//! registry-svc repair [--json] [--delete-orphans]   and fix what can be fixed
 //! ```
 
 use std::path::PathBuf;
@@ -17,6 +19,7 @@ use registry_svc::backend::redis::{RedisConfig, RedisRegistry, ShardTimeouts, re
 use registry_svc::config::Settings;
 use registry_svc::metrics::Metrics;
 use registry_svc::rebalance::rebalance;
+use registry_svc::repair;
 use registry_svc::server::{self, ServerConfig};
 
 /// mimalloc: measurably faster than the system allocator under many small, short-lived
@@ -61,6 +64,24 @@ enum Command {
         /// Move at most this many keys, then stop (run again to continue).
         #[arg(long)]
         limit: Option<u64>,
+    },
+    /// Walk every shard and report index entries without records, records missing from
+    /// their parent's index or without a parent, and stars or hosts that are gone.
+    /// Exit 0: clean; 1: findings; 2: could not check (bad config, a shard unreachable).
+    Check {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check, fix what can be fixed, and check again; run it on a quiet hyperverse.
+    /// Exit 0: nothing left; 1: findings remain; 2: could not run.
+    Repair {
+        /// Print the outcome as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Delete records whose parent is not registered, with their subtrees (user data).
+        #[arg(long)]
+        delete_orphans: bool,
     },
 }
 
@@ -114,6 +135,16 @@ fn main() -> ExitCode {
             );
             Ok(())
         }),
+        Some(Command::Check { json }) => {
+            return runtime.block_on(repair::run_check(cli.config.as_deref(), json));
+        }
+        Some(Command::Repair {
+            json,
+            delete_orphans,
+        }) => {
+            let config = cli.config.as_deref();
+            return runtime.block_on(repair::run_repair(config, json, delete_orphans));
+        }
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
