@@ -31,7 +31,9 @@ use std::time::Duration;
 use hyperverse_core::wire::TransportMode;
 use serde::Deserialize;
 
-use crate::backend::redis::{Replication, ShardSpec, WaitMode};
+use hyperverse_core::registry::RegistryLimits;
+
+use crate::backend::redis::{RedisConfig, Replication, ShardSpec, ShardTimeouts, WaitMode};
 use crate::ring::DEFAULT_VNODES;
 
 /// Everything registry-svc is configured with.
@@ -187,6 +189,31 @@ impl Settings {
                 .map(|master| ShardSpec::sentinel(master, &sentinels))
                 .collect()
         })
+    }
+
+    /// The registry's limits.
+    pub fn limits(&self) -> RegistryLimits {
+        RegistryLimits {
+            star_ttl: self.star_ttl(),
+            max_artifact: self.max_artifact_bytes,
+            max_grants_per_point: self.max_grants_per_point,
+            max_grants_per_agent: self.max_grants_per_agent,
+        }
+    }
+
+    /// The Redis backend's configuration: what `serve`, `init`, `check` and `repair`
+    /// all work on. `None` for the in-memory backend.
+    pub fn redis_config(&self) -> Option<RedisConfig> {
+        let mut config = RedisConfig::with_shards(self.shard_specs()?);
+        config.prefix = self.prefix.clone();
+        config.vnodes = self.vnodes;
+        config.limits = self.limits();
+        config.replication = self.replication();
+        config.timeouts = ShardTimeouts {
+            response: Duration::from_millis(self.redis_timeout_ms),
+            ..ShardTimeouts::default()
+        };
+        Some(config)
     }
 
     /// How many replicas acknowledge each write.

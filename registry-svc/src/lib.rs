@@ -5,11 +5,14 @@
 //!   Redis shard is configured).
 //! - [`backend::redis`]: points sharded over Redis servers by the [`ring`].
 //!
+//! and the offline tools over Redis shards: [`rebalance`] and [`repair`] (check and repair).
+//!
 //! See `docs/registry.md`.
 
 pub mod backend;
 pub mod config;
 pub mod metrics;
 pub mod rebalance;
+pub mod repair;
 pub mod ring;
 pub mod server;

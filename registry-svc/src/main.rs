@@ -1,9 +1,11 @@
-//! `registry-svc`: serve the registry, or rebalance its shards.
+//! `registry-svc`: serve the registry, or rebalance, check or repair its shards.
 //!
 //! ```text
 //! registry-svc [--config FILE]                      serve (settings: see config.rs)
 //! registry-svc init [--config FILE]                 give shards without one the identity
 //! registry-svc rebalance --from URLS --to URLS      move points to a new shard list
+//! registry-svc check [--json]                       report what is broken on the shards
+//! registry-svc repair [--json] [--delete-orphans]   and fix what can be fixed
 //! ```
 
 use std::path::PathBuf;
@@ -12,14 +14,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Parser, Subcommand};
-use hyperverse_core::registry::{RegistryApi, RegistryLimits};
+use hyperverse_core::registry::RegistryApi;
 use registry_svc::backend::memory::MemoryRegistry;
-use registry_svc::backend::redis::{
-    InitMode, RedisConfig, RedisRegistry, ShardState, ShardTimeouts,
-};
+use registry_svc::backend::redis::{InitMode, RedisRegistry, ShardState};
 use registry_svc::config::{InitSetting, Settings};
 use registry_svc::metrics::Metrics;
 use registry_svc::rebalance::rebalance;
+use registry_svc::repair;
 use registry_svc::server::{self, ServerConfig};
 
 /// mimalloc: measurably faster than the system allocator under many small, short-lived
@@ -70,6 +71,24 @@ enum Command {
         /// Move at most this many keys, then stop (run again to continue).
         #[arg(long)]
         limit: Option<u64>,
+    },
+    /// Walk every shard and report index entries without records, records missing from
+    /// their parent's index or without a parent, and stars or hosts that are gone.
+    /// Exit 0: clean; 1: findings; 2: could not check (bad config, a shard unreachable).
+    Check {
+        /// Print the report as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Check, fix what can be fixed, and check again; run it on a quiet hyperverse.
+    /// Exit 0: nothing left; 1: findings remain; 2: could not run.
+    Repair {
+        /// Print the outcome as JSON.
+        #[arg(long)]
+        json: bool,
+        /// Delete records whose parent is not registered, with their subtrees (user data).
+        #[arg(long)]
+        delete_orphans: bool,
     },
 }
 
@@ -124,6 +143,16 @@ fn main() -> ExitCode {
             );
             Ok(())
         }),
+        Some(Command::Check { json }) => {
+            return runtime.block_on(repair::run_check(cli.config.as_deref(), json));
+        }
+        Some(Command::Repair {
+            json,
+            delete_orphans,
+        }) => {
+            let config = cli.config.as_deref();
+            return runtime.block_on(repair::run_repair(config, json, delete_orphans));
+        }
     };
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
@@ -136,15 +165,9 @@ fn main() -> ExitCode {
 
 async fn serve(config: Option<PathBuf>) -> Result<(), String> {
     let settings = Settings::load(config.as_deref()).map_err(|e| e.to_string())?;
-    let limits = RegistryLimits {
-        star_ttl: settings.star_ttl(),
-        max_artifact: settings.max_artifact_bytes,
-        max_grants_per_point: settings.max_grants_per_point,
-        max_grants_per_agent: settings.max_grants_per_agent,
-    };
-    let (api, redis): (Arc<dyn RegistryApi>, Option<RedisRegistry>) = match redis_config(
-        &settings, limits,
-    ) {
+    let limits = settings.limits();
+    let (api, redis): (Arc<dyn RegistryApi>, Option<RedisRegistry>) = match settings.redis_config()
+    {
         None => {
             tracing::warn!(
                 "no shards configured: using the embedded in-memory registry (nothing persists)"
@@ -208,20 +231,6 @@ async fn serve(config: Option<PathBuf>) -> Result<(), String> {
     Ok(())
 }
 
-/// The Redis backend's configuration, `None` for the in-memory backend.
-fn redis_config(settings: &Settings, limits: RegistryLimits) -> Option<RedisConfig> {
-    let mut config = RedisConfig::with_shards(settings.shard_specs()?);
-    config.prefix = settings.prefix.clone();
-    config.vnodes = settings.vnodes;
-    config.limits = limits;
-    config.replication = settings.replication();
-    config.timeouts = ShardTimeouts {
-        response: Duration::from_millis(settings.redis_timeout_ms),
-        ..ShardTimeouts::default()
-    };
-    Some(config)
-}
-
 /// How often every shard's reachability and identity are verified.
 const SHARD_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
@@ -247,8 +256,7 @@ async fn watch_shards(redis: RedisRegistry, init: InitSetting) {
 /// `registry-svc init`.
 async fn init(config: Option<PathBuf>) -> Result<(), String> {
     let settings = Settings::load(config.as_deref()).map_err(|e| e.to_string())?;
-    let limits = RegistryLimits::default();
-    let Some(config) = redis_config(&settings, limits) else {
+    let Some(config) = settings.redis_config() else {
         return Err("init works on Redis shards; no `shards` are configured".into());
     };
     let redis = RedisRegistry::new(config).map_err(|e| e.to_string())?;

@@ -46,6 +46,33 @@ impl Keys {
         })
     }
 
+    /// The prefix of every key.
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
+    /// The tag and the rest of a key of this layout (`hv:{P}:rec` → `("P", "rec")`);
+    /// `None` for a key of another prefix or shape. A tag starting with `#` (the star
+    /// directory's, or any other per-shard key) is not a point.
+    pub fn split<'k>(&self, key: &'k str) -> Option<(&'k str, &'k str)> {
+        let rest = key.strip_prefix(self.prefix.as_str())?.strip_prefix(":{")?;
+        let (tag, what) = rest.split_once('}')?;
+        Some((tag, what.strip_prefix(':')?))
+    }
+
+    /// A `SCAN … MATCH` pattern for every tagged key under the prefix (`hv:{*`), with
+    /// glob characters in the prefix escaped.
+    pub fn pattern(&self) -> String {
+        let mut pattern = String::with_capacity(self.prefix.len() + 4);
+        for c in self.prefix.chars() {
+            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+                pattern.push('\\');
+            }
+            pattern.push(c);
+        }
+        pattern + ":{*"
+    }
+
     fn key(&self, point: &str, what: &str) -> String {
         format!("{}:{{{point}}}:{what}", self.prefix)
     }
@@ -196,4 +223,32 @@ pub fn decode_stub(
         kind: kind.parse()?,
         status: status.parse()?,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::Keys;
+
+    #[test]
+    fn keys_split_into_tag_and_kind() {
+        let keys = Keys::new("hv").expect("prefix");
+        assert_eq!(
+            keys.split("hv:{localhost:app}:rec"),
+            Some(("localhost:app", "rec"))
+        );
+        assert_eq!(keys.split("hv:{#stars}:dir"), Some(("#stars", "dir")));
+        assert_eq!(keys.split("hv:{ROOT}:kids"), Some(("ROOT", "kids")));
+        assert_eq!(keys.split("hvx:{a}:rec"), None);
+        assert_eq!(keys.split("hv:{a}rec"), None);
+        assert_eq!(keys.split("hv:plain"), None);
+    }
+
+    #[test]
+    fn scan_patterns_escape_glob_characters() {
+        assert_eq!(Keys::new("hv").expect("prefix").pattern(), "hv:{*");
+        assert_eq!(
+            Keys::new("a*b?[c]").expect("prefix").pattern(),
+            r"a\*b\?\[c\]:{*"
+        );
+    }
 }

@@ -175,6 +175,16 @@ impl RedisRegistry {
     pub async fn check_shards(&self) -> Vec<ShardState> {
         futures::future::join_all(self.inner.shards.iter().map(Shard::check)).await
     }
+
+    /// The index (into [`Self::shards`]) of the shard that holds `point`'s keys.
+    pub fn shard_index(&self, point: &Point) -> usize {
+        self.inner.ring.shard_of(point)
+    }
+
+    /// The key layout under this registry's prefix.
+    pub fn keys(&self) -> &Keys {
+        &self.inner.keys
+    }
 }
 
 impl Inner {
