@@ -236,7 +236,7 @@ const SHARD_CHECK_INTERVAL: Duration = Duration::from_secs(1);
 
 /// Verifies every shard's identity every second, so that a shard that lost its data
 /// without a reconnect (flushed) stops being served, a restored one is served again,
-/// and the metrics say which is which; initialises a brand-new hyperverse whose shards
+/// and the metrics say which is which; settles creates that failed half-way; initialises a brand-new hyperverse whose shards
 /// were not all reachable at start (`init = "auto"`).
 async fn watch_shards(redis: RedisRegistry, init: InitSetting) {
     let mut tick = tokio::time::interval(SHARD_CHECK_INTERVAL);
@@ -244,6 +244,7 @@ async fn watch_shards(redis: RedisRegistry, init: InitSetting) {
     loop {
         tick.tick().await;
         redis.check_shards().await;
+        redis.settle_failed_creates().await;
         if init == InitSetting::Auto
             && redis.hyperverse().is_none()
             && let Err(e) = redis.initialise(InitMode::Automatic).await

@@ -327,3 +327,68 @@ async fn adding_a_fourth_shard_moves_a_minority_and_loses_nothing() {
         .expect("again");
     assert_eq!(again.moved_keys, 0, "idempotent");
 }
+
+/// A create whose record step fails (its shard is down) leaves its entry in the parent's
+/// index; once the shard answers, settling takes the entry back, so `check` finds
+/// nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_create_that_failed_half_way_is_taken_back_from_the_index() {
+    let mut servers: Vec<RedisServer> = (0..2).map(|_| RedisServer::start()).collect();
+    let urls: Vec<String> = servers.iter().map(RedisServer::url).collect();
+    let registry = registry(&urls).await;
+    let ring = ShardRing::new(&urls, DEFAULT_VNODES);
+    // A parent on shard 0 with a child that shard 1 holds.
+    let parent: Point = (0..)
+        .map(|i| format!("space{i}").parse::<Point>().unwrap())
+        .find(|p| ring.shard_of(p) == 0)
+        .unwrap();
+    create(&registry, &parent, Kind::Space).await;
+    let child = (0..)
+        .map(|i| parent.push(&format!("b{i}")).unwrap())
+        .find(|p| ring.shard_of(p) == 1)
+        .unwrap();
+    let kids_key = registry.keys().kids(&parent);
+    let indexed = || {
+        let mut conn = redis::Client::open(urls[0].as_str())
+            .and_then(|c| c.get_connection())
+            .expect("shard 0");
+        redis::cmd("SISMEMBER")
+            .arg(&kids_key)
+            .arg(child.to_string())
+            .query::<bool>(&mut conn)
+            .expect("SISMEMBER")
+    };
+
+    servers[1].save();
+    servers[1].stop();
+    let err = registry
+        .register(&Registration::new(
+            child.clone(),
+            Kind::Base,
+            Point::hyperuser(),
+        ))
+        .await
+        .expect_err("its shard is down");
+    assert!(matches!(err, Error::Unavailable(_)), "{err}");
+    assert!(indexed(), "linked before the record step failed");
+    assert_eq!(registry.unsettled_creates(), 1);
+    assert_eq!(
+        registry.settle_failed_creates().await,
+        0,
+        "not while it is down"
+    );
+    assert_eq!(registry.unsettled_creates(), 1);
+
+    servers[1].restart_keeping_data();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while registry.unsettled_creates() > 0 {
+        assert!(Instant::now() < deadline, "not settled within 10 s");
+        registry.settle_failed_creates().await;
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(!indexed(), "the entry is taken back");
+    let report = registry_svc::repair::check(&registry, Duration::from_secs(10))
+        .await
+        .expect("check");
+    assert!(report.is_clean(), "{}", report.to_text());
+}

@@ -30,6 +30,7 @@ mod scripts;
 pub mod shard;
 pub mod source;
 mod stars;
+pub mod unlink;
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -109,6 +110,7 @@ pub(crate) struct Inner {
     pub(crate) keys: Keys,
     pub(crate) limits: RegistryLimits,
     pub(crate) identity: Arc<Identity>,
+    pub(crate) unlinks: unlink::Unlinks,
 }
 
 impl RedisRegistry {
@@ -144,6 +146,7 @@ impl RedisRegistry {
                 keys,
                 limits: config.limits,
                 identity,
+                unlinks: unlink::Unlinks::default(),
             }),
         })
     }
@@ -174,6 +177,17 @@ impl RedisRegistry {
     /// in configuration order.
     pub async fn check_shards(&self) -> Vec<ShardState> {
         futures::future::join_all(self.inner.shards.iter().map(Shard::check)).await
+    }
+
+    /// Settles the index entries of creates that failed half-way (see [`unlink`]);
+    /// how many entries were removed.
+    pub async fn settle_failed_creates(&self) -> usize {
+        unlink::settle(&self.inner).await
+    }
+
+    /// Creates that failed half-way and are not settled yet.
+    pub fn unsettled_creates(&self) -> usize {
+        self.inner.unlinks.len()
     }
 
     /// The index (into [`Self::shards`]) of the shard that holds `point`'s keys.
@@ -300,7 +314,8 @@ impl RegistryApi for RedisRegistry {
             .ok_or_else(|| Error::bad_request(format!("{point} is a root and always exists")))?;
         let properties = properties_at_create(&registration.kind, &registration.properties)?;
         // Link first (checking the parent in the same step), then write the record: an
-        // index entry without a record is skipped by readers and repaired by a retry.
+        // index entry without a record is skipped by readers, repaired by a retry, and
+        // taken back (see `unlink`) if the record step failed.
         if !inner.link_to_parent(point, &parent).await? {
             return Err(Error::not_found(format!(
                 "parent {parent} of {point} is not registered"
@@ -323,7 +338,8 @@ impl RegistryApi for RedisRegistry {
                     .arg(&args.3)
                     .arg(&args.4);
             })
-            .await?;
+            .await
+            .inspect_err(|_| inner.unlinks.remember(point, &parent))?;
         match outcome.as_str() {
             "created" | "replaced" => Ok(Details {
                 stub: Stub {
