@@ -50,7 +50,7 @@ pub(crate) async fn unlist(
     let key = registry.keys().kids(parent);
     let member = child.to_string();
     let removed: i64 = registry.shards()[registry.shard_index(parent)]
-        .run(|mut c| async move {
+        .run_write(|mut c| async move {
             redis::cmd("SREM")
                 .arg(key)
                 .arg(member)
@@ -76,7 +76,7 @@ pub(crate) async fn relink(
     let is_root = if parent.is_root() { "1" } else { "0" };
     let child = point.to_string();
     let added: i64 = registry.shards()[registry.shard_index(parent)]
-        .run(|mut c| async move {
+        .run_write(|mut c| async move {
             LINK_IF_PARENT
                 .key(rec)
                 .key(kids)
@@ -144,7 +144,7 @@ async fn clear_if_same(
     let rec = registry.keys().rec(point);
     let seen = seen.to_string();
     let cleared: i64 = registry.shards()[registry.shard_index(point)]
-        .run(|mut c| async move {
+        .run_write(|mut c| async move {
             CLEAR_IF_SAME
                 .key(rec)
                 .arg(field)
