@@ -190,6 +190,46 @@ async fn a_shard_back_empty_is_refused_until_the_operator_initialises_it() {
     create(&registry, lost[0], Kind::Space).await;
 }
 
+/// A shard that holds data but lost its identity (someone deleted the key, or restored
+/// data from before identities) is not served until the operator initialises it; its
+/// data is kept.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shard_with_data_but_no_identity_waits_for_the_operator() {
+    let servers: Vec<RedisServer> = (0..2).map(|_| RedisServer::start()).collect();
+    let urls: Vec<String> = servers.iter().map(RedisServer::url).collect();
+    let registry = registry(&urls).await;
+    let ring = ShardRing::new(&urls, DEFAULT_VNODES);
+    let point: Point = (0..)
+        .map(|i| format!("space{i}").parse::<Point>().unwrap())
+        .find(|p| ring.shard_of(p) == 1)
+        .unwrap();
+    create(&registry, &point, Kind::Space).await;
+    let mut conn = redis::Client::open(urls[1].as_str())
+        .and_then(|c| c.get_connection())
+        .expect("shard 1");
+    redis::cmd("DEL")
+        .arg("hv:{#shard}:id")
+        .query::<i64>(&mut conn)
+        .expect("DEL");
+
+    registry.check_shards().await;
+    assert_eq!(registry.shards()[1].state(), ShardState::Unidentified);
+    let err = registry.record(&point).await.unwrap_err();
+    assert!(
+        err.to_string().contains("holds data but no identity"),
+        "{err}"
+    );
+    registry
+        .initialise(InitMode::Operator)
+        .await
+        .expect("initialise")
+        .expect("done");
+    registry
+        .record(&point)
+        .await
+        .expect("served, with its data");
+}
+
 /// A shard that carries another hyperverse's identity, or another shard's name, is not
 /// served, and `init` refuses to touch it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -16,7 +16,6 @@
 //! or by the operator's `registry-svc init`.
 
 use std::sync::RwLock;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use hyperverse_core::{Error, Result};
 use redis::aio::MultiplexedConnection;
@@ -125,9 +124,6 @@ pub struct Identity {
     key: String,
     prefix: String,
     hyperverse: RwLock<Option<String>>,
-    /// Whether some shard was found in a state that a running service must not fix by
-    /// itself (lost, unidentified, foreign): automatic initialisation stays off.
-    tainted: AtomicBool,
 }
 
 impl Identity {
@@ -137,7 +133,6 @@ impl Identity {
             key: format!("{prefix}:{{{IDENTITY_TAG}}}:id"),
             prefix: format!("{prefix}:"),
             hyperverse: RwLock::new(None),
-            tainted: AtomicBool::new(false),
         }
     }
 
@@ -152,11 +147,6 @@ impl Identity {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .clone()
-    }
-
-    /// Whether a shard was found lost, unidentified or foreign by this process.
-    pub fn tainted(&self) -> bool {
-        self.tainted.load(Ordering::Relaxed)
     }
 
     /// Adopts `id` if no id is known; whether `id` is the hyperverse's id now.
@@ -184,7 +174,7 @@ impl Identity {
             .arg("shard")
             .query_async(conn)
             .await?;
-        let state = match (hyperverse, shard) {
+        Ok(match (hyperverse, shard) {
             (Some(hyperverse), Some(shard)) => {
                 if shard == name && self.adopt(&hyperverse) {
                     ShardState::Serving
@@ -195,14 +185,7 @@ impl Identity {
             _ if self.hyperverse().is_none() => ShardState::Uninitialised,
             _ if self.holds_points(conn).await? => ShardState::Unidentified,
             _ => ShardState::Lost,
-        };
-        if matches!(
-            state,
-            ShardState::Lost | ShardState::Unidentified | ShardState::Foreign { .. }
-        ) {
-            self.tainted.store(true, Ordering::Relaxed);
-        }
-        Ok(state)
+        })
     }
 
     /// Whether the server holds any point's key under the prefix (the shard's and the

@@ -49,9 +49,6 @@ impl RedisRegistry {
     /// `Ok(None)` when `mode` allows nothing to be done.
     pub async fn initialise(&self, mode: InitMode) -> Result<Option<InitReport>> {
         let inner = &self.inner;
-        if mode == InitMode::Automatic && inner.identity.tainted() {
-            return Ok(None);
-        }
         let states = self.check_shards().await;
         let named = |wanted: fn(&ShardState) -> bool| -> Vec<String> {
             inner
