@@ -10,9 +10,11 @@
 //! Delivery: a call registers its oneshot under a fresh id, then queues its frame. It
 //! ends with the peer's answer or with `Unavailable` as soon as the connection is lost;
 //! its pending entry is removed however it ends (the caller bounds the wait and may
-//! drop the call). A frame too large to send fails its own call only. A request that
-//! may have reached the peer is never resent. Dropping the `Mux` (or cancelling the
-//! token it was started with) closes the connection.
+//! drop the call). A frame too large to send fails its own call only. The `Mux` never
+//! resends: [`Call::deliver`] tells a lost connection ([`Lost`]: the request may or may
+//! not have reached the peer) apart from an answer, the peer's errors included, so that
+//! its user can resend what is safe to repeat on its next connection. Dropping the
+//! `Mux` (or cancelling the token it was started with) closes the connection.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -58,6 +60,20 @@ impl<X: Exchange> Outgoing for Queued<X> {
 
     fn into_frame(self) -> (X::Out, u64) {
         (self.0, self.1)
+    }
+}
+
+/// Why a call got no answer: its connection was lost (or was gone already) with the
+/// call in flight, so the request may or may not have reached the peer. Holds the
+/// `Unavailable` error naming the connection and the cause. Never sent over the wire:
+/// an `Unavailable` the peer answers is an answer, not a `Lost`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Lost(pub Error);
+
+impl Lost {
+    /// The error a caller that does not resend reports.
+    pub fn into_error(self) -> Error {
+        self.0
     }
 }
 
@@ -170,11 +186,11 @@ impl<X: Exchange> Mux<X> {
         &self.closed
     }
 
-    /// A call on this connection; the error it was lost with, if it was.
-    pub fn open_call(&self) -> Result<Call<'_, X>> {
+    /// A call on this connection; why it was lost, if it was (the request was not sent).
+    pub fn open_call(&self) -> std::result::Result<Call<'_, X>, Lost> {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let (reply, answer) = oneshot::channel();
-        self.pending.insert(id, reply)?;
+        self.pending.insert(id, reply).map_err(Lost)?;
         Ok(Call {
             mux: self,
             id,
@@ -184,7 +200,10 @@ impl<X: Exchange> Mux<X> {
 
     /// Sends `request` and waits for its answer; the caller bounds the wait.
     pub async fn call(&self, request: X::Request) -> Result<X::Answer> {
-        self.open_call()?.send(request).await
+        self.open_call()
+            .map_err(Lost::into_error)?
+            .send(request)
+            .await
     }
 
     /// Calls waiting for an answer.
@@ -192,10 +211,12 @@ impl<X: Exchange> Mux<X> {
         self.pending.len()
     }
 
-    fn lost(&self) -> Error {
-        self.pending
-            .lost()
-            .unwrap_or_else(|| Error::Unavailable("connection lost".into()))
+    fn lost(&self) -> Lost {
+        Lost(
+            self.pending
+                .lost()
+                .unwrap_or_else(|| Error::Unavailable("connection lost".into())),
+        )
     }
 }
 
@@ -204,19 +225,32 @@ impl<X: Exchange> Mux<X> {
 pub struct Call<'a, X: Exchange> {
     mux: &'a Mux<X>,
     id: u64,
-    answer: oneshot::Receiver<Result<X::Answer>>,
+    answer: oneshot::Receiver<std::result::Result<Result<X::Answer>, Lost>>,
 }
 
 impl<X: Exchange> Call<'_, X> {
-    /// Queues `request` and waits for its answer.
-    pub async fn send(mut self, request: X::Request) -> Result<X::Answer> {
+    /// Queues `request` and waits for its answer; a lost connection is `Unavailable`.
+    pub async fn send(self, request: X::Request) -> Result<X::Answer> {
+        self.deliver(request)
+            .await
+            .unwrap_or_else(|lost| Err(lost.0))
+    }
+
+    /// Queues `request` and waits: `Ok` with the answer (the peer's error included, or
+    /// this side's refusal to send a frame too large), or [`Lost`] when the connection
+    /// went with the call in flight.
+    pub async fn deliver(
+        mut self,
+        request: X::Request,
+    ) -> std::result::Result<Result<X::Answer>, Lost> {
         let frame = Queued::<X>(X::frame(self.id, request), self.id);
         if self.mux.outbox.send(frame).await.is_err() {
             return Err(self.mux.lost());
         }
-        (&mut self.answer)
-            .await
-            .unwrap_or_else(|_| Err(self.mux.lost()))
+        match (&mut self.answer).await {
+            Ok(answer) => answer,
+            Err(_) => Err(self.mux.lost()),
+        }
     }
 }
 
@@ -226,7 +260,8 @@ impl<X: Exchange> Drop for Call<'_, X> {
     }
 }
 
-type Reply<A> = oneshot::Sender<Result<A>>;
+/// What a waiting call is handed: an answer, or the loss of its connection.
+type Reply<A> = oneshot::Sender<std::result::Result<Result<A>, Lost>>;
 
 /// The calls waiting for an answer; once the connection is gone, why it went.
 struct Pending<A>(Mutex<Calls<A>>);
@@ -270,7 +305,7 @@ impl<A> Pending<A> {
         };
         match reply {
             Some(reply) => {
-                let _ = reply.send(result);
+                let _ = reply.send(Ok(result));
             }
             None => tracing::debug!(id, "an answer came for a call that no longer waits"),
         }
@@ -288,7 +323,7 @@ impl<A> Pending<A> {
         };
         if let Calls::Open(calls) = calls {
             for (_, reply) in calls {
-                let _ = reply.send(Err(error.clone()));
+                let _ = reply.send(Err(Lost(error.clone())));
             }
         }
     }
@@ -327,7 +362,7 @@ mod tests {
 
         pending.complete(2, Ok(2));
 
-        assert_eq!(second_answer.try_recv().unwrap(), Ok(2));
+        assert_eq!(second_answer.try_recv().unwrap(), Ok(Ok(2)));
         assert_eq!(
             first_answer.try_recv(),
             Err(oneshot::error::TryRecvError::Empty),
@@ -358,11 +393,24 @@ mod tests {
 
         pending.fail_all(&lost());
 
-        assert_eq!(first_answer.try_recv().unwrap(), Err(lost()));
-        assert_eq!(second_answer.try_recv().unwrap(), Err(lost()));
+        assert_eq!(first_answer.try_recv().unwrap(), Err(Lost(lost())));
+        assert_eq!(second_answer.try_recv().unwrap(), Err(Lost(lost())));
         let (late, _answer) = oneshot::channel();
         assert_eq!(pending.insert(3, late), Err(lost()));
         assert_eq!(pending.lost(), Some(lost()));
+    }
+
+    #[test]
+    fn an_unavailable_the_peer_answers_is_an_answer_not_a_loss() {
+        let pending = Pending::<u8>::new();
+        let (reply, mut answer) = oneshot::channel();
+        pending.insert(1, reply).unwrap();
+        let refused = Error::Unavailable("shard redis://x/ unavailable".into());
+
+        pending.complete(1, Err(refused.clone()));
+
+        assert_eq!(answer.try_recv().unwrap(), Ok(Err(refused)));
+        assert_eq!(pending.lost(), None, "the connection is still up");
     }
 
     #[test]
