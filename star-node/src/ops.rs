@@ -150,6 +150,7 @@ async fn create(
         owner: agent.point(),
         strategy,
         status: Status::Pending,
+        request_id: None,
     };
     machine.registry.register(&registration).await?;
     if strategy == Strategy::Override {
@@ -190,6 +191,7 @@ async fn publish(
         owner: agent.point(),
         strategy: Strategy::Ensure,
         status: Status::Ready,
+        request_id: None,
     };
     let details = machine.registry.register(&registration).await?;
     let existing = details.properties.get("hash").map(|p| p.value.as_str());

@@ -61,7 +61,8 @@ macro_rules! registry_conformance_tests {
             delete_is_recursive, access_owner_and_hyperuser, access_grants_apply,
             chown_only_by_super, list_and_remove_access, grants_per_point_are_capped,
             grants_per_agent_are_capped, deleting_a_point_frees_its_granters, star_directory,
-            star_directory_expires, artifacts, saved_state, concurrent_registrations
+            star_directory_expires, artifacts, saved_state, concurrent_registrations,
+            register_again_with_its_request_id
         );
     };
     (@cases $fresh:path; $($case:ident),+ $(,)?) => {
@@ -1315,6 +1316,69 @@ pub async fn artifacts(registry: Registry) {
         matches!(err, Error::NotFound(_)),
         "deleted with its particle: {err}"
     );
+}
+
+/// A registration sent again with its request id (its answer was lost, the client
+/// resent it) is answered as the first time, whatever its strategy, and not applied
+/// again; another request id, or none, is another registration.
+pub async fn register_again_with_its_request_id(registry: Registry) {
+    create(&registry, "localhost", Kind::Space, "GLOBAL::hyperuser").await;
+    let point = p("localhost:once");
+    let mut reg = Registration::new(point.clone(), Kind::Base, Point::hyperuser());
+    reg.properties = vec![PropertyMod::set("description", "first")];
+    reg.request_id = Some(0x5eed_0001);
+    let first = registry.register(&reg).await.expect("commit");
+    registry
+        .set_status(&point, Status::Ready)
+        .await
+        .expect("status changed meanwhile");
+
+    let again = registry
+        .register(&reg)
+        .await
+        .expect("the same commit again");
+    assert_eq!(again, first, "answered as the first time");
+    let record = registry.record(&point).await.expect("record");
+    assert_eq!(
+        record.details.stub.status,
+        Status::Ready,
+        "not applied again"
+    );
+    let children = registry.children(&p("localhost")).await.expect("children");
+    assert_eq!(points(&children), ["localhost:once"], "registered once");
+
+    let mut other = reg.clone();
+    other.request_id = Some(0x5eed_0002);
+    let err = registry.register(&other).await.unwrap_err();
+    assert!(matches!(err, Error::AlreadyExists(_)), "another id: {err}");
+    other.request_id = None;
+    let err = registry.register(&other).await.unwrap_err();
+    assert!(matches!(err, Error::AlreadyExists(_)), "no id: {err}");
+
+    // An Override resent must not clear what was saved after it.
+    let mut replace = Registration::new(point.clone(), Kind::Base, p("localhost:users:bob"));
+    replace.strategy = Strategy::Override;
+    replace.request_id = Some(0x5eed_0003);
+    let replaced = registry.register(&replace).await.expect("override");
+    registry
+        .put_state(&point, Bytes::from_static(b"saved after"))
+        .await
+        .expect("save");
+    let again = registry
+        .register(&replace)
+        .await
+        .expect("the same override");
+    assert_eq!(again, replaced, "answered as the first time");
+    let state = registry.get_state(&point).await.expect("read");
+    assert_eq!(
+        state.as_deref(),
+        Some(&b"saved after"[..]),
+        "not replaced again"
+    );
+    replace.request_id = Some(0x5eed_0004);
+    registry.register(&replace).await.expect("another override");
+    let state = registry.get_state(&point).await.expect("read");
+    assert_eq!(state, None, "another id replaces");
 }
 
 /// Many concurrent registrations under one parent all land, once each.

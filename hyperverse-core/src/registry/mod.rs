@@ -56,10 +56,18 @@ pub struct Registration {
     pub strategy: Strategy,
     /// Initial status (usually `Pending`).
     pub status: Status,
+    /// Names this registration so that sending it again is harmless: a registry that
+    /// finds the point's record written by the same request id answers as it did the
+    /// first time (the details of this registration) and changes nothing. The RPC
+    /// client picks a random one when it is `None` and keeps it while it resends
+    /// ([`client`]). Last in the struct, absent from the frame when `None`, and read
+    /// as `None` from a peer that does not send it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub request_id: Option<u64>,
 }
 
 impl Registration {
-    /// A `Commit` registration, `Pending`, without properties.
+    /// A `Commit` registration, `Pending`, without properties or request id.
     pub fn new(point: Point, kind: Kind, owner: Point) -> Self {
         Self {
             point,
@@ -68,6 +76,7 @@ impl Registration {
             owner,
             strategy: Strategy::Commit,
             status: Status::Pending,
+            request_id: None,
         }
     }
 }
@@ -215,6 +224,9 @@ pub fn content_hash(bytes: &[u8]) -> String {
 #[async_trait]
 pub trait RegistryApi: Send + Sync {
     /// Registers a particle under the given strategy; returns its details as stored.
+    /// When the point's record was written by a registration with the same
+    /// [`Registration::request_id`], answers that registration's details again, whatever
+    /// the strategy, and changes nothing.
     async fn register(&self, registration: &Registration) -> Result<Details>;
 
     /// Records the star that hosts `point`.

@@ -234,6 +234,7 @@ mod tests {
     use tokio_util::codec::{Decoder, Encoder};
 
     use super::*;
+    use crate::kind::Kind;
     use crate::wire::FrameCodec;
 
     fn p(s: &str) -> Point {
@@ -264,6 +265,99 @@ mod tests {
         assert_eq!(ops.len(), requests.len());
         assert!(ops.contains("star_heartbeat") && ops.contains("list_stars"));
         assert_eq!(<PutArtifact as Rpc>::OP, "put_artifact");
+    }
+
+    /// `Registration` as it was before it carried a request id, and a request enum
+    /// with just its `Register` variant: what an older peer sends and reads.
+    mod before_request_ids {
+        use serde::{Deserialize, Serialize};
+
+        use crate::kind::Kind;
+        use crate::particle::{SetProperties, Status};
+        use crate::point::Point;
+        use crate::registry::Strategy;
+
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        pub struct Registration {
+            pub point: Point,
+            pub kind: Kind,
+            pub properties: SetProperties,
+            pub owner: Point,
+            pub strategy: Strategy,
+            pub status: Status,
+        }
+
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        pub struct Register {
+            pub registration: Registration,
+        }
+
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        pub enum Request {
+            Register(Register),
+        }
+
+        #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+        pub struct RequestFrame {
+            pub id: u64,
+            pub request: Request,
+        }
+    }
+
+    fn registration() -> Registration {
+        let mut registration = Registration::new(p("localhost:a"), Kind::Base, Point::hyperuser());
+        registration.properties = vec![crate::particle::PropertyMod::set("description", "a")];
+        registration.strategy = crate::registry::Strategy::Ensure;
+        registration
+    }
+
+    #[test]
+    fn a_register_without_a_request_id_from_an_older_peer_still_decodes() {
+        let new = registration();
+        let old = before_request_ids::RequestFrame {
+            id: 9,
+            request: before_request_ids::Request::Register(before_request_ids::Register {
+                registration: before_request_ids::Registration {
+                    point: new.point.clone(),
+                    kind: new.kind,
+                    properties: new.properties.clone(),
+                    owner: new.owner.clone(),
+                    strategy: new.strategy,
+                    status: new.status,
+                },
+            }),
+        };
+        let mut buf = BytesMut::new();
+        FrameCodec::<before_request_ids::RequestFrame, ()>::default()
+            .encode(old, &mut buf)
+            .unwrap();
+        let decoded = FrameCodec::<(), RequestFrame>::default()
+            .decode(&mut buf)
+            .unwrap();
+        let expected = RequestFrame {
+            id: 9,
+            request: Register { registration: new }.into(),
+        };
+        assert_eq!(decoded, Some(expected), "read with request_id None");
+    }
+
+    #[test]
+    fn a_request_id_travels_and_none_is_sent_as_before() {
+        let mut with_id = registration();
+        with_id.request_id = Some(u64::MAX);
+        let bytes = rmp_serde::to_vec(&with_id).unwrap();
+        let back: Registration = rmp_serde::from_slice(&bytes).unwrap();
+        assert_eq!(back, with_id);
+        // An older peer cannot read it (rmp-serde refuses an array longer than the
+        // struct): registry-svc must be upgraded before its clients.
+        let old = rmp_serde::from_slice::<before_request_ids::Registration>(&bytes);
+        assert!(old.is_err(), "an older peer refuses the longer array");
+
+        let without = registration();
+        let bytes = rmp_serde::to_vec(&without).unwrap();
+        let old: before_request_ids::Registration =
+            rmp_serde::from_slice(&bytes).expect("None is left out: an older peer reads it");
+        assert_eq!(old.point, without.point);
     }
 
     #[test]

@@ -838,8 +838,9 @@ prop_compose! {
         owner in point(),
         strategy in reg_strategy(),
         status in status(),
+        request_id in prop::option::of(any::<u64>()),
     ) -> Registration {
-        Registration { point, kind, properties, owner, strategy, status }
+        Registration { point, kind, properties, owner, strategy, status, request_id }
     }
 }
 

@@ -33,6 +33,8 @@ struct Entry {
     grants: BTreeMap<u64, AccessGrant>,
     artifact: Option<(Bytes, ArtifactMeta)>,
     state: Option<Bytes>,
+    /// The request id of the registration that wrote the record, if it had one.
+    request_id: Option<u64>,
 }
 
 impl Entry {
@@ -44,6 +46,7 @@ impl Entry {
             grants: BTreeMap::new(),
             artifact: None,
             state: None,
+            request_id: None,
         }
     }
 
@@ -257,6 +260,10 @@ impl RegistryApi for MemoryRegistry {
             owner: registration.owner.clone(),
         };
         if let Some(existing) = state.particles.get_mut(point) {
+            // The same registration again (its answer was lost and it was resent).
+            if registration.request_id.is_some() && existing.request_id == registration.request_id {
+                return Ok(record.details);
+            }
             match registration.strategy {
                 Strategy::Commit => {
                     return Err(Error::AlreadyExists(format!("particle {point}")));
@@ -275,12 +282,15 @@ impl RegistryApi for MemoryRegistry {
                     existing.record = record;
                     existing.artifact = None;
                     existing.state = None;
+                    existing.request_id = registration.request_id;
                     return Ok(existing.record.details.clone());
                 }
             }
         }
         let details = record.details.clone();
-        state.particles.insert(point.clone(), Entry::new(record));
+        let mut entry = Entry::new(record);
+        entry.request_id = registration.request_id;
+        state.particles.insert(point.clone(), entry);
         state.get_mut(&parent)?.children.insert(point.clone());
         Ok(details)
     }

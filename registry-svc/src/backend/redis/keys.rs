@@ -5,7 +5,7 @@
 //!
 //! | key | type | holds |
 //! |---|---|---|
-//! | `hv:{P}:rec` | hash | the record: `k` kind, `s` status, `o` owner, `st` star, `h` host, `p` properties (MessagePack) |
+//! | `hv:{P}:rec` | hash | the record: `k` kind, `s` status, `o` owner, `st` star, `h` host, `p` properties (MessagePack); `r` the request id of the registration that wrote it (written and read by `REGISTER` only) |
 //! | `hv:{P}:kids` | set | the points of P's children |
 //! | `hv:{P}:seq` | string | P's sequence counter |
 //! | `hv:{P}:grants` | hash | grant number → grant (MessagePack), for grants rooted at P |

@@ -328,6 +328,10 @@ impl RegistryApi for RedisRegistry {
             registration.status.to_string(),
             registration.owner.to_string(),
             pack(&properties)?,
+            registration
+                .request_id
+                .map(|id| id.to_string())
+                .unwrap_or_default(),
         );
         let (outcome, existing): (String, String) = inner
             .shard(point)
@@ -336,7 +340,8 @@ impl RegistryApi for RedisRegistry {
                     .arg(&args.1)
                     .arg(&args.2)
                     .arg(&args.3)
-                    .arg(&args.4);
+                    .arg(&args.4)
+                    .arg(&args.5);
             })
             .await
             .inspect_err(|_| inner.unlinks.remember(point, &parent))?;

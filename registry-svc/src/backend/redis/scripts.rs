@@ -7,13 +7,19 @@ use std::sync::LazyLock;
 
 use redis::Script;
 
-/// KEYS: rec, art. ARGV: strategy, kind, status, owner, properties.
-/// Returns `{outcome, existing kind}` with outcome `created`, `kept`, `replaced` or `exists`.
+/// KEYS: rec, art. ARGV: strategy, kind, status, owner, properties, request id ('' for
+/// none). Returns `{outcome, existing kind}` with outcome `created`, `kept`, `replaced` or
+/// `exists`. The request id is stored in field `r` of the record it writes; a record
+/// whose `r` is this request id was written by this same registration, sent again after
+/// its answer was lost: it is answered `created`, as the first time, and left as it is.
 pub static REGISTER: LazyLock<Script> = LazyLock::new(|| {
     Script::new(
         r"
 local kind = redis.call('HGET', KEYS[1], 'k')
 if kind then
+  if ARGV[6] ~= '' and redis.call('HGET', KEYS[1], 'r') == ARGV[6] then
+    return {'created', kind}
+  end
   if ARGV[1] == 'Commit' then return {'exists', kind} end
   if ARGV[1] == 'Ensure' then
     if kind == ARGV[2] then return {'kept', kind} end
@@ -21,9 +27,11 @@ if kind then
   end
   redis.call('DEL', KEYS[1], KEYS[2])
   redis.call('HSET', KEYS[1], 'k', ARGV[2], 's', ARGV[3], 'o', ARGV[4], 'p', ARGV[5])
+  if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'r', ARGV[6]) end
   return {'replaced', kind}
 end
 redis.call('HSET', KEYS[1], 'k', ARGV[2], 's', ARGV[3], 'o', ARGV[4], 'p', ARGV[5])
+if ARGV[6] ~= '' then redis.call('HSET', KEYS[1], 'r', ARGV[6]) end
 return {'created', ARGV[2]}
 ",
     )
