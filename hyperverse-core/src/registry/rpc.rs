@@ -15,6 +15,13 @@
 //! another variant gets an [`Error::Internal`] at run time. The whole table is one macro
 //! invocation below; [`dispatch`] carries a request out against any backend.
 //!
+//! The table also says, once per operation, whether a request is safe to send again
+//! when its connection was lost before the answer came ([`Rpc::RESEND`],
+//! [`Request::may_resend`]): `resend` for every read, for writes that set a value (doing
+//! them twice leaves what doing them once does) and for `register`, which carries a
+//! request id the registry recognises ([`Registration::request_id`]); `once` for writes
+//! that would apply twice (`grant`, `remove_access`, `delete`, `sequence`, `swap_star`).
+//!
 //! This module owns the message shapes only: no sockets, no tasks.
 
 use bytes::Bytes;
@@ -58,6 +65,10 @@ pub trait Rpc: Into<Request> {
     /// The snake_case operation name (as [`Request::op`]).
     const OP: &'static str;
 
+    /// Whether the request may be sent again after its connection was lost with it in
+    /// flight: doing it twice leaves the registry as doing it once does.
+    const RESEND: bool;
+
     /// The typed value inside `response`; `Internal` if it answers another operation.
     fn unwrap_response(response: Response) -> Result<Self::Response>;
 }
@@ -68,12 +79,22 @@ fn mismatch(asked: &str, answered: &str) -> Error {
     ))
 }
 
+/// `resend` (safe to send again after a lost connection) or `once`, as a `bool`.
+macro_rules! resend {
+    (resend) => {
+        true
+    };
+    (once) => {
+        false
+    };
+}
+
 /// Defines, from one table, the request structs, [`Request`], [`Response`], their
 /// [`Rpc`] impls and [`dispatch`].
 macro_rules! registry_rpc {
     ($(
         $(#[doc = $doc:literal])*
-        $name:ident = $op:literal { $($field:ident : $ty:ty),* $(,)? } -> $response:ty
+        $name:ident = $op:literal, $resend:ident { $($field:ident : $ty:ty),* $(,)? } -> $response:ty
             => |$api:ident, $req:ident| $call:expr;
     )+) => {
         $(
@@ -90,6 +111,7 @@ macro_rules! registry_rpc {
             impl Rpc for $name {
                 type Response = $response;
                 const OP: &'static str = $op;
+                const RESEND: bool = resend!($resend);
 
                 fn unwrap_response(response: Response) -> Result<$response> {
                     match response {
@@ -117,6 +139,14 @@ macro_rules! registry_rpc {
             pub fn op(&self) -> &'static str {
                 match self {
                     $( Request::$name(_) => $op, )+
+                }
+            }
+
+            /// Whether this request may be sent again after its connection was lost
+            /// with it in flight ([`Rpc::RESEND`]).
+            pub fn may_resend(&self) -> bool {
+                match self {
+                    $( Request::$name(_) => <$name as Rpc>::RESEND, )+
                 }
             }
         }
@@ -147,82 +177,82 @@ macro_rules! registry_rpc {
 
 registry_rpc! {
     /// [`RegistryApi::register`].
-    Register = "register" { registration: Registration } -> Details
+    Register = "register", resend { registration: Registration } -> Details
         => |api, r| api.register(&r.registration).await;
     /// [`RegistryApi::assign_star`].
-    AssignStar = "assign_star" { point: Point, star: Point } -> ()
+    AssignStar = "assign_star", resend { point: Point, star: Point } -> ()
         => |api, r| api.assign_star(&r.point, &r.star).await;
     /// [`RegistryApi::put_state`].
-    PutState = "put_state" { point: Point, state: ByteBuf } -> ()
+    PutState = "put_state", resend { point: Point, state: ByteBuf } -> ()
         => |api, r| api.put_state(&r.point, Bytes::from(r.state.into_vec())).await;
     /// [`RegistryApi::get_state`].
-    GetState = "get_state" { point: Point } -> Option<ByteBuf>
+    GetState = "get_state", resend { point: Point } -> Option<ByteBuf>
         => |api, r| api.get_state(&r.point).await.map(|s| s.map(|b| ByteBuf::from(b.to_vec())));
     /// [`RegistryApi::swap_star`].
-    SwapStar = "swap_star" { point: Point, expected: Option<Point>, star: Point } -> bool
+    SwapStar = "swap_star", once { point: Point, expected: Option<Point>, star: Point } -> bool
         => |api, r| api.swap_star(&r.point, r.expected.as_ref(), &r.star).await;
     /// [`RegistryApi::assign_host`].
-    AssignHost = "assign_host" { point: Point, host: Point } -> ()
+    AssignHost = "assign_host", resend { point: Point, host: Point } -> ()
         => |api, r| api.assign_host(&r.point, &r.host).await;
     /// [`RegistryApi::set_status`].
-    SetStatus = "set_status" { point: Point, status: Status } -> ()
+    SetStatus = "set_status", resend { point: Point, status: Status } -> ()
         => |api, r| api.set_status(&r.point, r.status).await;
     /// [`RegistryApi::set_properties`].
-    SetProperties = "set_properties" { point: Point, changes: particle::SetProperties } -> ()
+    SetProperties = "set_properties", resend { point: Point, changes: particle::SetProperties } -> ()
         => |api, r| api.set_properties(&r.point, &r.changes).await;
     /// [`RegistryApi::sequence`].
-    Sequence = "sequence" { point: Point } -> u64
+    Sequence = "sequence", once { point: Point } -> u64
         => |api, r| api.sequence(&r.point).await;
     /// [`RegistryApi::get_properties`].
-    GetProperties = "get_properties" { point: Point } -> Properties
+    GetProperties = "get_properties", resend { point: Point } -> Properties
         => |api, r| api.get_properties(&r.point).await;
     /// [`RegistryApi::record`].
-    Record = "record" { point: Point } -> ParticleRecord
+    Record = "record", resend { point: Point } -> ParticleRecord
         => |api, r| api.record(&r.point).await;
     /// [`RegistryApi::select`].
-    Select = "select" { selector: Selector } -> Vec<Stub>
+    Select = "select", resend { selector: Selector } -> Vec<Stub>
         => |api, r| api.select(&r.selector).await;
     /// [`RegistryApi::children`].
-    Children = "children" { point: Point } -> Vec<Stub>
+    Children = "children", resend { point: Point } -> Vec<Stub>
         => |api, r| api.children(&r.point).await;
     /// [`RegistryApi::delete`].
-    Delete = "delete" { point: Point } -> Vec<Point>
+    Delete = "delete", once { point: Point } -> Vec<Point>
         => |api, r| api.delete(&r.point).await;
     /// [`RegistryApi::grant`].
-    Grant = "grant" { grant: AccessGrant } -> GrantId
+    Grant = "grant", once { grant: AccessGrant } -> GrantId
         => |api, r| api.grant(&r.grant).await;
     /// [`RegistryApi::access`].
-    Access = "access" { agent: Agent, point: Point } -> security::Access
+    Access = "access", resend { agent: Agent, point: Point } -> security::Access
         => |api, r| api.access(&r.agent, &r.point).await;
     /// [`RegistryApi::chown`].
-    Chown = "chown" { on: Selector, owner: Point, by: Agent } -> u64
+    Chown = "chown", resend { on: Selector, owner: Point, by: Agent } -> u64
         => |api, r| api.chown(&r.on, &r.owner, &r.by).await;
     /// [`RegistryApi::list_access`].
-    ListAccess = "list_access" { to: Option<Point>, point: Point } -> Vec<IndexedAccessGrant>
+    ListAccess = "list_access", resend { to: Option<Point>, point: Point } -> Vec<IndexedAccessGrant>
         => |api, r| api.list_access(r.to.as_ref(), &r.point).await;
     /// [`RegistryApi::remove_access`].
-    RemoveAccess = "remove_access" { id: GrantId, by: Agent } -> ()
+    RemoveAccess = "remove_access", once { id: GrantId, by: Agent } -> ()
         => |api, r| api.remove_access(&r.id, &r.by).await;
     /// [`RegistryApi::register_star`].
-    RegisterStar = "register_star" { entry: StarEntry } -> ()
+    RegisterStar = "register_star", resend { entry: StarEntry } -> ()
         => |api, r| api.register_star(&r.entry).await;
     /// [`RegistryApi::star_heartbeat`].
-    StarHeartbeat = "star_heartbeat" { star: Point, load: u64 } -> ()
+    StarHeartbeat = "star_heartbeat", resend { star: Point, load: u64 } -> ()
         => |api, r| api.star_heartbeat(&r.star, r.load).await;
     /// [`RegistryApi::list_stars`].
-    ListStars = "list_stars" {} -> Vec<StarEntry>
+    ListStars = "list_stars", resend {} -> Vec<StarEntry>
         => |api, _r| api.list_stars().await;
     /// [`RegistryApi::deregister_star`].
-    DeregisterStar = "deregister_star" { star: Point } -> ()
+    DeregisterStar = "deregister_star", resend { star: Point } -> ()
         => |api, r| api.deregister_star(&r.star).await;
     /// [`RegistryApi::put_artifact`].
-    PutArtifact = "put_artifact" { point: Point, bytes: ByteBuf } -> ArtifactMeta
+    PutArtifact = "put_artifact", resend { point: Point, bytes: ByteBuf } -> ArtifactMeta
         => |api, r| api.put_artifact(&r.point, Bytes::from(r.bytes.into_vec())).await;
     /// [`RegistryApi::get_artifact`].
-    GetArtifact = "get_artifact" { point: Point } -> ByteBuf
+    GetArtifact = "get_artifact", resend { point: Point } -> ByteBuf
         => |api, r| api.get_artifact(&r.point).await.map(|b| ByteBuf::from(Vec::from(b)));
     /// A health check: answered by the server without touching the backend.
-    Ping = "ping" {} -> ()
+    Ping = "ping", resend {} -> ()
         => |_api, _r| Ok(());
 }
 
@@ -265,6 +295,48 @@ mod tests {
         assert_eq!(ops.len(), requests.len());
         assert!(ops.contains("star_heartbeat") && ops.contains("list_stars"));
         assert_eq!(<PutArtifact as Rpc>::OP, "put_artifact");
+    }
+
+    #[test]
+    fn only_writes_that_would_apply_twice_are_sent_once() {
+        let once = [
+            (Grant::OP, Grant::RESEND),
+            (RemoveAccess::OP, RemoveAccess::RESEND),
+            (Delete::OP, Delete::RESEND),
+            (Sequence::OP, Sequence::RESEND),
+            (SwapStar::OP, SwapStar::RESEND),
+        ];
+        for (op, resend) in once {
+            assert!(!resend, "{op} applies twice if resent");
+        }
+        let resend = [
+            (Register::OP, Register::RESEND),
+            (AssignStar::OP, AssignStar::RESEND),
+            (PutState::OP, PutState::RESEND),
+            (GetState::OP, GetState::RESEND),
+            (AssignHost::OP, AssignHost::RESEND),
+            (SetStatus::OP, SetStatus::RESEND),
+            (SetProperties::OP, SetProperties::RESEND),
+            (GetProperties::OP, GetProperties::RESEND),
+            (Record::OP, Record::RESEND),
+            (Select::OP, Select::RESEND),
+            (Children::OP, Children::RESEND),
+            (Access::OP, Access::RESEND),
+            (Chown::OP, Chown::RESEND),
+            (ListAccess::OP, ListAccess::RESEND),
+            (RegisterStar::OP, RegisterStar::RESEND),
+            (StarHeartbeat::OP, StarHeartbeat::RESEND),
+            (ListStars::OP, ListStars::RESEND),
+            (DeregisterStar::OP, DeregisterStar::RESEND),
+            (PutArtifact::OP, PutArtifact::RESEND),
+            (GetArtifact::OP, GetArtifact::RESEND),
+            (Ping::OP, Ping::RESEND),
+        ];
+        for (op, resend) in resend {
+            assert!(resend, "{op} is safe to resend");
+        }
+        assert!(!Request::from(Sequence { point: p("a") }).may_resend());
+        assert!(Request::from(Record { point: p("a") }).may_resend());
     }
 
     /// `Registration` as it was before it carried a request id, and a request enum
