@@ -404,7 +404,7 @@ async fn drive(
                 transport: target.client.transport,
                 ..ClientConfig::default()
             };
-            let client = RegistryClient::connect(addr, Some(secret.clone().into_bytes()), config)
+            let client = RegistryClient::connect([addr], Some(secret.clone().into_bytes()), config)
                 .await
                 .map_err(|e| cluster_error(format!("connecting to registry-svc {addr}"), &e))?;
             Some(client)

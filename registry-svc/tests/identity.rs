@@ -33,7 +33,7 @@ fn write_config(dir: &Path, shards: &[String], extra: &str) -> PathBuf {
 }
 
 async fn client(addr: SocketAddr) -> RegistryClient {
-    RegistryClient::connect(addr, Some(SECRET.into()), ClientConfig::default())
+    RegistryClient::connect([addr], Some(SECRET.into()), ClientConfig::default())
         .await
         .expect("client connects")
 }

@@ -71,7 +71,7 @@ fn memory() -> Arc<MemoryRegistry> {
 }
 
 async fn connect(addr: SocketAddr) -> hyperverse_core::Result<RegistryClient> {
-    RegistryClient::connect(addr, Some(SECRET.to_vec()), ClientConfig::default()).await
+    RegistryClient::connect([addr], Some(SECRET.to_vec()), ClientConfig::default()).await
 }
 
 /// Reads until the peer closes `stream` (EOF or a reset); what it sent before. Panics if

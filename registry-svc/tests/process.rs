@@ -36,7 +36,7 @@ fn write_config(dir: &Path, shards: &[String]) -> std::path::PathBuf {
 
 async fn client(addr: SocketAddr, secret: &str) -> hyperverse_core::Result<RegistryClient> {
     RegistryClient::connect(
-        addr,
+        [addr],
         Some(secret.as_bytes().to_vec()),
         ClientConfig::default(),
     )
@@ -218,7 +218,7 @@ async fn sigterm_drains_the_requests_in_flight_and_exits_zero() {
         request_timeout: Duration::from_secs(30),
         ..ClientConfig::default()
     };
-    let registry = RegistryClient::connect(service.rpc, Some(SECRET.into()), config)
+    let registry = RegistryClient::connect([service.rpc], Some(SECRET.into()), config)
         .await
         .expect("client connects");
 

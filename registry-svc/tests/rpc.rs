@@ -104,7 +104,7 @@ fn with_secret(observer: Arc<Recorder>) -> ServerConfig {
 }
 
 async fn client(addr: SocketAddr, config: ClientConfig) -> RegistryClient {
-    RegistryClient::connect(addr, Some(SECRET.to_vec()), config)
+    RegistryClient::connect([addr], Some(SECRET.to_vec()), config)
         .await
         .expect("connect")
 }
@@ -228,7 +228,7 @@ async fn connect_anonymous(addr: SocketAddr, config: ClientConfig) -> RegistryCl
         transport: TransportMode::Plain,
         ..config
     };
-    RegistryClient::connect(addr, None, config)
+    RegistryClient::connect([addr], None, config)
         .await
         .expect("connect")
 }
@@ -289,7 +289,7 @@ async fn a_wrong_secret_is_refused_and_good_clients_are_still_served() {
     let good = client(server.addr, ClientConfig::default()).await;
 
     let err = RegistryClient::connect(
-        server.addr,
+        [server.addr],
         Some(b"wrong".to_vec()),
         ClientConfig::default(),
     )
@@ -304,7 +304,7 @@ async fn a_wrong_secret_is_refused_and_good_clients_are_still_served() {
 
     // Without a secret the transport's key is derived from nothing: refused before
     // the handshake. In clear text (`plain`) it gets as far as presenting a token.
-    let err = RegistryClient::connect(server.addr, None, ClientConfig::default())
+    let err = RegistryClient::connect([server.addr], None, ClientConfig::default())
         .await
         .unwrap_err();
     assert!(
@@ -335,7 +335,7 @@ async fn a_wrong_secret_is_refused_and_good_clients_are_still_served() {
         transport: TransportMode::Plain,
         ..ClientConfig::default()
     };
-    let err = RegistryClient::connect(server.addr, None, anonymous)
+    let err = RegistryClient::connect([server.addr], None, anonymous)
         .await
         .unwrap_err();
     assert!(
@@ -372,7 +372,7 @@ async fn a_client_refuses_a_registry_that_cannot_prove_the_secret() {
         transport: TransportMode::Plain,
         ..ClientConfig::default()
     };
-    let err = RegistryClient::connect(addr, Some(SECRET.to_vec()), plain)
+    let err = RegistryClient::connect([addr], Some(SECRET.to_vec()), plain)
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Forbidden(_)), "{err}");
@@ -474,7 +474,7 @@ async fn connecting_to_a_silent_server_times_out() {
         ..ClientConfig::default()
     };
     let start = Instant::now();
-    let err = RegistryClient::connect(addr, None, config)
+    let err = RegistryClient::connect([addr], None, config)
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Timeout(_)), "{err}");
@@ -531,8 +531,10 @@ async fn an_unanswered_call_times_out_and_its_late_answer_is_ignored() {
     answering.await.unwrap();
 }
 
+/// A lost connection ends at once every pending call that may not be resent; those
+/// that may be wait for the next connection (none comes here) until their own timeout.
 #[tokio::test]
-async fn pending_calls_fail_at_once_when_the_connection_drops() {
+async fn pending_calls_fail_at_once_when_the_connection_drops_unless_they_may_be_resent() {
     let (addr, fake) = fake_registry().await;
     let config = ClientConfig {
         request_timeout: Duration::from_secs(2),
@@ -542,7 +544,13 @@ async fn pending_calls_fail_at_once_when_the_connection_drops() {
     let mut fake = fake.await.unwrap();
 
     let start = Instant::now();
-    let calls: Vec<_> = (0..10)
+    let sequences: Vec<_> = (0..5)
+        .map(|_| {
+            let client = client.clone();
+            tokio::spawn(async move { client.sequence(&p("localhost:counter")).await })
+        })
+        .collect();
+    let pings: Vec<_> = (0..5)
         .map(|_| {
             let client = client.clone();
             tokio::spawn(async move { client.ping().await })
@@ -552,14 +560,19 @@ async fn pending_calls_fail_at_once_when_the_connection_drops() {
         fake.next().await.expect("a request").expect("a frame");
     }
     drop(fake); // The registry goes away with ten calls pending; nobody listens any more.
-    for call in calls {
+    for call in sequences {
         let err = call.await.unwrap().unwrap_err();
         assert!(matches!(err, Error::Unavailable(_)), "{err}");
     }
     assert!(
         start.elapsed() < Duration::from_secs(1),
-        "pending calls fail at once, not at their timeout"
+        "pending calls that may not be resent fail at once, not at their timeout"
     );
+    for call in pings {
+        let err = call.await.unwrap().unwrap_err();
+        assert!(matches!(err, Error::Timeout(_)), "waited to resend: {err}");
+    }
+    assert!(start.elapsed() >= Duration::from_secs(2));
 
     // A call made while the link is down waits for it until its own timeout.
     let start = Instant::now();

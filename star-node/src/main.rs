@@ -129,7 +129,7 @@ async fn connect_registry(settings: &Settings) -> Result<RegistryClient, String>
     let deadline = Instant::now() + REGISTRY_WAIT;
     let mut delay = Duration::from_millis(100);
     loop {
-        match RegistryClient::connect(&settings.registry, secret.clone(), config.clone()).await {
+        match RegistryClient::connect([&settings.registry], secret.clone(), config.clone()).await {
             Ok(client) => return Ok(client),
             // A wrong secret will not get better; a busy or absent registry may.
             Err(e @ hyperverse_core::Error::Forbidden(_)) => return Err(e.to_string()),

@@ -32,7 +32,7 @@ fn a_node_waits_for_a_full_registry_and_starts_when_a_slot_frees() {
     let rt = runtime();
     let held = rt
         .block_on(RegistryClient::connect(
-            &registry.addr("rpc").to_string(),
+            [registry.addr("rpc")],
             Some(SECRET.as_bytes().to_vec()),
             ClientConfig::default(),
         ))

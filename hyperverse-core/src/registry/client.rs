@@ -1,21 +1,27 @@
-//! [`RegistryClient`]: the [`RegistryApi`] spoken over TCP to registry-svc.
+//! [`RegistryClient`]: the [`RegistryApi`] spoken over TCP to registry-svc — one of
+//! several instances, which all serve the same Redis shards.
 //!
 //! One TCP connection carries every concurrent call ([`rpc`] frames tagged by id).
 //!
 //! ```text
 //! RegistryClient ── Arc<Inner>: dropping the last handle cancels `shutdown`
-//!   └─ supervisor task: publishes the current Link; when it drops, redials with
-//!      jittered exponential backoff (backoff_min .. backoff_max)
+//!   └─ supervisor task: publishes the current Link (a connection and its address);
+//!      when it drops, redials round robin from the next address, with jittered
+//!      exponential backoff (backoff_min .. backoff_max) between full rounds
 //!        └─ per connection (child token of `shutdown`): a wire::mux::Mux
 //! ```
 //!
-//! Delivery is the [`Mux`]'s: a call ends with the answer, with `Timeout` after
-//! `request_timeout`, or with `Unavailable` as soon as its connection is lost — a
-//! request that may have reached the server is never resent. A call made while the
-//! link is down waits for the reconnection, within its own timeout.
+//! Delivery: a call ends with the answer, or with `Timeout` after `request_timeout`,
+//! which bounds every wait and resend of the call. When its connection is lost with the
+//! call in flight ([`Lost`]: the request may or may not have been carried out), a call
+//! that is safe to repeat ([`Request::may_resend`]: reads, writes that set a value,
+//! `register` with its request id) is sent again on the next connection, once per new
+//! connection; any other ends with `Unavailable` at once, as it may have been applied.
+//! An error the server answers (a shard's `Unavailable` included) is the call's answer
+//! and is never resent. A call made while the link is down waits for the reconnection.
 //!
-//! This module owns the reconnection; the session is [`Mux`]'s and the message shapes
-//! are [`rpc`]'s.
+//! This module owns the reconnection and the resending; the session is [`Mux`]'s, the
+//! order of the addresses [`Addresses`]', and the message shapes [`rpc`]'s.
 
 use std::fmt;
 use std::sync::Arc;
@@ -23,11 +29,13 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use bytes::Bytes;
+use serde::{Serialize, Serializer};
 use serde_bytes::ByteBuf;
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
-use super::rpc::{self, HANDSHAKE_MAX_FRAME, RequestFrame, Response, ResponseFrame, Rpc};
+use super::addresses::Addresses;
+use super::rpc::{self, HANDSHAKE_MAX_FRAME, Request, Response, ResponseFrame, Rpc};
 use super::{ArtifactMeta, Registration, RegistryApi, StarEntry};
 use crate::error::{Error, Result};
 use crate::particle::{Details, ParticleRecord, Properties, SetProperties, Status, Stub};
@@ -36,7 +44,7 @@ use crate::security::{Access, AccessGrant, GrantId, IndexedAccessGrant};
 use crate::selector::Selector;
 use crate::wave::Agent;
 use crate::wire::handshake::PeerKind;
-use crate::wire::mux::{Exchange, Mux};
+use crate::wire::mux::{Exchange, Lost, Mux};
 use crate::wire::{Credentials, DEFAULT_MAX_FRAME, Seal, SharedKey, TransportMode, dial, jittered};
 
 /// How a [`RegistryClient`] connects and how long it waits.
@@ -44,15 +52,15 @@ use crate::wire::{Credentials, DEFAULT_MAX_FRAME, Seal, SharedKey, TransportMode
 pub struct ClientConfig {
     /// The name sent in `Hello` (and bound into the handshake MACs).
     pub name: String,
-    /// How long a call may take, waiting for a reconnection included.
+    /// How long a call may take, waiting for a reconnection and resending included.
     pub request_timeout: Duration,
-    /// How long dialing plus the handshake may take.
+    /// How long dialing plus the handshake may take, per address.
     pub connect_timeout: Duration,
     /// The largest frame sent or accepted.
     pub max_frame: usize,
-    /// The first pause between reconnection attempts.
+    /// The first pause between rounds of reconnection attempts.
     pub backoff_min: Duration,
-    /// The longest pause between reconnection attempts.
+    /// The longest pause between rounds of reconnection attempts.
     pub backoff_max: Duration,
     /// Whether the connection is sealed (`noise`, keyed by the secret) or plain.
     pub transport: TransportMode,
@@ -92,7 +100,7 @@ impl Drop for Inner {
 
 /// What the handles and the supervisor share.
 struct Shared {
-    addr: String,
+    addresses: Addresses,
     secret: Option<Vec<u8>>,
     /// The `shared` transport key, derived from `secret` (or from nothing).
     key: SharedKey,
@@ -104,20 +112,30 @@ struct Shared {
 #[derive(Clone)]
 enum Link {
     Down,
-    Up(Arc<Mux<Registry>>),
+    Up(Arc<Connection>),
 }
 
-/// The registry RPC as a [`Mux`] exchange.
+/// A live connection and the index of the address it went to.
+struct Connection {
+    mux: Mux<Registry>,
+    at: usize,
+}
+
+/// The registry RPC as a [`Mux`] exchange. A request is shared, not copied, between
+/// the call that keeps it for resending and the frame that carries it.
 struct Registry;
 
 impl Exchange for Registry {
-    type Request = rpc::Request;
+    type Request = Arc<Request>;
     type Answer = Response;
-    type Out = RequestFrame;
+    type Out = Outgoing;
     type In = ResponseFrame;
 
-    fn frame(id: u64, request: rpc::Request) -> RequestFrame {
-        RequestFrame { id, request }
+    fn frame(id: u64, request: Arc<Request>) -> Outgoing {
+        Outgoing {
+            id,
+            request: SharedRequest(request),
+        }
     }
 
     fn answer(frame: ResponseFrame) -> (u64, Result<Response>) {
@@ -125,25 +143,49 @@ impl Exchange for Registry {
     }
 }
 
+/// A [`rpc::RequestFrame`] over a shared request: serialized exactly as one.
+#[derive(Serialize)]
+struct Outgoing {
+    id: u64,
+    request: SharedRequest,
+}
+
+/// A request behind an `Arc`, serialized as the request itself.
+struct SharedRequest(Arc<Request>);
+
+impl Serialize for SharedRequest {
+    fn serialize<S: Serializer>(&self, serializer: S) -> std::result::Result<S::Ok, S::Error> {
+        self.0.serialize(serializer)
+    }
+}
+
 impl RegistryClient {
-    /// Connects to registry-svc at `addr` (`host:port`) and runs the handshake: a proof
-    /// of `secret` if one is given, an anonymous token otherwise. Fails if the first
-    /// connection cannot be made; later losses are repaired in the background.
-    pub async fn connect(
-        addr: impl ToString,
+    /// Connects to one of the registry-svc instances at `addresses` (each `host:port`;
+    /// one address is `[addr]`), trying them in order until one completes the
+    /// handshake: a proof of `secret` if one is given, an anonymous token otherwise.
+    /// Fails if none does, naming each failure. Later losses are repaired in the
+    /// background, starting with the next address.
+    pub async fn connect<A: ToString>(
+        addresses: impl IntoIterator<Item = A>,
         secret: Option<Vec<u8>>,
         config: ClientConfig,
     ) -> Result<Self> {
+        let addresses = Addresses::new(addresses)?;
         let shutdown = CancellationToken::new();
         let (link, _) = watch::channel(Link::Down);
+        let first = addresses.in_order();
         let shared = Arc::new(Shared {
-            addr: addr.to_string(),
+            addresses,
             key: SharedKey::derive(secret.as_deref().unwrap_or_default()),
             secret,
             config,
             link,
         });
-        let connection = Arc::new(shared.open(&shutdown).await?);
+        let connection = shared
+            .dial_round(first, &shutdown)
+            .await
+            .map_err(|failures| shared.addresses.none_answered(failures))?;
+        tracing::debug!(addr = %shared.addresses.get(connection.at), "connected to registry-svc");
         shared.link.send_replace(Link::Up(connection.clone()));
         tokio::spawn(supervise(shared.clone(), connection, shutdown.clone()));
         Ok(Self {
@@ -153,7 +195,28 @@ impl RegistryClient {
 
     /// Whether a connection is up right now.
     pub fn is_connected(&self) -> bool {
-        matches!(&*self.inner.shared.link.borrow(), Link::Up(c) if c.is_up())
+        matches!(&*self.inner.shared.link.borrow(), Link::Up(c) if c.mux.is_up())
+    }
+
+    /// The address of the registry-svc connected to right now, if any.
+    pub fn address(&self) -> Option<String> {
+        match &*self.inner.shared.link.borrow() {
+            Link::Up(c) if c.mux.is_up() => Some(self.inner.shared.addresses.get(c.at).into()),
+            _ => None,
+        }
+    }
+
+    /// Every registry-svc address this client may use, in the order given.
+    pub fn addresses(&self) -> &[String] {
+        self.inner.shared.addresses.all()
+    }
+
+    /// Calls waiting for their answer on the current connection.
+    pub fn in_flight(&self) -> usize {
+        match &*self.inner.shared.link.borrow() {
+            Link::Up(c) => c.mux.in_flight(),
+            Link::Down => 0,
+        }
     }
 
     /// A health check that goes to the server and back.
@@ -161,7 +224,8 @@ impl RegistryClient {
         self.call(rpc::Ping {}).await
     }
 
-    /// Sends one typed request and waits for its typed answer.
+    /// Sends one typed request and waits for its typed answer, resending it on the
+    /// next connection if its own is lost and it is safe to ([`Rpc::RESEND`]).
     pub async fn call<R: Rpc>(&self, request: R) -> Result<R::Response> {
         let timeout = self.inner.shared.config.request_timeout;
         let exchange = self.inner.shared.exchange(request.into());
@@ -178,17 +242,20 @@ impl RegistryClient {
 impl fmt::Debug for RegistryClient {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RegistryClient")
-            .field("addr", &self.inner.shared.addr)
-            .field("connected", &self.is_connected())
+            .field("addresses", &self.addresses())
+            .field("connected_to", &self.address())
             .finish_non_exhaustive()
     }
 }
 
 impl Shared {
     /// Sends `request` on the current connection (waiting for one if the link is down)
-    /// and waits for its answer. The caller bounds the wait.
-    async fn exchange(&self, request: rpc::Request) -> Result<Response> {
+    /// and waits for its answer; if that connection is lost first, sends it again on
+    /// the next one when the request may be resent. The caller bounds the wait.
+    async fn exchange(&self, request: Request) -> Result<Response> {
         let shut = || Error::Unavailable("registry client is shut down".into());
+        let resend = request.may_resend();
+        let request = Arc::new(request);
         let mut link = self.link.subscribe();
         loop {
             let connection = {
@@ -201,17 +268,49 @@ impl Shared {
                     Link::Down => continue,
                 }
             };
-            if let Ok(call) = connection.open_call() {
-                return call.send(request).await;
+            // A connection that is lost refuses new calls: this one is never sent twice
+            // on the same connection.
+            if let Ok(call) = connection.mux.open_call() {
+                match call.deliver(request.clone()).await {
+                    Ok(answer) => return answer,
+                    Err(Lost(error)) if resend => tracing::debug!(
+                        op = request.op(),
+                        addr = %self.addresses.get(connection.at),
+                        %error,
+                        "connection lost with the call in flight; resending on the next one"
+                    ),
+                    Err(Lost(error)) => return Err(error),
+                }
             }
-            // That connection died before this call used it: wait for the next one.
+            // Wait for the supervisor to replace the connection.
             link.changed().await.map_err(|_| shut())?;
         }
     }
 
-    /// Dials, runs the handshake within `connect_timeout` and starts the connection's
-    /// reader and writer.
-    async fn open(&self, shutdown: &CancellationToken) -> Result<Mux<Registry>> {
+    /// Tries the addresses at `order` one after the other: the first connection made,
+    /// or every failure with the index it was for.
+    async fn dial_round(
+        &self,
+        order: impl Iterator<Item = usize>,
+        shutdown: &CancellationToken,
+    ) -> std::result::Result<Arc<Connection>, Vec<(usize, Error)>> {
+        let mut failures = Vec::new();
+        for at in order {
+            match self.open(at, shutdown).await {
+                Ok(mux) => return Ok(Arc::new(Connection { mux, at })),
+                Err(e) => {
+                    tracing::debug!(addr = %self.addresses.get(at), error = %e, "registry-svc did not answer");
+                    failures.push((at, e));
+                }
+            }
+        }
+        Err(failures)
+    }
+
+    /// Dials the address at `at`, runs the handshake within `connect_timeout` and
+    /// starts the connection's reader and writer.
+    async fn open(&self, at: usize, shutdown: &CancellationToken) -> Result<Mux<Registry>> {
+        let addr = self.addresses.get(at);
         let limit = self.config.connect_timeout;
         let credentials = match self.secret.as_deref() {
             Some(secret) => Credentials::Secret(secret),
@@ -222,7 +321,7 @@ impl Shared {
             TransportMode::Plain => Seal::Plain,
         };
         let dialing = dial(
-            &self.addr,
+            addr,
             "registry",
             (PeerKind::RegistryClient, &self.config.name),
             credentials,
@@ -233,8 +332,7 @@ impl Shared {
             Ok(dialed) => dialed?,
             Err(_) => {
                 return Err(Error::Timeout(format!(
-                    "connecting to registry {}: no handshake within {limit:?}",
-                    self.addr
+                    "connecting to registry {addr}: no handshake within {limit:?}"
                 )));
             }
         };
@@ -242,36 +340,43 @@ impl Shared {
             reader,
             writer,
             self.config.max_frame,
-            &format!("registry {}", self.addr),
+            &format!("registry {addr}"),
             shutdown.child_token(),
         ))
     }
 }
 
-/// Keeps the link up until the client is dropped.
+/// Keeps the link up until the client is dropped: when the connection is lost, dials
+/// every address once starting with the next one, pausing (jittered, doubling from
+/// `backoff_min` to `backoff_max`) only after a round in which none answered.
 async fn supervise(
     shared: Arc<Shared>,
-    mut connection: Arc<Mux<Registry>>,
+    mut connection: Arc<Connection>,
     shutdown: CancellationToken,
 ) {
     loop {
         tokio::select! {
             _ = shutdown.cancelled() => return,
-            _ = connection.closed().cancelled() => {}
+            _ = connection.mux.closed().cancelled() => {}
         }
         shared.link.send_replace(Link::Down);
-        tracing::warn!(addr = %shared.addr, "lost the registry connection; reconnecting");
+        let lost = connection.at;
+        tracing::warn!(
+            addr = %shared.addresses.get(lost),
+            "lost the registry connection; reconnecting, next address first"
+        );
         let mut delay = shared.config.backoff_min;
         connection = loop {
-            let attempt = tokio::select! {
+            let round = tokio::select! {
                 _ = shutdown.cancelled() => return,
-                attempt = shared.open(&shutdown) => attempt,
+                round = shared.dial_round(shared.addresses.after(lost), &shutdown) => round,
             };
-            match attempt {
-                Ok(connection) => break Arc::new(connection),
-                Err(e) => {
-                    tracing::debug!(addr = %shared.addr, error = %e, "registry reconnect failed")
-                }
+            match round {
+                Ok(connection) => break connection,
+                Err(failures) => tracing::debug!(
+                    error = %shared.addresses.none_answered(failures),
+                    "no registry-svc answered; waiting before the next round"
+                ),
             }
             tokio::select! {
                 _ = shutdown.cancelled() => return,
@@ -279,18 +384,23 @@ async fn supervise(
             }
             delay = (delay * 2).min(shared.config.backoff_max);
         };
-        tracing::info!(addr = %shared.addr, "reconnected to the registry");
+        tracing::info!(addr = %shared.addresses.get(connection.at), "connected to registry-svc");
         shared.link.send_replace(Link::Up(connection.clone()));
     }
 }
 
 #[async_trait]
 impl RegistryApi for RegistryClient {
+    /// Gives the registration a random request id when it has none, so that resending
+    /// it after a lost connection cannot apply it twice nor answer `AlreadyExists`.
     async fn register(&self, registration: &Registration) -> Result<Details> {
-        self.call(rpc::Register {
-            registration: registration.clone(),
-        })
-        .await
+        let mut registration = registration.clone();
+        if registration.request_id.is_none() {
+            let id = getrandom::u64()
+                .map_err(|e| Error::internal(format!("no random request id: {e}")))?;
+            registration.request_id = Some(id);
+        }
+        self.call(rpc::Register { registration }).await
     }
 
     async fn assign_star(&self, point: &Point, star: &Point) -> Result<()> {
@@ -480,5 +590,35 @@ impl RegistryApi for RegistryClient {
             })
             .await?;
         Ok(Bytes::from(bytes.into_vec()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::BytesMut;
+    use tokio_util::codec::Encoder;
+
+    use super::*;
+    use crate::wire::FrameCodec;
+
+    #[test]
+    fn a_shared_request_goes_out_exactly_as_a_request_frame() {
+        let request: Request = rpc::Record {
+            point: "localhost:app".parse().expect("a point"),
+        }
+        .into();
+        let mut plain = BytesMut::new();
+        let frame = rpc::RequestFrame {
+            id: 42,
+            request: request.clone(),
+        };
+        FrameCodec::<rpc::RequestFrame, ResponseFrame>::default()
+            .encode(frame, &mut plain)
+            .expect("encodes");
+        let mut shared = BytesMut::new();
+        FrameCodec::<Outgoing, ResponseFrame>::default()
+            .encode(Registry::frame(42, Arc::new(request)), &mut shared)
+            .expect("encodes");
+        assert_eq!(plain, shared);
     }
 }

@@ -9,6 +9,7 @@
 //! rule that guards the registry itself (`chown` and `remove_access`), while access on
 //! the wave path is checked by the stars with [`RegistryApi::access`].
 
+pub mod addresses;
 pub mod client;
 #[cfg(feature = "conformance")]
 pub mod conformance;

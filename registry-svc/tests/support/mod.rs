@@ -301,7 +301,7 @@ pub async fn serve_in_process(
         config,
         std::future::pending::<()>(),
     ));
-    RegistryClient::connect(addr, Some(secret.to_vec()), ClientConfig::default())
+    RegistryClient::connect([addr], Some(secret.to_vec()), ClientConfig::default())
         .await
         .expect("connect to the registry")
 }
