@@ -89,9 +89,10 @@ pub struct RunArgs {
     /// `noise` (encrypted, the default) or `plain` (a cluster in plain mode on loopback).
     #[arg(long, env = "HV_TRANSPORT", default_value = "noise")]
     pub transport: TransportMode,
-    /// registry-svc's RPC address, for the `registry` scenario (and share of `mixed`).
-    #[arg(long)]
-    pub registry: Option<String>,
+    /// registry-svc's RPC addresses (comma-separated: the first that answers is used,
+    /// the next on a loss), for the `registry` scenario (and share of `mixed`).
+    #[arg(long, value_delimiter = ',')]
+    pub registry: Vec<String>,
     /// A file holding the shared secret registry-svc wants, for --registry (or set
     /// HV_LOADTEST_SECRET).
     #[arg(long, env = "HV_LOADTEST_SECRET_FILE", value_name = "FILE")]

@@ -61,7 +61,8 @@ struct Target {
     token: Option<String>,
     /// How clients reach the gates (transport, pinned gate key).
     client: GateClientConfig,
-    registry: Option<(String, String)>,
+    /// registry-svc's addresses and the shared secret, for the `registry` scenario.
+    registry: Option<(Vec<String>, String)>,
     metrics: Vec<SocketAddr>,
     redis: Vec<String>,
     /// The harness is the only client: counters must match exactly.
@@ -307,7 +308,10 @@ async fn start_local(
         gates: cluster.nodes.iter().map(|n| n.gate.to_string()).collect(),
         token: Some(cluster.admin_token.clone()),
         client: cluster.client.clone(),
-        registry: Some((cluster.registry.rpc.to_string(), cluster.secret.clone())),
+        registry: Some((
+            vec![cluster.registry.rpc.to_string()],
+            cluster.secret.clone(),
+        )),
         metrics: cluster.metrics(),
         redis: match &cluster.backend {
             cluster::Backend::Redis { shards } => shards.clone(),
@@ -338,14 +342,14 @@ async fn remote_session(
     if args.gate_key.is_some() || secret.is_none() {
         client.gate_key = args.gate_key;
     }
-    let registry = match (&args.registry, secret) {
-        (Some(addr), Some(secret)) => Some((addr.clone(), secret)),
-        (Some(_), None) => {
+    let registry = match (args.registry.is_empty(), secret) {
+        (false, Some(secret)) => Some((args.registry.clone(), secret)),
+        (false, None) => {
             return Err(Error::Usage(
                 "--registry needs the shared secret: HV_LOADTEST_SECRET or --secret-file".into(),
             ));
         }
-        (None, _) => None,
+        (true, _) => None,
     };
     let target = Target {
         mode: "run",
@@ -398,15 +402,18 @@ async fn drive(
         })
         .collect();
     let registry = match &target.registry {
-        Some((addr, secret)) => {
+        Some((addrs, secret)) => {
             let config = ClientConfig {
                 name: "loadtest".into(),
                 transport: target.client.transport,
                 ..ClientConfig::default()
             };
-            let client = RegistryClient::connect([addr], Some(secret.clone().into_bytes()), config)
+            let client = RegistryClient::connect(addrs, Some(secret.clone().into_bytes()), config)
                 .await
-                .map_err(|e| cluster_error(format!("connecting to registry-svc {addr}"), &e))?;
+                .map_err(|e| {
+                    let addrs = addrs.join(",");
+                    cluster_error(format!("connecting to registry-svc {addrs}"), &e)
+                })?;
             Some(client)
         }
         None => None,

@@ -7,7 +7,7 @@
 //! | `gate` (listen address for lanes and clients) | `HV_STAR_GATE` | `127.0.0.1:7700` |
 //! | `advertise` (the gate address peers dial; empty = the bound `gate`) | `HV_STAR_ADVERTISE` | empty |
 //! | `metrics` | `HV_STAR_METRICS` | `127.0.0.1:9700` |
-//! | `registry` (registry-svc address) | `HV_STAR_REGISTRY` | `127.0.0.1:7600` |
+//! | `registry` (registry-svc addresses, comma-separated: the first that answers is used, the next on a loss) | `HV_STAR_REGISTRY` | `127.0.0.1:7600` |
 //! | `secret` (the hyperverse's shared secret) | `HV_STAR_SECRET` | none: refused on a non-loopback gate |
 //! | `transport` (`noise`: every connection encrypted; `plain`: loopback only) | `HV_STAR_TRANSPORT` | `noise` |
 //! | `gate_key_file` (the gate's private key, created at first start if missing) | `HV_STAR_GATE_KEY_FILE` | none: the key derived from `secret` |
@@ -65,7 +65,7 @@ pub struct Settings {
     pub advertise: String,
     /// Where `/metrics` is served.
     pub metrics: String,
-    /// registry-svc's address.
+    /// registry-svc's addresses, comma-separated ([`Settings::registry_addrs`]).
     pub registry: String,
     /// The hyperverse's shared secret.
     pub secret: Option<String>,
@@ -289,6 +289,26 @@ impl Settings {
         parse_addr("metrics", &self.metrics)
     }
 
+    /// The registry-svc addresses (`host:port` each), in the order given: at least one,
+    /// none twice.
+    pub fn registry_addrs(&self) -> Result<Vec<String>, ConfigError> {
+        let mut addrs: Vec<String> = Vec::new();
+        for addr in self.registry.split(',').map(str::trim) {
+            if addr.is_empty() {
+                return Err(ConfigError(format!(
+                    "registry {:?}: an empty address in the list (use host:port, \
+                     comma-separated)",
+                    self.registry
+                )));
+            }
+            if addrs.iter().any(|a| a == addr) {
+                return Err(ConfigError(format!("registry: {addr} is listed twice")));
+            }
+            addrs.push(addr.to_string());
+        }
+        Ok(addrs)
+    }
+
     /// The limits mechtrons run under.
     pub fn mechtrons(&self) -> MechtronConfig {
         MechtronConfig {
@@ -355,10 +375,10 @@ impl Settings {
         self.transport
             .check(gate.ip(), "gate address")
             .map_err(ConfigError)?;
-        for (what, addr) in [
-            ("advertise address", &self.advertise),
-            ("registry address", &self.registry),
-        ] {
+        let registry = self.registry_addrs()?;
+        let addrs = std::iter::once(("advertise address", &self.advertise))
+            .chain(registry.iter().map(|addr| ("registry address", addr)));
+        for (what, addr) in addrs {
             if let Ok(addr) = addr.parse::<SocketAddr>() {
                 self.transport.check(addr.ip(), what).map_err(ConfigError)?;
             }
@@ -440,6 +460,45 @@ mod tests {
         assert!(bad(|s| s.heartbeat_ms = 0).contains("positive"));
         assert!(bad(|s| s.wasm_queue = 0).contains("queue"));
         assert!(bad(|s| s.admin_token = Some(" ".into())).contains("admin_token is empty"));
+    }
+
+    #[test]
+    fn the_registry_is_a_list_of_addresses_each_checked() {
+        let settings = Settings {
+            registry: " 127.0.0.1:7600, 127.0.0.1:7601 ,127.0.0.2:7600".into(),
+            ..Settings::default()
+        };
+        assert_eq!(
+            settings.registry_addrs().unwrap(),
+            ["127.0.0.1:7600", "127.0.0.1:7601", "127.0.0.2:7600"]
+        );
+        settings.check().expect("a list of loopback addresses");
+
+        let bad = |registry: &str, transport| {
+            let settings = Settings {
+                registry: registry.into(),
+                transport,
+                ..Settings::default()
+            };
+            settings.check().unwrap_err().to_string()
+        };
+        let twice = bad("127.0.0.1:7600,127.0.0.1:7600", TransportMode::Noise);
+        assert!(twice.contains("listed twice"), "{twice}");
+        let empty = bad("127.0.0.1:7600,,127.0.0.1:7601", TransportMode::Noise);
+        assert!(empty.contains("empty address"), "{empty}");
+        assert!(bad("", TransportMode::Noise).contains("empty address"));
+        // The loopback rule of plain transport holds for every address, not the first.
+        let plain = bad("127.0.0.1:7600,10.0.0.5:7600", TransportMode::Plain);
+        assert!(
+            plain.contains("registry address") && plain.contains("10.0.0.5"),
+            "{plain}"
+        );
+        let plain_ok = Settings {
+            registry: "127.0.0.1:7600,127.0.0.1:7601".into(),
+            transport: TransportMode::Plain,
+            ..Settings::default()
+        };
+        plain_ok.check().expect("plain on loopback only");
     }
 
     #[test]

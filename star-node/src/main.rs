@@ -115,8 +115,9 @@ async fn run(settings: Settings) -> Result<(), String> {
     Ok(())
 }
 
-/// Connects to registry-svc, retrying (jittered back-off, 100 ms doubling to 2 s) until
-/// it answers or [`REGISTRY_WAIT`] passes. A refusal (wrong secret) is final at once.
+/// Connects to one of the registry-svc instances listed, retrying (jittered back-off,
+/// 100 ms doubling to 2 s) until one answers or [`REGISTRY_WAIT`] passes. A refusal
+/// (wrong secret) is final at once.
 async fn connect_registry(settings: &Settings) -> Result<RegistryClient, String> {
     let config = ClientConfig {
         name: format!("star-node-{}", settings.machine),
@@ -125,12 +126,17 @@ async fn connect_registry(settings: &Settings) -> Result<RegistryClient, String>
         transport: settings.transport,
         ..ClientConfig::default()
     };
+    let addrs = settings.registry_addrs().map_err(|e| e.to_string())?;
     let secret = settings.secret.clone().map(String::into_bytes);
     let deadline = Instant::now() + REGISTRY_WAIT;
     let mut delay = Duration::from_millis(100);
     loop {
-        match RegistryClient::connect([&settings.registry], secret.clone(), config.clone()).await {
-            Ok(client) => return Ok(client),
+        match RegistryClient::connect(&addrs, secret.clone(), config.clone()).await {
+            Ok(client) => {
+                let addr = client.address().unwrap_or_default();
+                tracing::info!(registry = %addr, "connected to registry-svc");
+                return Ok(client);
+            }
             // A wrong secret will not get better; a busy or absent registry may.
             Err(e @ hyperverse_core::Error::Forbidden(_)) => return Err(e.to_string()),
             Err(e) if Instant::now() >= deadline => {
