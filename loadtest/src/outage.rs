@@ -1,0 +1,209 @@
+//! What the users of a chaos run saw of each fault: pure arithmetic over the requests'
+//! [`Event`]s (when each was sent, when it ended, how).
+//!
+//! A fault's *window* runs from its kill to the next fault's kill (the last one's to
+//! the end of the load); a request belongs to the window it was sent in. Within it:
+//!
+//! - `errors`: requests that failed (an error status, a lost connection, no gate
+//!   reachable, a wrong answer); `unanswered`: requests whose client-side deadline
+//!   passed with neither an answer nor an error. Both count as failed requests below.
+//! - `error_seconds`: the whole seconds, counted from the kill, during which at least
+//!   one failed request was in flight (from its send to its end) — a request that hung
+//!   for 4 s before failing makes 4 or 5 bad seconds, not one. This is the figure the
+//!   goals bound.
+//! - `first_error_s` / `last_error_s`: from the kill to the first failed request's send
+//!   and to the last one's end.
+//!
+//! The calm before the first fault is a window of its own (`before_faults`), where a
+//! healthy cluster fails nothing.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::record::OpKind;
+
+/// How one request ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Ending {
+    /// Answered as expected.
+    Ok,
+    /// Failed: its status (`503 unavailable`) or what was wrong (`mismatch`).
+    Failed(String),
+    /// Its client-side deadline passed with no answer and no error.
+    Unanswered,
+}
+
+/// One request of the load.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Event {
+    /// What it was.
+    pub kind: OpKind,
+    /// When it was sent, since the load started.
+    pub sent: Duration,
+    /// When it ended.
+    pub ended: Duration,
+    /// How.
+    pub ending: Ending,
+}
+
+/// The figures of one window.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Window {
+    /// Requests sent in it.
+    pub requests: u64,
+    /// Requests that failed with an error.
+    pub errors: u64,
+    /// Requests that got neither an answer nor an error before their deadline.
+    pub unanswered: u64,
+    /// Whole seconds (from the window's start) with a failed request in flight.
+    pub error_seconds: u64,
+    /// From the window's start to the first failed request's send, in seconds.
+    pub first_error_s: Option<f64>,
+    /// From the window's start to the last failed request's end, in seconds.
+    pub last_error_s: Option<f64>,
+    /// Failed requests by status (`unanswered` for those without an answer).
+    pub errors_by_status: BTreeMap<String, u64>,
+    /// Failed requests by kind of request.
+    pub errors_by_kind: BTreeMap<OpKind, u64>,
+}
+
+/// The label of unanswered requests in the counts by status.
+pub const UNANSWERED: &str = "unanswered";
+
+/// The figures of the requests sent in `[from, to)`, seconds counted from `from`.
+pub fn window(events: &[Event], from: Duration, to: Duration) -> Window {
+    let mut w = Window::default();
+    let mut bad_seconds = std::collections::BTreeSet::new();
+    for event in events.iter().filter(|e| e.sent >= from && e.sent < to) {
+        w.requests += 1;
+        let label = match &event.ending {
+            Ending::Ok => continue,
+            Ending::Failed(status) => {
+                w.errors += 1;
+                status.as_str()
+            }
+            Ending::Unanswered => {
+                w.unanswered += 1;
+                UNANSWERED
+            }
+        };
+        *w.errors_by_status.entry(label.to_string()).or_default() += 1;
+        *w.errors_by_kind.entry(event.kind).or_default() += 1;
+        let (sent, ended) = (event.sent - from, event.ended.max(event.sent) - from);
+        bad_seconds.extend(sent.as_secs()..=ended.as_secs());
+        let (sent, ended) = (sent.as_secs_f64(), ended.as_secs_f64());
+        w.first_error_s = Some(w.first_error_s.map_or(sent, |f| f.min(sent)));
+        w.last_error_s = Some(w.last_error_s.map_or(ended, |l| l.max(ended)));
+    }
+    w.error_seconds = bad_seconds.len() as u64;
+    w
+}
+
+/// The windows of faults that struck at `kills` (in order; the last one's lasts as long
+/// as the load), and the window before the first (up to `end` when there is none).
+pub fn windows(events: &[Event], kills: &[Duration], end: Duration) -> (Window, Vec<Window>) {
+    let first = kills.first().copied().unwrap_or(end);
+    let before = window(events, Duration::ZERO, first);
+    let faults = kills
+        .iter()
+        .enumerate()
+        .map(|(i, from)| {
+            // The last window takes everything sent after its kill.
+            let to = kills.get(i + 1).copied().unwrap_or(Duration::MAX);
+            window(events, *from, to)
+        })
+        .collect();
+    (before, faults)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ms(n: u64) -> Duration {
+        Duration::from_millis(n)
+    }
+
+    fn event(sent: u64, ended: u64, ending: Ending) -> Event {
+        Event {
+            kind: OpKind::Ping,
+            sent: ms(sent),
+            ended: ms(ended),
+            ending,
+        }
+    }
+
+    fn failed(sent: u64, ended: u64) -> Event {
+        event(sent, ended, Ending::Failed("503 unavailable".into()))
+    }
+
+    #[test]
+    fn a_clean_window_has_no_bad_seconds() {
+        let events: Vec<Event> = (0..100)
+            .map(|i| event(i * 10, i * 10 + 3, Ending::Ok))
+            .collect();
+        let w = window(&events, ms(0), ms(1000));
+        assert_eq!(w.requests, 100);
+        assert_eq!((w.errors, w.unanswered, w.error_seconds), (0, 0, 0));
+        assert_eq!((w.first_error_s, w.last_error_s), (None, None));
+    }
+
+    #[test]
+    fn a_hanging_failure_spoils_every_second_it_was_in_flight() {
+        // Kill at 10 s; a request sent 0.5 s later fails 3.2 s after the kill; another
+        // fails at once at 1.1 s.
+        let events = vec![
+            event(9_000, 9_010, Ending::Ok),
+            failed(10_500, 13_200),
+            failed(11_100, 11_150),
+            event(12_000, 12_010, Ending::Ok),
+        ];
+        let w = window(&events, ms(10_000), ms(20_000));
+        assert_eq!(
+            w.requests, 3,
+            "the request before the kill is not this window's"
+        );
+        assert_eq!(w.errors, 2);
+        assert_eq!(w.error_seconds, 4, "seconds 0, 1, 2 and 3 after the kill");
+        assert_eq!(w.first_error_s, Some(0.5));
+        assert_eq!(w.last_error_s, Some(3.2));
+        assert_eq!(w.errors_by_status.get("503 unavailable"), Some(&2));
+        assert_eq!(w.errors_by_kind.get(&OpKind::Ping), Some(&2));
+    }
+
+    #[test]
+    fn unanswered_requests_are_counted_apart_and_spoil_their_seconds() {
+        let events = vec![event(100, 10_600, Ending::Unanswered)];
+        let w = window(&events, ms(0), ms(20_000));
+        assert_eq!((w.errors, w.unanswered), (0, 1));
+        assert_eq!(w.error_seconds, 11);
+        assert_eq!(w.errors_by_status.get(UNANSWERED), Some(&1));
+    }
+
+    #[test]
+    fn each_request_belongs_to_the_window_it_was_sent_in() {
+        let events = vec![
+            failed(500, 600),       // before the first fault
+            failed(2_100, 2_200),   // first fault (kill at 2 s)
+            failed(7_900, 9_500),   // still the first: sent before the second kill
+            failed(8_100, 8_200),   // second fault (kill at 8 s)
+            failed(30_000, 30_100), // after the end: still the last fault's
+        ];
+        let (before, faults) = windows(&events, &[ms(2_000), ms(8_000)], ms(20_000));
+        assert_eq!(before.errors, 1);
+        assert_eq!(faults.len(), 2);
+        assert_eq!(faults[0].errors, 2);
+        assert_eq!(faults[0].error_seconds, 4, "second 0, and seconds 5 to 7");
+        assert_eq!(faults[1].errors, 2);
+    }
+
+    #[test]
+    fn without_faults_everything_is_before_them() {
+        let events = vec![failed(100, 200)];
+        let (before, faults) = windows(&events, &[], ms(1_000));
+        assert_eq!(before.errors, 1);
+        assert!(faults.is_empty());
+    }
+}
