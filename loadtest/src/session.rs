@@ -166,6 +166,11 @@ where
         .into_iter()
         .map(|(info, how)| ProcessReport::new(info, how))
         .collect();
+    if !report.verification.ok || !left.is_empty() {
+        // A failed run keeps its logs, as one that stopped with an error does.
+        dir.keep();
+        eprintln!("loadtest: logs kept in {}", dir.path().display());
+    }
     report.left_behind = left;
     finish(report, output)
 }

@@ -41,8 +41,7 @@ pub const SENTINELS: usize = 3;
 /// (`shards = "shard0,…"`, `sentinels = "…"`), so it follows fail-overs. `false` gives it
 /// the primaries' URLs (the direct form), for a registry-svc without Sentinel support:
 /// then a shard whose primary fails over is not followed.
-// TODO(issue 13, item 2): set to true once registry-svc's config takes `sentinels`.
-pub const REGISTRY_FOLLOWS_SENTINEL: bool = false;
+pub const REGISTRY_FOLLOWS_SENTINEL: bool = true;
 
 /// Whether each star-node is given every registry-svc (`registry = "A,B"`, failing over
 /// between them). `false`: star-node *i* is given registry-svc *i mod 2* alone, for a
