@@ -67,7 +67,13 @@ pub struct Window {
     pub errors_by_status: BTreeMap<String, u64>,
     /// Failed requests by kind of request.
     pub errors_by_kind: BTreeMap<OpKind, u64>,
+    /// Failed requests by the second (from the window's start) they were sent in, up to
+    /// the last second with one: the outage's shape.
+    pub errors_per_second: Vec<u64>,
 }
+
+/// The longest shape kept in `errors_per_second`.
+const MAX_SECONDS: usize = 600;
 
 /// The label of unanswered requests in the counts by status.
 pub const UNANSWERED: &str = "unanswered";
@@ -93,6 +99,13 @@ pub fn window(events: &[Event], from: Duration, to: Duration) -> Window {
         *w.errors_by_kind.entry(event.kind).or_default() += 1;
         let (sent, ended) = (event.sent - from, event.ended.max(event.sent) - from);
         bad_seconds.extend(sent.as_secs()..=ended.as_secs());
+        let second = usize::try_from(sent.as_secs()).unwrap_or(usize::MAX);
+        if second < MAX_SECONDS {
+            if w.errors_per_second.len() <= second {
+                w.errors_per_second.resize(second + 1, 0);
+            }
+            w.errors_per_second[second] += 1;
+        }
         let (sent, ended) = (sent.as_secs_f64(), ended.as_secs_f64());
         w.first_error_s = Some(w.first_error_s.map_or(sent, |f| f.min(sent)));
         w.last_error_s = Some(w.last_error_s.map_or(ended, |l| l.max(ended)));
@@ -148,6 +161,7 @@ mod tests {
         assert_eq!(w.requests, 100);
         assert_eq!((w.errors, w.unanswered, w.error_seconds), (0, 0, 0));
         assert_eq!((w.first_error_s, w.last_error_s), (None, None));
+        assert!(w.errors_per_second.is_empty());
     }
 
     #[test]
@@ -171,6 +185,11 @@ mod tests {
         assert_eq!(w.last_error_s, Some(3.2));
         assert_eq!(w.errors_by_status.get("503 unavailable"), Some(&2));
         assert_eq!(w.errors_by_kind.get(&OpKind::Ping), Some(&2));
+        assert_eq!(
+            w.errors_per_second,
+            [1, 1],
+            "by the second each was sent in"
+        );
     }
 
     #[test]

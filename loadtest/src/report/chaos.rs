@@ -4,7 +4,8 @@
 //!
 //! JSON (`chaos` in the report): `rate_per_s`, `calm_s`, `deadline_ms`, `topology`,
 //! `before_faults` (a window: `requests`, `errors`, `unanswered`, `error_seconds`,
-//! `first_error_s`, `last_error_s`, `errors_by_status`, `errors_by_kind`), `faults`
+//! `first_error_s`, `last_error_s`, `errors_by_status`, `errors_by_kind`,
+//! `errors_per_second`), `faults`
 //! (each: `kind`, `target`, `pid`, `killed_at_s`, `restarted_after_s`,
 //! `recovered_after_s`, `failover`, `problem`, the window's fields, `goal_s`,
 //! `within_goal`), `unanswered`, `creates` (`acknowledged`, `lost`, `unreadable`,
@@ -317,6 +318,18 @@ impl ChaosReport {
                     if f.within_goal { "ok" } else { "MISSED" }
                 ),
             );
+            if !f.window.errors_per_second.is_empty() {
+                let shape: Vec<String> = f
+                    .window
+                    .errors_per_second
+                    .iter()
+                    .map(u64::to_string)
+                    .collect();
+                line(
+                    "",
+                    format!("failed requests by second sent: {}", shape.join(" ")),
+                );
+            }
             if let Some(problem) = &r.problem {
                 line("", format!("PROBLEM: {problem}"));
             }
