@@ -2,15 +2,17 @@
 //! [`Event`]s (when each was sent, when it ended, how).
 //!
 //! A fault's *window* runs from its kill to the next fault's kill (the last one's to
-//! the end of the load); a request belongs to the window it was sent in. Within it:
+//! the end of the load). A request counts among the window's `requests` when it was sent
+//! in it; a failure counts for the window it *ended* in — a request in flight when a
+//! process is killed fails because of that kill, and belongs to that fault. Within it:
 //!
 //! - `errors`: requests that failed (an error status, a lost connection, no gate
 //!   reachable, a wrong answer); `unanswered`: requests whose client-side deadline
 //!   passed with neither an answer nor an error. Both count as failed requests below.
 //! - `error_seconds`: the whole seconds, counted from the kill, during which at least
-//!   one failed request was in flight (from its send to its end) — a request that hung
-//!   for 4 s before failing makes 4 or 5 bad seconds, not one. This is the figure the
-//!   goals bound.
+//!   one failed request was in flight (from its send, or the kill if it was sent
+//!   before, to its end) — a request that hung for 4 s before failing makes 4 or 5 bad
+//!   seconds, not one. This is the figure the goals bound.
 //! - `first_error_s` / `last_error_s`: from the kill to the first failed request's send
 //!   and to the last one's end.
 //!
@@ -53,13 +55,15 @@ pub struct Event {
 pub struct Window {
     /// Requests sent in it.
     pub requests: u64,
-    /// Requests that failed with an error.
+    /// Requests that failed with an error, ending in it.
     pub errors: u64,
-    /// Requests that got neither an answer nor an error before their deadline.
+    /// Requests that got neither an answer nor an error before their deadline, which
+    /// passed in it.
     pub unanswered: u64,
     /// Whole seconds (from the window's start) with a failed request in flight.
     pub error_seconds: u64,
-    /// From the window's start to the first failed request's send, in seconds.
+    /// From the window's start to the first failed request's send (0 for one in flight
+    /// at the start), in seconds.
     pub first_error_s: Option<f64>,
     /// From the window's start to the last failed request's end, in seconds.
     pub last_error_s: Option<f64>,
@@ -67,8 +71,9 @@ pub struct Window {
     pub errors_by_status: BTreeMap<String, u64>,
     /// Failed requests by kind of request.
     pub errors_by_kind: BTreeMap<OpKind, u64>,
-    /// Failed requests by the second (from the window's start) they were sent in, up to
-    /// the last second with one: the outage's shape.
+    /// Failed requests by the second (from the window's start) they were sent in (the
+    /// start, for those sent before it), up to the last second with one: the outage's
+    /// shape.
     pub errors_per_second: Vec<u64>,
 }
 
@@ -78,12 +83,19 @@ const MAX_SECONDS: usize = 600;
 /// The label of unanswered requests in the counts by status.
 pub const UNANSWERED: &str = "unanswered";
 
-/// The figures of the requests sent in `[from, to)`, seconds counted from `from`.
+/// The figures of `[from, to)`: the requests sent in it, the failures that ended in it;
+/// seconds counted from `from`.
 pub fn window(events: &[Event], from: Duration, to: Duration) -> Window {
     let mut w = Window::default();
     let mut bad_seconds = std::collections::BTreeSet::new();
-    for event in events.iter().filter(|e| e.sent >= from && e.sent < to) {
-        w.requests += 1;
+    let within = |t: Duration| t >= from && t < to;
+    for event in events {
+        if within(event.sent) {
+            w.requests += 1;
+        }
+        if event.ending == Ending::Ok || !within(event.ended.max(event.sent)) {
+            continue;
+        }
         let label = match &event.ending {
             Ending::Ok => continue,
             Ending::Failed(status) => {
@@ -97,7 +109,10 @@ pub fn window(events: &[Event], from: Duration, to: Duration) -> Window {
         };
         *w.errors_by_status.entry(label.to_string()).or_default() += 1;
         *w.errors_by_kind.entry(event.kind).or_default() += 1;
-        let (sent, ended) = (event.sent - from, event.ended.max(event.sent) - from);
+        let (sent, ended) = (
+            event.sent.max(from) - from,
+            event.ended.max(event.sent) - from,
+        );
         bad_seconds.extend(sent.as_secs()..=ended.as_secs());
         let second = usize::try_from(sent.as_secs()).unwrap_or(usize::MAX);
         if second < MAX_SECONDS {
@@ -202,20 +217,28 @@ mod tests {
     }
 
     #[test]
-    fn each_request_belongs_to_the_window_it_was_sent_in() {
+    fn a_failure_belongs_to_the_window_it_ended_in() {
         let events = vec![
             failed(500, 600),       // before the first fault
-            failed(2_100, 2_200),   // first fault (kill at 2 s)
-            failed(7_900, 9_500),   // still the first: sent before the second kill
-            failed(8_100, 8_200),   // second fault (kill at 8 s)
+            failed(1_900, 2_300),   // in flight at the first kill (2 s): the first fault's
+            failed(2_100, 2_200),   // first fault
+            failed(7_900, 9_500),   // in flight at the second kill (8 s): the second's
+            failed(8_100, 8_200),   // second fault
             failed(30_000, 30_100), // after the end: still the last fault's
         ];
         let (before, faults) = windows(&events, &[ms(2_000), ms(8_000)], ms(20_000));
-        assert_eq!(before.errors, 1);
+        assert_eq!((before.requests, before.errors), (2, 1));
         assert_eq!(faults.len(), 2);
+        assert_eq!(faults[0].requests, 2, "sent in the window");
         assert_eq!(faults[0].errors, 2);
-        assert_eq!(faults[0].error_seconds, 4, "second 0, and seconds 5 to 7");
-        assert_eq!(faults[1].errors, 2);
+        assert_eq!(faults[0].error_seconds, 1, "both within its first second");
+        assert_eq!(
+            faults[0].first_error_s,
+            Some(0.0),
+            "from the kill, not before it"
+        );
+        assert_eq!(faults[1].errors, 3);
+        assert_eq!(faults[1].error_seconds, 3, "seconds 0, 1 and 22");
     }
 
     #[test]
