@@ -23,9 +23,9 @@ use std::path::{Path, PathBuf};
 use super::redis::{ATTEMPTS, free_port};
 use super::sentinel::{self, Server, Shard};
 use super::{
-    Backend, Cluster, Credentials, NODE_READY, NodeAddrs, READY_WAIT, REGISTRY_READY,
-    RegistryAddrs, client_config, node_addrs, node_config, random_credential, registry_addrs,
-    registry_config, registry_spec, write,
+    Backend, Cluster, Credentials, NODE_READY, READY_WAIT, REGISTRY_READY, RegistryAddrs,
+    client_config, node_addrs, node_config, random_credential, registry_addrs, registry_config,
+    registry_spec, write,
 };
 use crate::bins::Binaries;
 use crate::error::{Error, Result};
@@ -266,14 +266,9 @@ async fn start_member(
 }
 
 impl HaCluster {
-    /// The registry-svc configs, for `registry-svc check --config …`.
+    /// The first registry-svc's config, for `registry-svc check --config …`.
     pub fn registry_config(&self) -> Option<&Path> {
         self.registries.first().map(|m| m.config.as_path())
-    }
-
-    /// The star-nodes' addresses.
-    pub fn node_addrs(&self) -> &[NodeAddrs] {
-        &self.cluster.nodes
     }
 
     /// The shard server on `port`, with its shard.

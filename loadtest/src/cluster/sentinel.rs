@@ -17,7 +17,7 @@
 //! primary of `shardN` now, is a server in sync). Every wait has a deadline.
 
 use std::collections::BTreeMap;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
 
 use tokio::time::Instant;
@@ -467,11 +467,6 @@ pub async fn current_primary(sentinels: &[Server], master: &str) -> Result<u16, 
         "no Sentinel named {master}'s primary: {}",
         why.join("; ")
     ))
-}
-
-/// Where a server's config lives (its spec's first argument).
-pub fn config_of(server: &Server) -> Option<PathBuf> {
-    server.spec.args.first().map(PathBuf::from)
 }
 
 #[cfg(test)]

@@ -103,16 +103,6 @@ impl FailoverGate {
     pub fn gates_len(&self) -> usize {
         self.gates.len()
     }
-
-    /// The gate it is on (its address), if connected.
-    pub async fn gate(&self) -> Option<String> {
-        let state = self.state.lock().await;
-        state
-            .client
-            .as_ref()
-            .filter(|c| c.is_connected())
-            .map(|c| c.addr().to_string())
-    }
 }
 
 /// Connections to every registry-svc; each call goes to the preferred one if it is up,
