@@ -11,6 +11,7 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::error::{Error, Result};
+use crate::faults::FaultKind;
 
 /// How long a run lasts when neither `--duration` nor `--waves` is given.
 pub const DEFAULT_DURATION: Duration = Duration::from_secs(10);
@@ -63,12 +64,42 @@ pub struct LocalArgs {
     /// `plain` (clear text on loopback).
     #[arg(long, default_value = "noise")]
     pub transport: TransportMode,
+    /// Start the replicated topology: every shard a primary with --replicas replicas
+    /// (AOF on all), 3 Redis Sentinels, 2 registry-svcs, the star-nodes (needs
+    /// redis-server on PATH).
+    #[arg(long)]
+    pub ha: bool,
+    /// Replicas per shard with --ha.
+    #[arg(long, default_value_t = 1, requires = "ha")]
+    pub replicas: usize,
+    /// The chaos schedule (`--scenario chaos`).
+    #[command(flatten)]
+    pub chaos: ChaosArgs,
     /// The load.
     #[command(flatten)]
     pub load: LoadArgs,
     /// Baselines and output.
     #[command(flatten)]
     pub output: OutputArgs,
+}
+
+/// The chaos schedule of `--scenario chaos` (see docs/loadtest.md).
+#[derive(Debug, Clone, Args)]
+pub struct ChaosArgs {
+    /// The faults, one at a time in this order (comma-separated): `primary` (SIGKILL a
+    /// shard's current primary, started again 3 s later), `registry` (a registry-svc, 2
+    /// s), `star-node` (a star-node, 2 s).
+    #[arg(
+        long,
+        value_enum,
+        value_delimiter = ',',
+        default_value = "primary,registry,star-node"
+    )]
+    pub faults: Vec<FaultKind>,
+    /// How long the load runs before the first fault, and after each fault's recovery
+    /// before the next one (and the end).
+    #[arg(long, value_parser = parse_duration, default_value = "10s")]
+    pub calm: Duration,
 }
 
 /// `loadtest run`.
@@ -199,6 +230,9 @@ pub enum ScenarioKind {
     Registry,
     /// A weighted mix: ping 75, wasm 10, registry 10, create 5 (see docs/loadtest.md).
     Mixed,
+    /// With --ha: mixed load through every gate while processes are killed and
+    /// restarted (--faults); every acknowledged create is read back afterwards.
+    Chaos,
 }
 
 impl ScenarioKind {
@@ -210,6 +244,7 @@ impl ScenarioKind {
             ScenarioKind::Create => "create",
             ScenarioKind::Registry => "registry",
             ScenarioKind::Mixed => "mixed",
+            ScenarioKind::Chaos => "chaos",
         }
     }
 }
@@ -393,6 +428,42 @@ mod tests {
         let mut load = local.load;
         load.rate = Some(f64::NAN);
         assert!(load.check().unwrap_err().to_string().contains("--rate"));
+    }
+
+    #[test]
+    fn chaos_knobs_parse() {
+        let cli = Cli::try_parse_from([
+            "loadtest",
+            "local",
+            "--ha",
+            "--scenario",
+            "chaos",
+            "--faults",
+            "registry,star-node",
+            "--calm",
+            "3s",
+        ])
+        .unwrap();
+        let Command::Local(local) = cli.command else {
+            panic!("local expected");
+        };
+        assert!(local.ha);
+        assert_eq!(local.replicas, 1);
+        assert_eq!(local.load.scenario, ScenarioKind::Chaos);
+        assert_eq!(
+            local.chaos.faults,
+            [FaultKind::Registry, FaultKind::StarNode]
+        );
+        assert_eq!(local.chaos.calm, Duration::from_secs(3));
+        let default = Cli::try_parse_from(["loadtest", "local", "--ha"]).unwrap();
+        let Command::Local(default) = default.command else {
+            panic!("local expected");
+        };
+        assert_eq!(default.chaos.faults, FaultKind::ALL);
+        assert!(
+            Cli::try_parse_from(["loadtest", "local", "--replicas", "2"]).is_err(),
+            "--replicas needs --ha"
+        );
     }
 
     #[test]

@@ -11,6 +11,8 @@
 //! - [`scenario`]: the workloads — plans (plain values) and their requests;
 //!   [`engine`]: closed and open loop; [`record`]: latencies and counts (pure).
 //! - [`scrape`]: `/metrics` before and after; [`verify`]: the run's own checks (pure).
+//! - [`faults`]: the chaos schedule (kill, restart, recovery); [`outage`]: what the
+//!   load saw of each fault (pure).
 //! - [`baseline`]: raw actix, TCP echo, relay and Redis figures of the same run.
 //! - [`report`], [`plot`], [`progress`]: what the user sees.
 //! - [`session`]: one invocation from start to exit status; [`cli`]: its arguments.
@@ -21,6 +23,8 @@ pub mod cli;
 pub mod cluster;
 pub mod engine;
 pub mod error;
+pub mod faults;
+pub mod outage;
 pub mod plot;
 pub mod process;
 pub mod progress;

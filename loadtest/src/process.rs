@@ -59,9 +59,12 @@ pub enum Role {
     StarNode,
     /// A relay or echo node of the baselines.
     Baseline,
-    /// registry-svc.
+    /// registry-svc (and a one-off `registry-svc check`).
     Registry,
-    /// A Redis shard: stopped last.
+    /// A Redis Sentinel (`--ha`): stopped before the servers it watches, so it never
+    /// fails a shard over during the teardown.
+    Sentinel,
+    /// A Redis shard (primary or replica): stopped last.
     Redis,
 }
 
@@ -128,6 +131,8 @@ pub enum Ended {
     Killed,
     /// It had exited before it was asked to stop.
     ExitedEarly,
+    /// The chaos schedule killed it on purpose (SIGKILL to the child alone), mid-run.
+    Faulted,
 }
 
 impl Guarded {
@@ -334,6 +339,69 @@ impl Processes {
     /// Whether child `index` is running.
     pub fn is_running(&self, index: usize) -> bool {
         self.children.get(index).is_some_and(Guarded::is_running)
+    }
+
+    /// The index of the running child called `name` (names are unique among running
+    /// children: a restarted process takes the name of the one it replaces, which has
+    /// ended by then).
+    pub fn index_of(&self, name: &str) -> Option<usize> {
+        self.children.iter().position(|c| c.name == name)
+    }
+
+    /// The pid of the running child called `name`.
+    pub fn pid_of(&self, name: &str) -> Option<u32> {
+        self.children
+            .iter()
+            .find(|c| c.name == name)
+            .and_then(|c| c.pid)
+    }
+
+    /// Kills the child called `name` with SIGKILL, as `kill -9` would (the child alone:
+    /// then the guard is told to finish, finds its child gone and ends its group), waits
+    /// for the guard to go (within `limit`, then the group is killed), and keeps it as
+    /// [`Ended::Faulted`]. Returns the pid killed. Waits without blocking the runtime,
+    /// so the load that runs beside the chaos schedule is not held up.
+    pub async fn kill(&mut self, name: &str, limit: Duration) -> Result<u32> {
+        let index = self
+            .index_of(name)
+            .ok_or_else(|| Error::Internal(format!("no running process {name} to kill")))?;
+        let pid = self.children[index]
+            .pid
+            .ok_or_else(|| Error::Internal(format!("{name} never reported its pid")))?;
+        let sent = Command::new("kill")
+            .args(["-KILL", &pid.to_string()])
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .map_err(|e| Error::Start(format!("cannot run kill for {name} (pid {pid}): {e}")))?;
+        if !sent.success() && is_running(pid) {
+            return Err(Error::Start(format!(
+                "kill -KILL {pid} ({name}) failed: {sent}"
+            )));
+        }
+        let mut child = self.children.remove(index);
+        // The guard waits on its pipe, not on its child: tell it to finish (its SIGTERM
+        // finds nobody; it then ends its group).
+        child.ask_to_stop();
+        let deadline = tokio::time::Instant::now() + limit;
+        if let Some(guard) = child.guard.as_mut() {
+            while matches!(guard.try_wait(), Ok(None)) && tokio::time::Instant::now() < deadline {
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        }
+        // Reaps the guard (or kills its group if it is still there).
+        child.finish_stop(Instant::now());
+        self.ended.push((child.info(), Ended::Faulted));
+        Ok(pid)
+    }
+
+    /// Stops the child called `name` (SIGTERM, then SIGKILL after its grace), if it
+    /// runs: a one-off command that has done its work.
+    pub fn finish(&mut self, name: &str) {
+        if let Some(index) = self.index_of(name) {
+            self.discard(index);
+        }
     }
 
     /// Stops child `index` now (a redis-server that took a port someone else had).
@@ -555,6 +623,43 @@ mod tests {
         assert_eq!(ended[0].1, Ended::Stopped);
         assert!(!is_running(pid), "the child is gone");
         assert!(!is_running(info.guard_pid), "the guard is gone");
+        std::fs::remove_dir_all(dir).ok();
+    }
+
+    #[tokio::test]
+    async fn a_killed_child_and_its_guard_are_gone_at_once_and_a_new_one_takes_its_name() {
+        let dir = temp_dir("kill");
+        let mut processes = Processes::new();
+        let index = processes.spawn(sleeper(&dir, "victim")).unwrap();
+        processes
+            .ready(index, Some("ready-now"), Duration::from_secs(10))
+            .await
+            .unwrap();
+        let info = processes.infos().remove(0);
+        let started = Instant::now();
+        let pid = processes
+            .kill("victim", Duration::from_secs(5))
+            .await
+            .unwrap();
+        assert_eq!(Some(pid), info.pid);
+        assert!(
+            started.elapsed() < Duration::from_secs(2),
+            "the guard goes with its child: {:?}",
+            started.elapsed()
+        );
+        assert!(!is_running(pid));
+        assert!(!is_running(info.guard_pid));
+        assert_eq!(processes.pid_of("victim"), None);
+
+        let again = processes.spawn(sleeper(&dir, "victim")).unwrap();
+        processes
+            .ready(again, Some("ready-now"), Duration::from_secs(10))
+            .await
+            .unwrap();
+        assert!(processes.pid_of("victim").is_some_and(|p| p != pid));
+        let ended = processes.stop_all();
+        let hows: Vec<Ended> = ended.iter().map(|(_, how)| *how).collect();
+        assert_eq!(hows, [Ended::Faulted, Ended::Stopped]);
         std::fs::remove_dir_all(dir).ok();
     }
 

@@ -32,16 +32,22 @@ pub enum OpKind {
     Create,
     /// A `record` lookup straight to registry-svc.
     Lookup,
+    /// A particle's record read through a gate (`chaos`).
+    Get,
+    /// A selection through a gate (`chaos`).
+    Select,
 }
 
 impl OpKind {
     /// Every kind, in order.
-    pub const ALL: [OpKind; 5] = [
+    pub const ALL: [OpKind; 7] = [
         OpKind::Ping,
         OpKind::Echo,
         OpKind::Count,
         OpKind::Create,
         OpKind::Lookup,
+        OpKind::Get,
+        OpKind::Select,
     ];
 
     fn index(self) -> usize {
@@ -75,7 +81,7 @@ pub struct Recorder {
     latency: Histogram<u64>,
     lag: Histogram<u64>,
     series: Series,
-    counts: [Counts; 5],
+    counts: [Counts; OpKind::ALL.len()],
     errors: BTreeMap<String, u64>,
 }
 
@@ -92,7 +98,7 @@ impl Recorder {
             latency: histogram(3),
             lag: histogram(2),
             series: Series::new(),
-            counts: [Counts::default(); 5],
+            counts: [Counts::default(); OpKind::ALL.len()],
             errors: BTreeMap::new(),
         }
     }

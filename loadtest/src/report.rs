@@ -8,7 +8,10 @@
 //! `plain_transport_per_s` (with the plain run's latency and CPU in `plain_transport`)
 //! and each one's `ratios`), `processes` (every child's pid and how it ended),
 //! `left_behind` (pids still running after teardown: always empty, or the run fails),
-//! `series`.
+//! `series`, and `chaos` ([`chaos`]: the faults of `--scenario chaos` and what they
+//! cost; null otherwise).
+
+pub mod chaos;
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -20,7 +23,7 @@ use serde::Serialize;
 use crate::baseline::Baselines;
 use crate::baseline::frames::FrameSizes;
 use crate::cli::{ScenarioKind, Targets};
-use crate::cluster::{Backend, Cluster};
+use crate::cluster::Cluster;
 use crate::error::{Error, Result};
 use crate::process::{Ended, ProcessInfo};
 use crate::record::{Counts, OpKind, Percentiles, Point};
@@ -74,6 +77,8 @@ pub struct Report {
     pub verification: Verification,
     /// The baselines and ratios (`--baseline`).
     pub baselines: Option<BaselineReport>,
+    /// `--scenario chaos`: the faults and what each cost.
+    pub chaos: Option<chaos::ChaosReport>,
     /// What was left out, and why.
     pub notes: Vec<String>,
     /// Every child process the harness started.
@@ -117,10 +122,12 @@ pub struct LoadReport {
 /// The local cluster.
 #[derive(Debug, Clone, Serialize)]
 pub struct ClusterReport {
-    /// `redis` or `memory`.
+    /// `redis`, `memory` or `redis-replicated` (`--ha`).
     pub registry: &'static str,
     /// Redis shards.
     pub shards: usize,
+    /// registry-svc instances.
+    pub registries: usize,
     /// How its connections travelled: `noise` or `plain`.
     pub transport: TransportMode,
     /// The star-nodes.
@@ -130,13 +137,10 @@ pub struct ClusterReport {
 impl ClusterReport {
     /// From the cluster.
     pub fn of(cluster: &Cluster) -> ClusterReport {
-        let (registry, shards) = match &cluster.backend {
-            Backend::Redis { shards } => ("redis", shards.len()),
-            Backend::Memory => ("memory", 0),
-        };
         ClusterReport {
-            registry,
-            shards,
+            registry: cluster.backend.name(),
+            shards: cluster.backend.shards(),
+            registries: cluster.registries.len(),
             transport: cluster.client.transport,
             nodes: cluster.nodes.clone(),
         }
@@ -317,7 +321,7 @@ pub struct ProcessReport {
     /// Who it was.
     #[serde(flatten)]
     pub info: ProcessInfo,
-    /// `stopped`, `killed` or `exited-early`.
+    /// `stopped`, `killed`, `exited-early`, or `faulted` (killed by the chaos schedule).
     pub ended: &'static str,
 }
 
@@ -328,6 +332,7 @@ impl ProcessReport {
             Ended::Stopped => "stopped",
             Ended::Killed => "killed",
             Ended::ExitedEarly => "exited-early",
+            Ended::Faulted => "faulted",
         };
         ProcessReport { info, ended }
     }
@@ -352,6 +357,10 @@ impl Report {
         if let Some(cluster) = &self.cluster {
             let registry = match cluster.registry {
                 "redis" => format!("registry on {} Redis shards", cluster.shards),
+                "redis-replicated" => format!(
+                    "{} registry-svcs on {} replicated Redis shards",
+                    cluster.registries, cluster.shards
+                ),
                 _ => "in-memory registry".into(),
             };
             let _ = write!(title, ", {} star-nodes, {registry}", cluster.nodes.len());
@@ -571,6 +580,9 @@ impl Report {
                 "  frame bytes: client ping {}, gate answer {}, lane ping {}, lane pong {}",
                 f.client_ping, f.gate_answer, f.lane_ping, f.lane_pong
             );
+        }
+        if let Some(chaos) = &self.chaos {
+            out.push_str(&chaos.table());
         }
         for note in self
             .notes

@@ -21,6 +21,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod chaos;
 mod plain;
 
 use futures::StreamExt;
@@ -166,6 +167,11 @@ where
         .into_iter()
         .map(|(info, how)| ProcessReport::new(info, how))
         .collect();
+    if !report.verification.ok || !left.is_empty() {
+        // A failed run keeps its logs, as one that stopped with an error does.
+        dir.keep();
+        eprintln!("loadtest: logs kept in {}", dir.path().display());
+    }
     report.left_behind = left;
     finish(report, output)
 }
@@ -190,7 +196,8 @@ fn finish(report: Report, output: &OutputArgs) -> ExitCode {
         Some(format!("processes left behind: {:?}", report.left_behind))
     } else if !report.verification.ok {
         Some("verification failed (see the report)".to_string())
-    } else if report.errors > 0 {
+    } else if report.errors > 0 && report.chaos.is_none() {
+        // A chaos run's errors are the faults' price; its goals are its checks.
         Some(format!("{} requests failed", report.errors))
     } else {
         None
@@ -221,12 +228,14 @@ fn runtime(threads: usize) -> Result<tokio::runtime::Runtime> {
 }
 
 /// What `loadtest local` starts: the binaries, Redis shards (0: the in-memory
-/// registry) and star-nodes.
+/// registry) and star-nodes; with `replicas` (`--ha`), the replicated topology.
 #[derive(Debug)]
 struct LocalShape {
     bins: Binaries,
     shards: usize,
     nodes: usize,
+    /// `--ha`: replicas per shard.
+    replicas: Option<usize>,
 }
 
 async fn local_session(
@@ -234,11 +243,24 @@ async fn local_session(
     dir: std::path::PathBuf,
     processes: &mut Processes,
 ) -> Result<Report> {
+    chaos::check_args(&args)?;
+    if args.ha && process::on_path("redis-server").is_none() {
+        return Err(Error::Missing(
+            "--ha needs redis-server on PATH (Debian: apt-get install redis-server; \
+             scripts/test.sh installs it)"
+                .into(),
+        ));
+    }
     let (bin_dir, build) = (args.bin_dir.clone(), !args.no_build);
     let bins = tokio::task::spawn_blocking(move || bins::locate(bin_dir.as_deref(), build))
         .await
         .map_err(|e| Error::Internal(format!("locating binaries: {e}")))??;
-    let shards = if args.shards == 0 {
+    if args.load.scenario == crate::cli::ScenarioKind::Chaos {
+        return chaos::run(&args, &bins, &dir, processes).await;
+    }
+    let shards = if args.ha {
+        args.shards
+    } else if args.shards == 0 {
         eprintln!("loadtest: --shards 0: using registry-svc's embedded in-memory registry");
         0
     } else if process::on_path("redis-server").is_none() {
@@ -255,6 +277,7 @@ async fn local_session(
         bins,
         shards,
         nodes: args.nodes,
+        replicas: args.ha.then_some(args.replicas),
     };
     let target = start_local(&shape, args.transport, &dir, processes).await?;
     let mut report = drive(target, &args.load, &args.output, &dir, processes).await?;
@@ -281,20 +304,46 @@ async fn start_local(
     dir: &Path,
     processes: &mut Processes,
 ) -> Result<Target> {
-    let cluster = cluster::start(
-        &shape.bins,
-        shape.shards,
-        (shape.nodes, transport),
-        dir,
-        processes,
-    )
-    .await?;
+    let (cluster, notes) = match shape.replicas {
+        None => {
+            let started = cluster::start(
+                &shape.bins,
+                shape.shards,
+                (shape.nodes, transport),
+                dir,
+                processes,
+            )
+            .await?;
+            (started, Vec::new())
+        }
+        Some(replicas) => {
+            let ha_shape = cluster::ha::HaShape {
+                shards: shape.shards,
+                replicas,
+                nodes: shape.nodes,
+                transport,
+            };
+            let ha = cluster::ha::start(&shape.bins, ha_shape, dir, processes).await?;
+            (ha.cluster, ha.notes)
+        }
+    };
+    for note in notes {
+        eprintln!("loadtest: note: {note}");
+    }
+    let registries: Vec<String> = cluster
+        .registries
+        .iter()
+        .map(|r| r.rpc.to_string())
+        .collect();
     eprintln!(
         "loadtest: cluster up: registry-svc {} ({}), star-nodes {}",
-        cluster.registry.rpc,
+        registries.join(" "),
         match &cluster.backend {
             cluster::Backend::Redis { shards } => format!("{} Redis shards", shards.len()),
             cluster::Backend::Memory => "in memory".into(),
+            cluster::Backend::Replicated { masters, .. } => {
+                format!("{} replicated Redis shards behind Sentinels", masters.len())
+            }
         },
         cluster
             .nodes
@@ -308,15 +357,11 @@ async fn start_local(
         gates: cluster.nodes.iter().map(|n| n.gate.to_string()).collect(),
         token: Some(cluster.admin_token.clone()),
         client: cluster.client.clone(),
-        registry: Some((
-            vec![cluster.registry.rpc.to_string()],
-            cluster.secret.clone(),
-        )),
+        registry: cluster
+            .registry_rpc()
+            .map(|rpc| (vec![rpc.to_string()], cluster.secret.clone())),
         metrics: cluster.metrics(),
-        redis: match &cluster.backend {
-            cluster::Backend::Redis { shards } => shards.clone(),
-            cluster::Backend::Memory => Vec::new(),
-        },
+        redis: cluster.backend.redis_urls(),
         strict: true,
         cluster: Some(cluster),
     })
@@ -550,6 +595,7 @@ async fn drive(
             .collect(),
         verification,
         baselines,
+        chaos: None,
         notes: workload.notes.clone(),
         processes: Vec::new(),
         left_behind: Vec::new(),

@@ -8,10 +8,17 @@
 //!          gate connect + `stars` lists every star ─▶ Cluster
 //! ```
 //!
+//! `--ha` starts the replicated topology instead ([`ha`]: primaries and replicas with
+//! AOF, Sentinels, two registry-svcs, fixed ports so a killed process comes back where
+//! it was); this module keeps what both share: the configs' text, the ready-line
+//! parsing, the health wait, the gate connection.
+//!
 //! Every wait has a deadline. The processes belong to the caller's [`Processes`], so an
 //! interrupted or failed start still tears down whatever had started.
 
+pub mod ha;
 mod redis;
+pub mod sentinel;
 
 use hyperverse_core::wire::TransportMode;
 use std::net::SocketAddr;
@@ -31,9 +38,9 @@ pub use redis::start_shards;
 pub const STARS_PER_NODE: usize = 4;
 
 /// How long registry-svc and star-nodes have to print their ready lines.
-const READY_WAIT: Duration = Duration::from_secs(30);
+pub const READY_WAIT: Duration = Duration::from_secs(30);
 /// How long the cluster has, once up, to list every star.
-const HEALTH_WAIT: Duration = Duration::from_secs(20);
+pub const HEALTH_WAIT: Duration = Duration::from_secs(20);
 /// How often star-nodes re-read the star directory (default 1 s): short, so every
 /// node sees the others soon after start.
 const DIRECTORY_REFRESH_MS: u64 = 300;
@@ -51,6 +58,46 @@ pub enum Backend {
     },
     /// registry-svc's embedded in-memory registry.
     Memory,
+    /// `--ha`: every shard a primary with a replica, watched by Sentinels.
+    Replicated {
+        /// The shards' master names (`shard0`, …) as the Sentinels know them.
+        masters: Vec<String>,
+        /// Each shard's primary when the cluster started (Sentinel may promote its
+        /// replica later).
+        primaries: Vec<String>,
+        /// The Sentinels' addresses.
+        sentinels: Vec<String>,
+    },
+}
+
+impl Backend {
+    /// The name the report gives it: `redis`, `memory` or `redis-replicated`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Backend::Redis { .. } => "redis",
+            Backend::Memory => "memory",
+            Backend::Replicated { .. } => "redis-replicated",
+        }
+    }
+
+    /// How many shards.
+    pub fn shards(&self) -> usize {
+        match self {
+            Backend::Redis { shards } => shards.len(),
+            Backend::Memory => 0,
+            Backend::Replicated { masters, .. } => masters.len(),
+        }
+    }
+
+    /// URLs of the servers a raw Redis GET baseline may read: the shards, or the
+    /// primaries the replicated cluster started with.
+    pub fn redis_urls(&self) -> Vec<String> {
+        match self {
+            Backend::Redis { shards } => shards.clone(),
+            Backend::Memory => Vec::new(),
+            Backend::Replicated { primaries, .. } => primaries.clone(),
+        }
+    }
 }
 
 /// registry-svc's addresses.
@@ -78,8 +125,8 @@ pub struct NodeAddrs {
 pub struct Cluster {
     /// The registry backend.
     pub backend: Backend,
-    /// registry-svc.
-    pub registry: RegistryAddrs,
+    /// The registry-svc instances (one, or two with `--ha`).
+    pub registries: Vec<RegistryAddrs>,
     /// The star-nodes.
     pub nodes: Vec<NodeAddrs>,
     /// The shared secret (registry-svc and lanes).
@@ -98,7 +145,7 @@ impl std::fmt::Debug for Cluster {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Cluster")
             .field("backend", &self.backend)
-            .field("registry", &self.registry)
+            .field("registries", &self.registries)
             .field("nodes", &self.nodes)
             .finish_non_exhaustive()
     }
@@ -107,9 +154,16 @@ impl std::fmt::Debug for Cluster {
 impl Cluster {
     /// Every process's `/metrics` address.
     pub fn metrics(&self) -> Vec<SocketAddr> {
-        std::iter::once(self.registry.metrics)
+        self.registries
+            .iter()
+            .map(|r| r.metrics)
             .chain(self.nodes.iter().map(|n| n.metrics))
             .collect()
+    }
+
+    /// The first registry-svc's RPC address (the one the harness's own lookups use).
+    pub fn registry_rpc(&self) -> Option<SocketAddr> {
+        self.registries.first().map(|r| r.rpc)
     }
 }
 
@@ -172,8 +226,12 @@ pub async fn start(
         Vec::new()
     };
     let registry = start_registry(bins, &urls, (&secret, transport), dir, processes).await?;
-    let credentials = (secret.as_str(), admin_token.as_str(), transport);
-    let nodes = start_nodes(bins, nodes, registry.rpc, credentials, dir, processes).await?;
+    let credentials = Credentials {
+        secret: &secret,
+        admin_token: &admin_token,
+        transport,
+    };
+    let nodes = start_nodes(bins, nodes, registry.rpc, &credentials, dir, processes).await?;
     await_health(&nodes, &admin_token, &client_config(&secret, transport)).await?;
     let backend = if urls.is_empty() {
         Backend::Memory
@@ -182,7 +240,7 @@ pub async fn start(
     };
     Ok(Cluster {
         backend,
-        registry,
+        registries: vec![registry],
         nodes,
         client: client_config(&secret, transport),
         secret,
@@ -192,7 +250,7 @@ pub async fn start(
 
 /// A fresh random credential: 32 letters and digits. Neither the secret nor the admin
 /// token outlives the run; they are written only to the run directory's configs.
-fn random_credential() -> String {
+pub fn random_credential() -> String {
     std::iter::repeat_with(fastrand::alphanumeric)
         .take(32)
         .collect()
@@ -206,35 +264,82 @@ async fn start_registry(
     processes: &mut Processes,
 ) -> Result<RegistryAddrs> {
     let config = dir.join("registry.toml");
-    let text = format!(
-        "listen = \"127.0.0.1:0\"\nmetrics = \"127.0.0.1:0\"\nshards = \"{}\"\nsecret = \"{secret}\"\n\
-         transport = \"{}\"\n",
-        urls.join(","),
-        transport_name(transport)
-    );
-    write(&config, &text)?;
-    let index = processes.spawn(Spec {
-        name: "registry-svc".into(),
-        role: Role::Registry,
-        program: bins.registry_svc.clone(),
-        args: vec!["--config".into(), config.into_os_string()],
-        env: vec![("RUST_LOG".into(), "warn".into())],
-        log: dir.join("registry-svc.log"),
-    })?;
+    let listen = ("127.0.0.1:0", "127.0.0.1:0");
+    let shards = format!("shards = \"{}\"\n", urls.join(","));
+    write(
+        &config,
+        &registry_config(listen, &shards, secret, transport),
+    )?;
+    let spec = registry_spec(bins, "registry-svc", &config, &dir.join("registry-svc.log"));
+    let index = processes.spawn(spec)?;
     let line = processes
-        .ready(index, Some("registry-svc ready"), READY_WAIT)
+        .ready(index, Some(REGISTRY_READY), READY_WAIT)
         .await?;
-    Ok(RegistryAddrs {
-        rpc: field(&line, "rpc=")?,
-        metrics: field(&line, "metrics=")?,
-    })
+    registry_addrs(&line)
+}
+
+/// What every generated config carries: the shared secret, the hyperuser's token at the
+/// gates, and the transport.
+#[derive(Clone, Copy)]
+pub struct Credentials<'a> {
+    /// The shared secret (registry-svc and lanes).
+    pub secret: &'a str,
+    /// The hyperuser's token at the gates.
+    pub admin_token: &'a str,
+    /// `noise` or `plain`.
+    pub transport: TransportMode,
+}
+
+impl std::fmt::Debug for Credentials<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Credentials")
+            .field("transport", &self.transport)
+            .finish_non_exhaustive()
+    }
+}
+
+/// registry-svc's config: RPC and metrics listen addresses, the shard lines (`shards =
+/// …`, and `sentinels = …` with `--ha`), the secret and transport.
+pub fn registry_config(
+    (listen, metrics): (&str, &str),
+    shard_lines: &str,
+    secret: &str,
+    transport: TransportMode,
+) -> String {
+    format!(
+        "listen = \"{listen}\"\nmetrics = \"{metrics}\"\n{shard_lines}secret = \"{secret}\"\n\
+         transport = \"{}\"\n",
+        transport_name(transport)
+    )
+}
+
+/// A star-node's config: machine `machine`, gate and metrics listen addresses, the
+/// registry address(es).
+pub fn node_config(
+    machine: &str,
+    (gate, metrics): (&str, &str),
+    registry: &str,
+    credentials: &Credentials<'_>,
+) -> String {
+    let Credentials {
+        secret,
+        admin_token,
+        transport,
+    } = credentials;
+    format!(
+        "machine = \"{machine}\"\ngate = \"{gate}\"\nmetrics = \"{metrics}\"\n\
+         registry = \"{registry}\"\nsecret = \"{secret}\"\nadmin_token = \"{admin_token}\"\n\
+         transport = \"{}\"\n\
+         directory_refresh_ms = {DIRECTORY_REFRESH_MS}\ndrain_timeout_ms = {DRAIN_MS}\n",
+        transport_name(*transport)
+    )
 }
 
 async fn start_nodes(
     bins: &Binaries,
     count: usize,
     registry: SocketAddr,
-    (secret, admin_token, transport): (&str, &str, TransportMode),
+    credentials: &Credentials<'_>,
     dir: &Path,
     processes: &mut Processes,
 ) -> Result<Vec<NodeAddrs>> {
@@ -242,46 +347,82 @@ async fn start_nodes(
     for i in 0..count {
         let machine = format!("node-{i}");
         let config = dir.join(format!("{machine}.toml"));
-        let text = format!(
-            "machine = \"{machine}\"\ngate = \"127.0.0.1:0\"\nmetrics = \"127.0.0.1:0\"\n\
-             registry = \"{registry}\"\nsecret = \"{secret}\"\nadmin_token = \"{admin_token}\"\n\
-             transport = \"{}\"\n\
-             directory_refresh_ms = {DIRECTORY_REFRESH_MS}\ndrain_timeout_ms = {DRAIN_MS}\n",
-            transport_name(transport)
-        );
-        write(&config, &text)?;
-        let index = processes.spawn(Spec {
-            name: format!("star-node-{i}"),
-            role: Role::StarNode,
-            program: bins.star_node.clone(),
-            args: vec!["--config".into(), config.into_os_string()],
-            env: vec![("RUST_LOG".into(), "warn".into())],
-            log: dir.join(format!("{machine}.log")),
-        })?;
+        let listen = ("127.0.0.1:0", "127.0.0.1:0");
+        let registry = registry.to_string();
+        write(
+            &config,
+            &node_config(&machine, listen, &registry, credentials),
+        )?;
+        let index = processes.spawn(node_spec(
+            bins,
+            i,
+            &config,
+            &dir.join(format!("{machine}.log")),
+        ))?;
         started.push(index);
     }
     let mut nodes = Vec::new();
     for index in started {
-        let line = processes
-            .ready(index, Some("star-node ready"), READY_WAIT)
-            .await?;
-        let machine = line
-            .split_whitespace()
-            .find_map(|w| w.strip_prefix("machine="))
-            .ok_or_else(|| Error::Start(format!("no machine= in {line:?}")))?
-            .to_string();
-        nodes.push(NodeAddrs {
-            machine,
-            gate: field(&line, "gate=")?,
-            metrics: field(&line, "metrics=")?,
-        });
+        let line = processes.ready(index, Some(NODE_READY), READY_WAIT).await?;
+        nodes.push(node_addrs(&line)?);
     }
     Ok(nodes)
 }
 
+/// The start of registry-svc's ready line.
+pub const REGISTRY_READY: &str = "registry-svc ready";
+/// The start of star-node's ready line.
+pub const NODE_READY: &str = "star-node ready";
+
+/// How to start registry-svc as `name` with `config`, logging to `log`.
+pub fn registry_spec(bins: &Binaries, name: &str, config: &Path, log: &Path) -> Spec {
+    Spec {
+        name: name.into(),
+        role: Role::Registry,
+        program: bins.registry_svc.clone(),
+        args: vec!["--config".into(), config.as_os_str().to_owned()],
+        env: vec![("RUST_LOG".into(), "warn".into())],
+        log: log.to_path_buf(),
+    }
+}
+
+/// How to start star-node number `i` with `config`, logging to `log`.
+pub fn node_spec(bins: &Binaries, i: usize, config: &Path, log: &Path) -> Spec {
+    Spec {
+        name: format!("star-node-{i}"),
+        role: Role::StarNode,
+        program: bins.star_node.clone(),
+        args: vec!["--config".into(), config.as_os_str().to_owned()],
+        env: vec![("RUST_LOG".into(), "warn".into())],
+        log: log.to_path_buf(),
+    }
+}
+
+/// A star-node's addresses, from its ready line.
+pub fn node_addrs(line: &str) -> Result<NodeAddrs> {
+    let machine = line
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("machine="))
+        .ok_or_else(|| Error::Start(format!("no machine= in {line:?}")))?
+        .to_string();
+    Ok(NodeAddrs {
+        machine,
+        gate: field(line, "gate=")?,
+        metrics: field(line, "metrics=")?,
+    })
+}
+
+/// registry-svc's addresses, from its ready line.
+pub fn registry_addrs(line: &str) -> Result<RegistryAddrs> {
+    Ok(RegistryAddrs {
+        rpc: field(line, "rpc=")?,
+        metrics: field(line, "metrics=")?,
+    })
+}
+
 /// Every gate takes a client, and every node lists every star (`stars` answers with a
 /// node's own directory view, so each one sees all the others).
-async fn await_health(
+pub async fn await_health(
     nodes: &[NodeAddrs],
     admin_token: &str,
     config: &GateClientConfig,
@@ -360,7 +501,8 @@ fn field(line: &str, name: &str) -> Result<SocketAddr> {
         .ok_or_else(|| Error::Start(format!("no address {name} in the ready line {line:?}")))
 }
 
-fn write(path: &Path, text: &str) -> Result<()> {
+/// Writes a generated config or file.
+pub fn write(path: &Path, text: &str) -> Result<()> {
     std::fs::write(path, text).map_err(|e| Error::io(format!("writing {}", path.display()), e))
 }
 

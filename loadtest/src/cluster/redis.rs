@@ -11,9 +11,9 @@ use crate::error::{Error, Result};
 use crate::process::{Processes, Role, Spec, on_path};
 
 /// Ports tried per shard.
-const ATTEMPTS: usize = 5;
+pub(super) const ATTEMPTS: usize = 5;
 /// How long a shard has to answer.
-const SHARD_WAIT: Duration = Duration::from_secs(10);
+pub(super) const SHARD_WAIT: Duration = Duration::from_secs(10);
 
 /// Starts `count` servers; returns their URLs.
 pub async fn start_shards(
@@ -114,7 +114,7 @@ async fn answers_as(url: &str, identity: &str, alive: &dyn Fn() -> bool) -> Resu
 }
 
 /// A loopback port nobody listens on right now.
-fn free_port() -> Result<u16> {
+pub(super) fn free_port() -> Result<u16> {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
         .map(|a| a.port())

@@ -16,7 +16,9 @@
 //! | `registry` | registry lookup 1 |
 //! | `mixed` | ping 75, wasm 10, registry 10, create 5 — a part that cannot run here (no mechtrons in this build, no registry address) is left out and the rest keep their weights |
 
+pub mod chaos;
 pub mod create;
+pub mod failover;
 pub mod ping;
 pub mod registry;
 pub mod wasm;
@@ -57,6 +59,10 @@ pub enum Share {
     Registry,
     /// Creations.
     Create,
+    /// Records read through a gate (`chaos`).
+    Get,
+    /// Selections through a gate (`chaos`).
+    Select,
 }
 
 /// The knobs the scenarios read.
@@ -392,10 +398,18 @@ pub async fn prepare(
         ScenarioKind::Create => vec![(Share::Create, 1)],
         ScenarioKind::Registry => vec![(Share::Registry, 1)],
         ScenarioKind::Mixed => MIX.to_vec(),
+        ScenarioKind::Chaos => {
+            return Err(Error::Internal(
+                "chaos is prepared by its own session (session::chaos)".into(),
+            ));
+        }
     };
     let mut particles = None;
     for (share, weight) in wanted {
         let part = match share {
+            Share::Get | Share::Select => {
+                return Err(Error::Internal(format!("{share:?} is chaos's alone")));
+            }
             Share::Ping | Share::Registry => {
                 if share == Share::Registry && registry.is_none() {
                     let why = "the registry part needs registry-svc's address (--registry ADDR)";
