@@ -545,7 +545,7 @@ async fn connect_registries(cluster: &Cluster, timeout: Duration) -> Result<Vec<
         };
         let addr = registry.rpc.to_string();
         let secret = Some(cluster.secret.clone().into_bytes());
-        let client = RegistryClient::connect(&addr, secret, config)
+        let client = RegistryClient::connect([&addr], secret, config)
             .await
             .map_err(|e| cluster_error(format!("connecting to registry-svc {addr}"), &e))?;
         clients.push(client);

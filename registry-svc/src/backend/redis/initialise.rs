@@ -49,7 +49,12 @@ impl RedisRegistry {
     /// `Ok(None)` when `mode` allows nothing to be done.
     pub async fn initialise(&self, mode: InitMode) -> Result<Option<InitReport>> {
         let inner = &self.inner;
-        let states = self.check_shards().await;
+        let mut states = self.check_shards().await;
+        if self.hyperverse().is_some() && states.contains(&ShardState::Uninitialised) {
+            // Checked in parallel: some were judged before another shard told the
+            // hyperverse's id. Judge them again, knowing it (lost or unidentified).
+            states = self.check_shards().await;
+        }
         let named = |wanted: fn(&ShardState) -> bool| -> Vec<String> {
             inner
                 .shards

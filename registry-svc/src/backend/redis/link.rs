@@ -26,6 +26,7 @@ use redis::{AsyncConnectionConfig, RedisError};
 use tokio::sync::Mutex;
 
 use super::identity::{Identity, ShardState};
+use super::replication::Acks;
 use super::source::{ShardSpec, Source};
 
 /// Timeouts of one shard's connection.
@@ -53,6 +54,8 @@ impl Default for ShardTimeouts {
 #[derive(Debug)]
 struct Conn {
     conn: Option<MultiplexedConnection>,
+    /// The address `conn` is connected to.
+    addr: String,
     /// When the last connect failed, or the identity was last found wrong.
     failed_at: Option<Instant>,
     state: ShardState,
@@ -97,11 +100,18 @@ pub struct ShardLink {
     connecting: Mutex<()>,
     up: AtomicBool,
     ops: AtomicU64,
+    /// The shard's replica count, read anew on every new connection.
+    acks: Arc<Acks>,
 }
 
 impl ShardLink {
     /// The link to `spec`'s shard; nothing is connected until the first operation.
-    pub fn new(spec: &ShardSpec, timeouts: ShardTimeouts, identity: Arc<Identity>) -> Result<Self> {
+    pub fn new(
+        spec: &ShardSpec,
+        timeouts: ShardTimeouts,
+        identity: Arc<Identity>,
+        acks: Arc<Acks>,
+    ) -> Result<Self> {
         Ok(Self {
             name: spec.name.clone(),
             shown: spec.shown_name(),
@@ -110,12 +120,14 @@ impl ShardLink {
             identity,
             link: std::sync::Mutex::new(Conn {
                 conn: None,
+                addr: String::new(),
                 failed_at: None,
                 state: ShardState::Unchecked,
             }),
             connecting: Mutex::new(()),
             up: AtomicBool::new(false),
             ops: AtomicU64::new(0),
+            acks,
         })
     }
 
@@ -193,9 +205,18 @@ impl ShardLink {
     }
 
     /// Connects if needed and verifies the shard's identity now, whatever was seen
-    /// before: the periodic health check. The state found.
+    /// before: the periodic health check. For a Sentinel shard, a connection to a server
+    /// the Sentinels no longer name as the primary is dropped first (a fail-over
+    /// happened while the old primary still answered). The state found.
     pub async fn check(&self) -> ShardState {
         let _one_at_a_time = self.connecting.lock().await;
+        if let Some(primary) = self.source.sentinel_primary().await {
+            let connected = self.link().addr.clone();
+            if self.link().conn.is_some() && connected != primary {
+                tracing::warn!(shard = %self.shown, old = %connected, new = %primary, "the Sentinels name another primary; reconnecting");
+                self.drop_conn("the Sentinels name another primary");
+            }
+        }
         match self.verify().await {
             Ok((_, state)) => state,
             Err(_) => ShardState::Unreachable,
@@ -222,12 +243,26 @@ impl ShardLink {
     /// and records the state. Called with `connecting` held.
     async fn verify(&self) -> Result<(MultiplexedConnection, ShardState)> {
         let current = self.link().conn.clone();
+        let fresh = current.is_none();
         let mut conn = match current {
             Some(conn) => conn,
             None => self.connect().await?,
         };
+        if fresh && self.acks.wanted_at_all() {
+            // Another server may be behind the new connection (a fail-over): count its
+            // replicas before a write waits for the old one's.
+            self.acks.forget();
+            let mut cmd = redis::cmd("INFO");
+            cmd.arg("replication");
+            let count = cmd.query_async::<String>(&mut conn);
+            if let Ok(Ok(info)) = tokio::time::timeout(self.timeouts.connect, count).await {
+                self.acks.observe(&info);
+            }
+        }
+        // The response timeout, not the connect one: on a connection in use, the check
+        // may queue behind a batch that ends in a WAIT.
         let verdict = tokio::time::timeout(
-            self.timeouts.connect,
+            self.timeouts.response,
             self.identity.verify(&mut conn, &self.name),
         )
         .await;
@@ -271,14 +306,17 @@ impl ShardLink {
             .set_response_timeout(Some(self.timeouts.response));
         let attempt = tokio::time::timeout(self.timeouts.connect, async {
             let client = self.source.client().await?;
-            client
+            let addr = client.get_connection_info().addr().to_string();
+            let conn = client
                 .get_multiplexed_async_connection_with_config(&config)
-                .await
+                .await?;
+            Ok::<_, RedisError>((conn, addr))
         })
         .await;
         match attempt {
-            Ok(Ok(conn)) => {
-                tracing::info!(shard = %self.shown, "connected to shard");
+            Ok(Ok((conn, addr))) => {
+                tracing::info!(shard = %self.shown, %addr, "connected to shard");
+                self.link().addr = addr;
                 Ok(conn)
             }
             Ok(Err(e)) => {

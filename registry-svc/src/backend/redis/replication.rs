@@ -8,8 +8,9 @@
 //! write survives a restart of its primary (with AOF) but not its loss. In
 //! [`WaitMode::Strict`] a write always waits for `replicas`: no write is acknowledged
 //! that a single Redis's loss could take, and the shard refuses writes while it has too
-//! few replicas. The count of replicas online is read from `INFO replication` by each
-//! shard check (every second in the service).
+//! few replicas. The count of replicas online is read from `INFO replication` on every
+//! new connection (after a fail-over the new primary may have none) and by each shard
+//! check (every second in the service).
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
@@ -53,7 +54,7 @@ impl Replication {
 
 /// One shard's replication policy and its count of replicas online.
 #[derive(Debug)]
-pub(crate) struct Acks {
+pub struct Acks {
     policy: Replication,
     /// Replicas online at the last check; `usize::MAX` until one is made.
     online: AtomicUsize,
@@ -83,6 +84,12 @@ impl Acks {
     /// Records the replicas online, from `INFO replication`'s text.
     pub(crate) fn observe(&self, info: &str) {
         self.online.store(online_replicas(info), Ordering::Relaxed);
+    }
+
+    /// Forgets the count (a new connection: maybe another server). Until the next
+    /// count, writes wait for every replica asked for.
+    pub(crate) fn forget(&self) {
+        self.online.store(usize::MAX, Ordering::Relaxed);
     }
 
     /// The replicas online at the last check (`None` before one).

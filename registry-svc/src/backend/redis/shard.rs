@@ -59,9 +59,10 @@ impl Shard {
         identity: Arc<Identity>,
         replication: Replication,
     ) -> Result<Self> {
+        let acks = Arc::new(Acks::new(replication));
         Ok(Self {
-            link: Arc::new(ShardLink::new(spec, timeouts, identity)?),
-            acks: Arc::new(Acks::new(replication)),
+            link: Arc::new(ShardLink::new(spec, timeouts, identity, acks.clone())?),
+            acks,
             batcher: OnceLock::new(),
         })
     }

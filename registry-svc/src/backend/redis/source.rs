@@ -113,6 +113,21 @@ impl Source {
         }
     }
 
+    /// The address of the primary the Sentinels name now; `None` for a URL shard (whose
+    /// server never changes) or when no Sentinel answers.
+    pub(crate) async fn sentinel_primary(&self) -> Option<String> {
+        match self {
+            Source::Direct(_) => None,
+            Source::Sentinel(sentinel) => sentinel
+                .lock()
+                .await
+                .async_get_client()
+                .await
+                .ok()
+                .map(|client| client.get_connection_info().addr().to_string()),
+        }
+    }
+
     /// A client for the server to use now: the fixed one, or the primary the Sentinels
     /// name right now (checked to be a primary).
     pub(crate) async fn client(&self) -> Result<Client, redis::RedisError> {
