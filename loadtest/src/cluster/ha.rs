@@ -4,7 +4,7 @@
 //! per shard: redis primary ──replicaof── redis replica      (AOF on both)
 //! 3 Sentinels watching shard0, shard1, … (quorum 2)
 //! registry-svc-0, registry-svc-1 ── find each shard's primary through the Sentinels
-//! star-node-0, star-node-1 ── registry-svc (see REGISTRY_LIST)
+//! star-node-0, star-node-1 ── both registry-svcs (failing over between them)
 //! ```
 //!
 //! Everything is on loopback. Unlike the plain cluster, every port is chosen before the
