@@ -210,7 +210,9 @@ impl ShardLink {
     /// happened while the old primary still answered). The state found.
     pub async fn check(&self) -> ShardState {
         let _one_at_a_time = self.connecting.lock().await;
-        if let Some(primary) = self.source.sentinel_primary().await {
+        // Bounded: a hung Sentinel must not hold `connecting` (and so every reconnect).
+        let named = tokio::time::timeout(self.timeouts.connect, self.source.sentinel_primary());
+        if let Ok(Some(primary)) = named.await {
             let connected = self.link().addr.clone();
             if self.link().conn.is_some() && connected != primary {
                 tracing::warn!(shard = %self.shown, old = %connected, new = %primary, "the Sentinels name another primary; reconnecting");
