@@ -13,7 +13,7 @@ use registry_svc::backend::redis::{
     RedisConfig, RedisRegistry, Replication, ShardSpec, ShardState, WaitMode,
 };
 use support::RedisServer;
-use support::sentinel::{Sentinel, wait_in_sync};
+use support::sentinel::{Sentinel, wait_in_sync, wait_replica_online};
 
 const MASTER: &str = "shard0";
 
@@ -141,7 +141,7 @@ async fn strict_writes_wait_for_a_replica() {
     registry.record(&space(0)).await.expect("reads go on");
 
     let replica = RedisServer::start_replica_of(&shard.primary);
-    wait_in_sync(&shard.primary, 1);
+    wait_replica_online(&shard.primary, &replica);
     create(&registry, &space(2))
         .await
         .expect("acknowledged again");

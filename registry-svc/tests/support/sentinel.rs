@@ -134,6 +134,16 @@ impl Drop for Sentinel {
 
 /// Waits until `primary` reports `replicas` replicas online and caught up.
 pub fn wait_in_sync(primary: &RedisServer, replicas: usize) {
+    wait_online(primary, replicas, "");
+}
+
+/// Waits until `primary` reports `replica` online (a replica killed a moment ago may
+/// still be listed online: the primary notices only at its replication timeout).
+pub fn wait_replica_online(primary: &RedisServer, replica: &RedisServer) {
+    wait_online(primary, 1, &format!("port={},", replica.port()));
+}
+
+fn wait_online(primary: &RedisServer, replicas: usize, which: &str) {
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let info: String = redis::Client::open(primary.url())
@@ -142,7 +152,7 @@ pub fn wait_in_sync(primary: &RedisServer, replicas: usize) {
             .unwrap_or_default();
         let online = info
             .lines()
-            .filter(|l| l.starts_with("slave") && l.contains("state=online"))
+            .filter(|l| l.starts_with("slave") && l.contains("state=online") && l.contains(which))
             .count();
         if online >= replicas {
             return;
