@@ -1,31 +1,28 @@
 //! The access algorithm: what an agent may do on a point, as a pure function over a
-//! source of particle facts and grants.
+//! source of particle facts and grants. It is the seed's (Starlane's
+//! `cosmic-registry-postgres` `access`), with the granter rule applied to every kind of
+//! grant:
 //!
 //! 1. The hyperuser has `Super` (`SuperOwner` on what it owns).
-//! 2. The owner of the point (its record's `owner`) has `Owner`.
-//! 3. Grants are gathered from the point's ancestors, from `ROOT` down to the point
+//! 2. Grants are gathered from the point's ancestors, from `ROOT` down to the point
 //!    itself (a grant is indexed at the root of its `on_point` selector). A grant is
 //!    *addressed* to a particle when its `on_point` matches the point and its `to_point`
-//!    matches the particle (with the kinds along their paths). It *applies* when, in
-//!    addition, its granter has on this same point the access it grants:
-//!    - `Super` needs a super granter;
-//!    - `Privilege(p)` needs a granter with `p` (owners and supers have every privilege);
-//!    - an `Or` mask needs a granter whose rights contain the whole mask;
-//!    - an `And` mask (a restriction) needs a granter that owns the point or is super.
-//! 4. An applying `Super` grant gives `Super` (or `SuperOwner` to an owner). Otherwise an
-//!    owner has `Owner` (masks never reduce an owner or a super). Otherwise the rights are
-//!    the union of the applying `Or` masks, intersected with every applying `And` mask:
-//!    Or-masks add, And-masks restrict, wherever on the path they sit, and a restricted
-//!    particle can pass on only what it keeps.
+//!    matches the particle (with the kinds along their paths). It *counts* only when its
+//!    granter (`by_particle`) has, on this same point and at the time of the decision,
+//!    the authority to give it: super for a `Super` grant; owner or super for a mask or
+//!    a privilege. A grant that does not count is ignored, and starts counting when its
+//!    granter gains that authority (a `chown` to it, a `Super` grant to it).
+//! 3. A counting `Super` grant addressed to the agent gives `Super` (`SuperOwner` to an
+//!    owner). Otherwise the owner of the point (its record's `owner`) has `Owner`: full
+//!    rights, every privilege; masks never reduce an owner or a super.
+//! 4. Otherwise rights start empty: the counting `Or` masks add, then the counting `And`
+//!    masks take away — wherever on the path either sits, so a restriction cannot be
+//!    undone by an `Or` mask further down. Counting `Privilege` grants add their names.
 //!
-//! Granters' access depends on grants too, so the answer is computed as a least fixed
-//! point over the agent and every granter on the path, in three monotone steps: who is
-//! super (from the hyperuser along `Super` grants); each particle's restriction (the
-//! `And` masks of owners and supers, fixed once supers are known); then rights and
-//! privileges, growing from nothing until they stop changing. Rights reach a particle
-//! only along a chain that starts at an owner or a super, so a ring of particles
-//! granting each other gains nothing, and the cost is polynomial in the number of
-//! grants (no chain is walked twice).
+//! Granters' super depends on `Super` grants too, so who is super is computed as a
+//! least fixed point over the agent and every granter on the path, from the hyperuser
+//! along `Super` grants: a ring of particles granting each other gains nothing, and the
+//! cost is polynomial in the number of grants.
 
 use std::collections::{BTreeSet, HashMap};
 
@@ -125,15 +122,12 @@ struct Edge<'g> {
     granter: usize,
 }
 
-/// The fixed-point computation over the agent (index 0) and every granter.
+/// The decision over the agent (index 0) and every granter on the target's path.
 struct Solver<'g> {
     owner: Vec<bool>,
     /// `inbound[x]`: the grants addressed to particle `x`.
     inbound: Vec<Vec<Edge<'g>>>,
     is_super: Vec<bool>,
-    restriction: Vec<Permissions>,
-    rights: Vec<Permissions>,
-    privileges: Vec<BTreeSet<String>>,
 }
 
 impl<'g> Solver<'g> {
@@ -159,29 +153,20 @@ impl<'g> Solver<'g> {
                     .collect()
             })
             .collect();
-        let n = particles.len();
         Solver {
             owner: particles.iter().map(|p| p == owner).collect(),
             inbound,
             is_super: particles.iter().map(|p| *p == Point::hyperuser()).collect(),
-            restriction: vec![Permissions::full(); n],
-            rights: vec![Permissions::none(); n],
-            privileges: vec![BTreeSet::new(); n],
         }
     }
 
-    /// Owners and supers hold every right and privilege.
-    fn unlimited(&self, x: usize) -> bool {
-        self.owner[x] || self.is_super[x]
-    }
-
+    /// Who is super: the hyperuser, then whoever a super grants `Super`, until nothing
+    /// changes (a ring of particles granting each other super gains nothing).
     fn solve(mut self) -> Self {
-        let n = self.owner.len();
-        // Step 1: supers, from the hyperuser along Super grants.
         let mut changed = true;
         while changed {
             changed = false;
-            for x in 0..n {
+            for x in 0..self.owner.len() {
                 if !self.is_super[x]
                     && self.inbound[x].iter().any(|e| {
                         matches!(e.kind, AccessGrantKind::Super) && self.is_super[e.granter]
@@ -192,73 +177,40 @@ impl<'g> Solver<'g> {
                 }
             }
         }
-        // Step 2: restrictions, from owners and supers only.
-        for x in 0..n {
-            for edge in &self.inbound[x] {
-                if let AccessGrantKind::PermissionsMask(mask) = edge.kind
-                    && mask.kind == MaskKind::And
-                    && self.unlimited(edge.granter)
-                {
-                    self.restriction[x] = self.restriction[x].and(&mask.permissions);
-                }
-            }
-        }
-        // Step 3: rights and privileges, grown to their least fixed point.
-        let mut changed = true;
-        while changed {
-            changed = false;
-            for x in 0..n {
-                if self.unlimited(x) {
-                    continue;
-                }
-                let mut added = Permissions::none();
-                let mut privileges = BTreeSet::new();
-                for edge in &self.inbound[x] {
-                    match edge.kind {
-                        AccessGrantKind::PermissionsMask(mask)
-                            if mask.kind == MaskKind::Or
-                                && self.rights_of(edge.granter).contains(&mask.permissions) =>
-                        {
-                            added = added.or(&mask.permissions);
-                        }
-                        AccessGrantKind::Privilege(p) if self.has_privilege(edge.granter, p) => {
-                            privileges.insert(p.clone());
-                        }
-                        _ => {}
-                    }
-                }
-                let rights = added.and(&self.restriction[x]);
-                if rights != self.rights[x] || privileges != self.privileges[x] {
-                    self.rights[x] = rights;
-                    self.privileges[x] = privileges;
-                    changed = true;
-                }
-            }
-        }
         self
     }
 
-    fn rights_of(&self, x: usize) -> Permissions {
-        if self.unlimited(x) {
-            Permissions::full()
-        } else {
-            self.rights[x]
-        }
-    }
-
-    fn has_privilege(&self, x: usize, privilege: &str) -> bool {
-        self.unlimited(x) || self.privileges[x].contains(privilege)
+    /// Whether `x` has the authority to give masks and privileges here: it owns the
+    /// target or is super on it.
+    fn authority(&self, x: usize) -> bool {
+        self.owner[x] || self.is_super[x]
     }
 
     fn access_of(&self, x: usize) -> Access {
         match (self.is_super[x], self.owner[x]) {
-            (true, true) => Access::SuperOwner,
-            (true, false) => Access::Super,
-            (false, true) => Access::Owner,
-            (false, false) => Access::Enumerated(EnumeratedAccess {
-                privileges: self.privileges[x].clone(),
-                permissions: self.rights[x],
-            }),
+            (true, true) => return Access::SuperOwner,
+            (true, false) => return Access::Super,
+            (false, true) => return Access::Owner,
+            (false, false) => {}
         }
+        let mut added = Permissions::none();
+        let mut kept = Permissions::full();
+        let mut privileges = BTreeSet::new();
+        for edge in self.inbound[x].iter().filter(|e| self.authority(e.granter)) {
+            match edge.kind {
+                AccessGrantKind::PermissionsMask(mask) if mask.kind == MaskKind::Or => {
+                    added = added.or(&mask.permissions);
+                }
+                AccessGrantKind::PermissionsMask(mask) => kept = kept.and(&mask.permissions),
+                AccessGrantKind::Privilege(p) => {
+                    privileges.insert(p.clone());
+                }
+                AccessGrantKind::Super => {}
+            }
+        }
+        Access::Enumerated(EnumeratedAccess {
+            privileges,
+            permissions: added.and(&kept),
+        })
     }
 }

@@ -4,7 +4,8 @@
 //! localhost:app:db          exactly that point
 //! localhost:*               every direct child of localhost
 //! localhost:**              everything below localhost (not localhost itself)
-//! localhost:+:**            localhost and everything below it
+//! localhost:+:**            localhost and everything below it (also spelled
+//!                           `localhost+:**`, as the seed writes it)
 //! +:**                      ROOT and everything (the widest selector)
 //! space:app:**<Mechtron>    every Mechtron below space:app
 //! *<Space>                  every Space
@@ -249,6 +250,11 @@ impl FromStr for Selector {
                 inclusive_at = Some(hop_at);
                 continue;
             }
+            // The seed's spelling, `localhost+:**`: a '+' ending a hop belongs to the next.
+            let (part, trailing_plus) = match part.strip_suffix('+') {
+                Some(p) if !p.is_empty() => (p, Some(hop_at + p.len())),
+                _ => (part, None),
+            };
             // `+**` is accepted as a spelling of `+:**`.
             let (part, plus) = match part.strip_prefix('+') {
                 Some(p) => (p, Some(hop_at)),
@@ -289,6 +295,7 @@ impl FromStr for Selector {
             }
             recursive_hops += usize::from(recursive);
             hops.push(Hop { segment, kind });
+            inclusive_at = trailing_plus;
         }
         if let Some(plus_at) = inclusive_at {
             return Err(PointParseError::new(
@@ -394,6 +401,16 @@ mod tests {
             assert_eq!(sel(s).to_string(), s);
         }
         assert_eq!(sel("localhost:+**"), sel("localhost:+:**"));
+        // The seed's spelling: '+' ends the hop before the one it makes inclusive.
+        assert_eq!(sel("localhost+:**"), sel("localhost:+:**"));
+        assert_eq!(
+            sel("localhost:app+:**<User>"),
+            sel("localhost:app:+:**<User>")
+        );
+        assert_eq!(sel("localhost+:**").to_string(), "localhost:+:**");
+        for bad in ["localhost+", "localhost+:app", "localhost+:+:**", "a+:**+"] {
+            assert!(bad.parse::<Selector>().is_err(), "{bad}");
+        }
     }
 
     #[test]
