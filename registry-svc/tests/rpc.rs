@@ -686,6 +686,7 @@ impl RegistryApi for Slow {
     async fn access(&self, a: &Agent, p: &Point) -> Result<Access> { self.inner.access(a, p).await }
     async fn chown(&self, on: &Selector, o: &Point, by: &Agent) -> Result<u64> { self.inner.chown(on, o, by).await }
     async fn list_access(&self, to: Option<&Point>, p: &Point) -> Result<Vec<IndexedAccessGrant>> { self.inner.list_access(to, p).await }
+    async fn grants_at(&self, p: &Point) -> Result<Vec<IndexedAccessGrant>> { self.inner.grants_at(p).await }
     async fn remove_access(&self, id: &GrantId, by: &Agent) -> Result<()> { self.inner.remove_access(id, by).await }
     async fn register_star(&self, e: &StarEntry) -> Result<()> { self.inner.register_star(e).await }
     async fn star_heartbeat(&self, s: &Point, load: u64) -> Result<()> { self.inner.star_heartbeat(s, load).await }

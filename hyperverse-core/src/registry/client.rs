@@ -544,6 +544,13 @@ impl RegistryApi for RegistryClient {
         .await
     }
 
+    async fn grants_at(&self, point: &Point) -> Result<Vec<IndexedAccessGrant>> {
+        self.call(rpc::GrantsAt {
+            point: point.clone(),
+        })
+        .await
+    }
+
     async fn remove_access(&self, id: &GrantId, by: &Agent) -> Result<()> {
         self.call(rpc::RemoveAccess {
             id: id.clone(),

@@ -22,7 +22,8 @@ use crate::kind::{BaseKind, Kind, StarSub};
 use crate::particle::{PropertyMod, Status};
 use crate::point::Point;
 use crate::security::{
-    Access, AccessGrant, AccessGrantKind, EnumeratedAccess, MaskKind, Permissions, PermissionsMask,
+    Access, AccessGrant, AccessGrantKind, EnumeratedAccess, GrantId, MaskKind, Permissions,
+    PermissionsMask,
 };
 use crate::selector::Selector;
 use crate::wave::Agent;
@@ -59,7 +60,7 @@ macro_rules! registry_conformance_tests {
             register_strategies, register_checks_property_rules, assign_star_and_host, swap_star,
             status_and_properties, sequences_count_up, select_by_pattern, children_lists_direct,
             delete_is_recursive, access_owner_and_hyperuser, access_grants_apply,
-            chown_only_by_super, list_and_remove_access, grants_per_point_are_capped,
+            chown_only_by_super, list_and_remove_access, grants_at_and_who_may_remove, grants_per_point_are_capped,
             grants_per_agent_are_capped, deleting_a_point_frees_its_granters, star_directory,
             star_directory_expires, artifacts, saved_state, concurrent_registrations,
             register_again_with_its_request_id
@@ -848,6 +849,88 @@ pub async fn chown_only_by_super(registry: Registry) {
     );
 }
 
+/// `grants_at` lists the grants indexed at a point, whether or not they match it; a
+/// grant is removed by its granter or by an agent with full access on the granter, not
+/// by one that is only super below the grant's root (the seed's rule).
+pub async fn grants_at_and_who_may_remove(registry: Registry) {
+    tree(&registry).await;
+    let by_app = AccessGrant {
+        kind: AccessGrantKind::PermissionsMask("+csd-Rwx".parse().expect("mask")),
+        on_point: sel("localhost:app:**<Mechtron>"),
+        to_point: sel("localhost:users:bob"),
+        by_particle: p("localhost:app"),
+    };
+    let first = registry.grant(&by_app).await.expect("grant");
+    let by_bob = AccessGrant {
+        by_particle: p("localhost:users:bob"),
+        ..by_app.clone()
+    };
+    let second = registry.grant(&by_bob).await.expect("grant");
+    let at_app = registry.grants_at(&p("localhost:app")).await.expect("list");
+    let ids: Vec<GrantId> = at_app.iter().map(|g| g.id.clone()).collect();
+    assert_eq!(ids, [first.clone(), second.clone()], "in the order made");
+    assert_eq!(at_app[0].grant, by_app);
+    assert!(
+        registry
+            .grants_at(&p("localhost:app:db"))
+            .await
+            .expect("list")
+            .is_empty()
+    );
+    assert!(
+        registry
+            .grants_at(&Point::root())
+            .await
+            .expect("root")
+            .is_empty()
+    );
+    let err = registry
+        .grants_at(&p("localhost:nowhere"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::NotFound(_)), "{err}");
+
+    // Carol is super on everything below localhost:app, not on localhost:app itself.
+    create(
+        &registry,
+        "localhost:users:carol",
+        Kind::User,
+        "GLOBAL::hyperuser",
+    )
+    .await;
+    let super_below = AccessGrant {
+        kind: AccessGrantKind::Super,
+        on_point: sel("localhost:app:**"),
+        to_point: sel("localhost:users:carol"),
+        by_particle: Point::hyperuser(),
+    };
+    registry.grant(&super_below).await.expect("grant");
+    let carol = user("localhost:users:carol");
+    let err = registry.remove_access(&first, &carol).await.unwrap_err();
+    assert!(
+        matches!(err, Error::Forbidden(_)),
+        "super below is not enough: {err}"
+    );
+    // Alice owns localhost:app, the granter: full access on it.
+    registry
+        .remove_access(&first, &user("localhost:users:alice"))
+        .await
+        .expect("the granter's owner removes");
+    // Bob's grant: Alice has nothing on Bob (the hyperuser's), Bob removes his own.
+    let err = registry
+        .remove_access(&second, &user("localhost:users:alice"))
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Forbidden(_)), "{err}");
+    registry
+        .remove_access(&second, &user("localhost:users:bob"))
+        .await
+        .expect("the granter removes");
+    let left = registry.grants_at(&p("localhost:app")).await.expect("list");
+    assert_eq!(left.len(), 1, "Carol's super grant only: {left:?}");
+    assert_eq!(left[0].grant, super_below);
+}
+
 /// Grants are listed where they apply and removed only by their granter or a super.
 pub async fn list_and_remove_access(registry: Registry) {
     tree(&registry).await;
@@ -905,6 +988,14 @@ pub async fn list_and_remove_access(registry: Registry) {
         .await
         .unwrap_err();
     assert!(matches!(err, Error::Forbidden(_)), "not the granter: {err}");
+    let err = registry
+        .remove_access(&root_id, &user("localhost:users:alice"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, Error::Forbidden(_)),
+        "not the hyperuser's: {err}"
+    );
     registry
         .remove_access(&id, &user("localhost:users:alice"))
         .await

@@ -199,6 +199,34 @@ pub fn too_many_grants_by(agent: &Point, limit: usize) -> crate::Error {
     ))
 }
 
+/// Whether `by` may remove a grant made by `granter` (the grant `id`), given `by`'s
+/// access on the granter (`NotFound` when the granter is not a registered particle):
+/// the granter itself, the hyperuser, and an agent with full access (owner or super) on
+/// the granter may. The seed's rule: whoever controls the particle that granted
+/// controls its grants.
+pub fn may_remove(
+    id: &GrantId,
+    granter: &Point,
+    by: &Agent,
+    on_granter: impl FnOnce() -> Result<Access>,
+) -> Result<()> {
+    if *by == Agent::HyperUser || by.point() == *granter {
+        return Ok(());
+    }
+    let full = match on_granter() {
+        Ok(access) => access.is_owner() || access.is_super(),
+        Err(crate::Error::NotFound(_)) => false,
+        Err(e) => return Err(e),
+    };
+    if full {
+        return Ok(());
+    }
+    Err(crate::Error::forbidden(format!(
+        "{by} may not remove grant {id}: only its granter {granter}, or an agent that owns \
+         it or is super on it, may"
+    )))
+}
+
 /// Whether grants by `granter` count toward [`RegistryLimits::max_grants_per_agent`]:
 /// every granter's do but the hyperuser's.
 pub fn grants_are_counted(granter: &Point) -> bool {
@@ -296,8 +324,13 @@ pub trait RegistryApi: Send + Sync {
         point: &Point,
     ) -> Result<Vec<IndexedAccessGrant>>;
 
-    /// Removes a grant, giving its granter the allowance back. Only its granter or an
-    /// agent with super access on its root may.
+    /// The grants indexed at `point` (those whose `on_point` selector is rooted there),
+    /// in the order they were made. `NotFound` when `point` is not registered.
+    async fn grants_at(&self, point: &Point) -> Result<Vec<IndexedAccessGrant>>;
+
+    /// Removes a grant, giving its granter the allowance back. Only its granter, or an
+    /// agent with full access (owner or super) on its granter, may ([`may_remove`]): not
+    /// an agent that is merely super somewhere below the grant.
     async fn remove_access(&self, id: &GrantId, by: &Agent) -> Result<()>;
 
     /// Adds (or refreshes) a star in the directory.

@@ -230,6 +230,9 @@ registry_rpc! {
     /// [`RegistryApi::list_access`].
     ListAccess = "list_access", resend { to: Option<Point>, point: Point } -> Vec<IndexedAccessGrant>
         => |api, r| api.list_access(r.to.as_ref(), &r.point).await;
+    /// [`RegistryApi::grants_at`].
+    GrantsAt = "grants_at", resend { point: Point } -> Vec<IndexedAccessGrant>
+        => |api, r| api.grants_at(&r.point).await;
     /// [`RegistryApi::remove_access`].
     RemoveAccess = "remove_access", once { id: GrantId, by: Agent } -> ()
         => |api, r| api.remove_access(&r.id, &r.by).await;
@@ -324,6 +327,7 @@ mod tests {
             (Access::OP, Access::RESEND),
             (Chown::OP, Chown::RESEND),
             (ListAccess::OP, ListAccess::RESEND),
+            (GrantsAt::OP, GrantsAt::RESEND),
             (RegisterStar::OP, RegisterStar::RESEND),
             (StarHeartbeat::OP, StarHeartbeat::RESEND),
             (ListStars::OP, ListStars::RESEND),

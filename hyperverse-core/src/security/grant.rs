@@ -29,6 +29,89 @@ pub struct PermissionsMask {
     pub permissions: Permissions,
 }
 
+impl fmt::Display for PermissionsMask {
+    /// `+csd-Rwx` (Or: adds R) or `&csd-rwX` (And: keeps X only), as the seed writes them.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let sign = match self.kind {
+            MaskKind::Or => '+',
+            MaskKind::And => '&',
+        };
+        write!(f, "{sign}{}", self.permissions)
+    }
+}
+
+impl FromStr for PermissionsMask {
+    type Err = Error;
+
+    /// `+csd-Rwx` adds the upper-case rights; `&csd-rwX` keeps only them. Without a
+    /// sign, the rights are added (`csd-Rwx`, or `rwx`-style letters).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let (kind, rest) = match s.as_bytes().first() {
+            Some(b'+') => (MaskKind::Or, &s[1..]),
+            Some(b'&') => (MaskKind::And, &s[1..]),
+            _ => (MaskKind::Or, s),
+        };
+        Ok(PermissionsMask {
+            kind,
+            permissions: Permissions::parse_lenient(rest)?,
+        })
+    }
+}
+
+impl fmt::Display for AccessGrantKind {
+    /// `super`, `privilege:NAME`, or the mask (`+csd-Rwx`, `&csd-rwX`): what `hv grant`
+    /// takes.
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            AccessGrantKind::Super => f.write_str("super"),
+            AccessGrantKind::Privilege(name) => write!(f, "privilege:{name}"),
+            AccessGrantKind::PermissionsMask(mask) => write!(f, "{mask}"),
+        }
+    }
+}
+
+impl FromStr for AccessGrantKind {
+    type Err = Error;
+
+    /// `super`; `privilege:NAME`; a mask (`+csd-Rwx`, `&csd-rwX`, `csd-Rwx`, `rx`).
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        if s == "super" {
+            return Ok(AccessGrantKind::Super);
+        }
+        if let Some(name) = s.strip_prefix("privilege:") {
+            let valid = !name.is_empty()
+                && name.len() <= MAX_PRIVILEGE_LEN
+                && name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b"-_.:".contains(&b));
+            if !valid {
+                return Err(Error::bad_request(format!(
+                    "privilege {name:?}: 1 to {MAX_PRIVILEGE_LEN} characters of letters, \
+                     digits and `-_.:` (e.g. `property:email:read`)"
+                )));
+            }
+            return Ok(AccessGrantKind::Privilege(name.to_string()));
+        }
+        if s.is_empty() {
+            return Err(Error::bad_request(
+                "a grant needs a kind: `+csd-Rwx` (add), `&csd-rwX` (restrict), `super` or \
+                 `privilege:NAME`",
+            ));
+        }
+        s.parse()
+            .map(AccessGrantKind::PermissionsMask)
+            .map_err(|e| {
+                Error::bad_request(format!(
+                    "{e}; a grant is `+csd-Rwx` (add), `&csd-rwX` (restrict), `rwx`-style \
+                 letters, `super` or `privilege:NAME`"
+                ))
+            })
+    }
+}
+
+/// The longest privilege name a grant may carry.
+pub const MAX_PRIVILEGE_LEN: usize = 128;
+
 /// What a grant gives.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum AccessGrantKind {
@@ -180,6 +263,44 @@ mod tests {
                     "{unlimited} giving {kind:?}"
                 );
             }
+        }
+    }
+
+    #[test]
+    fn grant_kinds_parse_and_print_as_hv_takes_them() {
+        for text in [
+            "super",
+            "privilege:property:email:read",
+            "+csd-Rwx",
+            "&csd-rwX",
+        ] {
+            let kind: AccessGrantKind = text.parse().expect(text);
+            assert_eq!(kind.to_string(), text);
+        }
+        assert_eq!(
+            "rx".parse::<AccessGrantKind>().unwrap(),
+            mask(MaskKind::Or, "csd-RwX")
+        );
+        assert_eq!(
+            "&R".parse::<AccessGrantKind>().unwrap(),
+            mask(MaskKind::And, "csd-Rwx")
+        );
+        assert_eq!(
+            "CSD-RWX".parse::<AccessGrantKind>().unwrap(),
+            mask(MaskKind::Or, "CSD-RWX")
+        );
+        for bad in [
+            "",
+            "superuser",
+            "privilege:",
+            "privilege:a b",
+            "+csd-Rwz",
+            "*rwx",
+        ] {
+            assert!(
+                matches!(bad.parse::<AccessGrantKind>(), Err(Error::BadRequest(_))),
+                "{bad:?}"
+            );
         }
     }
 }

@@ -16,7 +16,7 @@ use hyperverse_core::particle::{
 };
 use hyperverse_core::registry::{
     ArtifactMeta, Registration, RegistryApi, RegistryLimits, StarEntry, Strategy,
-    grants_are_counted, refuse_root, too_many_grants, too_many_grants_by,
+    grants_are_counted, may_remove, refuse_root, too_many_grants, too_many_grants_by,
 };
 use hyperverse_core::security::{
     self, Access, AccessGrant, AccessSource, GrantId, IndexedAccessGrant, ParticleFacts,
@@ -455,6 +455,14 @@ impl RegistryApi for MemoryRegistry {
         Ok(security::grants_for(point, to, &*state))
     }
 
+    async fn grants_at(&self, point: &Point) -> Result<Vec<IndexedAccessGrant>> {
+        let state = self.lock();
+        if !state.exists(point) {
+            return Err(Error::not_found(format!("particle {point}")));
+        }
+        Ok(AccessSource::grants_at(&*state, point))
+    }
+
     async fn remove_access(&self, id: &GrantId, by: &Agent) -> Result<()> {
         let mut state = self.lock();
         let grant = state
@@ -462,11 +470,8 @@ impl RegistryApi for MemoryRegistry {
             .get(&id.root)
             .and_then(|e| e.grants.get(&id.seq))
             .ok_or_else(|| Error::not_found(format!("grant {id}")))?;
-        if grant.by_particle != by.point() && !state.access(by, &id.root)?.is_super() {
-            return Err(Error::forbidden(format!(
-                "{by} may not remove grant {id}: only its granter or a super agent may"
-            )));
-        }
+        let granter = grant.by_particle.clone();
+        may_remove(id, &granter, by, || state.access(by, &granter))?;
         if let Some(removed) = state.get_mut(&id.root)?.grants.remove(&id.seq) {
             state.release_grant(&removed.by_particle);
         }

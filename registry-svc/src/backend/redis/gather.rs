@@ -306,6 +306,30 @@ fn facts(p: &Point, values: &mut Values) -> Result<Option<ParticleFacts>> {
     }
 }
 
+/// The grants indexed at `point`, by sequence.
+pub(crate) async fn grants_at(inner: &Inner, point: &Point) -> Result<Vec<IndexedAccessGrant>> {
+    let stored: Vec<(u64, Vec<u8>)> = inner
+        .shard(point)
+        .query(redis::cmd("HGETALL").arg(inner.keys.grants(point)).clone())
+        .await?;
+    let mut grants = stored
+        .into_iter()
+        .map(|(seq, blob)| indexed(point, seq, &blob))
+        .collect::<Result<Vec<_>>>()?;
+    grants.sort_by_key(|g| g.id.seq);
+    Ok(grants)
+}
+
+fn indexed(root: &Point, seq: u64, blob: &[u8]) -> Result<IndexedAccessGrant> {
+    Ok(IndexedAccessGrant {
+        id: GrantId {
+            root: root.clone(),
+            seq,
+        },
+        grant: unpack::<AccessGrant>(blob)?,
+    })
+}
+
 /// The records and grants along `point`'s ancestors, then the records along the paths
 /// of `agents` and of every granter found: two rounds of one pipeline per shard.
 pub(crate) async fn access_snapshot(
@@ -326,15 +350,7 @@ pub(crate) async fn access_snapshot(
             let stored: Vec<(u64, Vec<u8>)> = take(values, p)?;
             let grants = stored
                 .into_iter()
-                .map(|(seq, blob)| {
-                    Ok(IndexedAccessGrant {
-                        id: GrantId {
-                            root: p.clone(),
-                            seq,
-                        },
-                        grant: unpack::<AccessGrant>(&blob)?,
-                    })
-                })
+                .map(|(seq, blob)| indexed(p, seq, &blob))
                 .collect::<Result<Vec<_>>>()?;
             Ok((facts, grants))
         },

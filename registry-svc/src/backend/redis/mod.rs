@@ -44,7 +44,7 @@ use hyperverse_core::particle::{
 };
 use hyperverse_core::registry::{
     ArtifactMeta, Registration, RegistryApi, RegistryLimits, StarEntry, Strategy,
-    grants_are_counted, refuse_root, too_many_grants,
+    grants_are_counted, may_remove, refuse_root, too_many_grants,
 };
 use hyperverse_core::security::{self, Access, AccessGrant, GrantId, IndexedAccessGrant};
 use hyperverse_core::{Agent, Error, Point, Result, Selector};
@@ -547,6 +547,11 @@ impl RegistryApi for RedisRegistry {
         Ok(security::grants_for(point, to, &snapshot))
     }
 
+    async fn grants_at(&self, point: &Point) -> Result<Vec<IndexedAccessGrant>> {
+        self.inner.require(point).await?;
+        gather::grants_at(&self.inner, point).await
+    }
+
     async fn remove_access(&self, id: &GrantId, by: &Agent) -> Result<()> {
         let inner = &self.inner;
         let key = inner.keys.grants(&id.root);
@@ -557,11 +562,14 @@ impl RegistryApi for RedisRegistry {
             .await?;
         let grant: AccessGrant =
             unpack(&blob.ok_or_else(|| Error::not_found(format!("grant {id}")))?)?;
-        if grant.by_particle != by.point() && !self.access(by, &id.root).await?.is_super() {
-            return Err(Error::forbidden(format!(
-                "{by} may not remove grant {id}: only its granter or a super agent may"
-            )));
-        }
+        let granter = &grant.by_particle;
+        // Asked only when the rule needs it (not of the granter or the hyperuser).
+        let on_granter = if *by == Agent::HyperUser || by.point() == *granter {
+            Ok(Access::none())
+        } else {
+            self.access(by, granter).await
+        };
+        may_remove(id, granter, by, || on_granter)?;
         let removed: i64 = inner
             .shard(&id.root)
             .write(redis::cmd("HDEL").arg(&key).arg(seq).clone())
