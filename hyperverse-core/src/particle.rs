@@ -251,6 +251,9 @@ const USER: &[PropertyDef] = &[
     def("email", ValueRule::Text),
 ];
 
+/// An App logs in like a User, by a token stored as its hash.
+const APP: &[PropertyDef] = &[def("token-hash", ValueRule::Text)];
+
 const STAR: &[PropertyDef] = &[def("machine", ValueRule::Text)];
 
 /// The property rules of `kind` beyond the common ones (`description`).
@@ -259,6 +262,7 @@ pub fn kind_properties(kind: &Kind) -> &'static [PropertyDef] {
         BaseKind::Mechtron => MECHTRON,
         BaseKind::Artifact => ARTIFACT,
         BaseKind::User => USER,
+        BaseKind::App => APP,
         BaseKind::Star => STAR,
         _ => &[],
     }

@@ -30,7 +30,7 @@ use hyperverse_core::wire::{
 use hyperverse_core::{Error, Kind, Point, Result, Selector};
 use tokio_util::sync::CancellationToken;
 
-use crate::protocol::{self, Answer, ClientFrame, ClientRequest, GateFrame};
+use crate::protocol::{self, Answer, ClientFrame, ClientRequest, GateFrame, ListedGrant};
 
 /// How much longer than a ping's own timeout the client waits for its answer.
 const PING_GRACE: Duration = Duration::from_secs(1);
@@ -228,11 +228,26 @@ impl GateClient {
         properties: SetProperties,
         strategy: Strategy,
     ) -> Result<ParticleRecord> {
+        self.create_as(point, kind, properties, strategy, None)
+            .await
+    }
+
+    /// [`create`](Self::create) as the particle `by` (which the agent fully controls):
+    /// `by` becomes the owner.
+    pub async fn create_as(
+        &self,
+        point: impl Into<String>,
+        kind: Kind,
+        properties: SetProperties,
+        strategy: Strategy,
+        by: Option<Point>,
+    ) -> Result<ParticleRecord> {
         let request = ClientRequest::Create {
             point: point.into(),
             kind,
             properties,
             strategy,
+            by,
         };
         match self.request(request).await? {
             Answer::Record(record) => Ok(record),
@@ -259,10 +274,16 @@ impl GateClient {
         }
     }
 
-    /// A particle's record.
+    /// A particle's record. An agent that may read only some of its properties (by
+    /// `property:NAME:read` privileges) gets `Forbidden` here: [`GateClient::request`]
+    /// answers it with [`Answer::Details`].
     pub async fn get(&self, point: Point) -> Result<ParticleRecord> {
         match self.request(ClientRequest::Get { point }).await? {
             Answer::Record(record) => Ok(record),
+            Answer::Details(details) => Err(Error::forbidden(format!(
+                "{}: only some properties may be read, not the record",
+                details.stub.point
+            ))),
             other => Err(self.unexpected("get", &other)),
         }
     }
@@ -290,7 +311,22 @@ impl GateClient {
         on: Selector,
         to: Selector,
     ) -> Result<GrantId> {
-        match self.request(ClientRequest::Grant { kind, on, to }).await? {
+        self.grant_as(kind, on, to, None).await
+    }
+
+    /// [`grant`](Self::grant) made by the particle `by` (which the agent fully
+    /// controls).
+    pub async fn grant_as(
+        &self,
+        kind: AccessGrantKind,
+        on: Selector,
+        to: Selector,
+        by: Option<Point>,
+    ) -> Result<GrantId> {
+        match self
+            .request(ClientRequest::Grant { kind, on, to, by })
+            .await?
+        {
             Answer::Granted(id) => Ok(id),
             other => Err(self.unexpected("grant", &other)),
         }
@@ -298,9 +334,32 @@ impl GateClient {
 
     /// Removes a grant.
     pub async fn revoke(&self, id: GrantId) -> Result<()> {
-        match self.request(ClientRequest::Revoke { id }).await? {
+        self.revoke_as(id, None).await
+    }
+
+    /// [`revoke`](Self::revoke) as the particle `by` (which the agent fully controls).
+    pub async fn revoke_as(&self, id: GrantId, by: Option<Point>) -> Result<()> {
+        match self.request(ClientRequest::Revoke { id, by }).await? {
             Answer::Done => Ok(()),
             other => Err(self.unexpected("revoke", &other)),
+        }
+    }
+
+    /// Makes `owner` the owner of the particles matching `on`, as the agent or as `by`;
+    /// how many changed hands.
+    pub async fn chown(&self, on: Selector, owner: Point, by: Option<Point>) -> Result<u64> {
+        match self.request(ClientRequest::Chown { on, owner, by }).await? {
+            Answer::Chowned(n) => Ok(n),
+            other => Err(self.unexpected("chown", &other)),
+        }
+    }
+
+    /// The grants indexed at the particles matching `selector` that the agent may read,
+    /// with whether each counts.
+    pub async fn grants(&self, selector: Selector) -> Result<Vec<ListedGrant>> {
+        match self.request(ClientRequest::Grants { selector }).await? {
+            Answer::Grants(grants) => Ok(grants),
+            other => Err(self.unexpected("grants", &other)),
         }
     }
 
@@ -361,6 +420,9 @@ fn answer_name(answer: &Answer) -> &'static str {
         Answer::Access(_) => "Access",
         Answer::Stars(_) => "Stars",
         Answer::Done => "Done",
+        Answer::Details(_) => "Details",
+        Answer::Chowned(_) => "Chowned",
+        Answer::Grants(_) => "Grants",
     }
 }
 

@@ -9,7 +9,7 @@
 //!   answers (`Pong`, `Moved`) go back on the same connection.
 //! - **Client** (peer `Client`, presented a token): the token decides the agent —
 //!   the configured `admin_token` is the hyperuser (the shared secret is no login),
-//!   `USER_POINT#TOKEN` is that User when the token matches its `token-hash` (checked
+//!   `POINT#TOKEN` is that User or App when the token matches its `token-hash` (checked
 //!   off this thread, [`crate::token_check`]), none is anonymous. Pings enter the
 //!   machine's entry star with arrival `Local`; other requests run as [`crate::ops`].
 //!
@@ -266,7 +266,9 @@ async fn check_token(machine: &Machine, token: &str) -> Result<Agent, Rejection>
             return Err(Rejection::busy("registry_unavailable", reason));
         }
     };
-    if record.kind().base() != BaseKind::User {
+    // Users and Apps log in; other particles (a Mechtron acts only through its waves)
+    // do not.
+    if !matches!(record.kind().base(), BaseKind::User | BaseKind::App) {
         return Err(refuse());
     }
     let checked = token_check::verify(record, secret.to_string()).await;

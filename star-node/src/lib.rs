@@ -12,6 +12,7 @@
 //! - [`node`]: starting and stopping a whole star-node (the binary's body, and tests').
 
 pub mod access_cache;
+pub mod authority;
 pub mod client;
 pub mod config;
 mod counted;

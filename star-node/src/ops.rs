@@ -1,6 +1,6 @@
 //! The client requests other than pings, as the gate's machine carries them out for the
-//! session's agent: create (with placement), get, select, delete, grant, revoke,
-//! access, stars.
+//! session's agent: create (with placement), get, select, delete, access, stars; and,
+//! through [`crate::authority`], grant, revoke, chown and grants.
 //!
 //! Access rules (the hyperuser passes every check):
 //!
@@ -9,11 +9,14 @@
 //! | `create P` | `c` on P's parent; to `Override` an existing P, what `delete P` needs; for `Ensure` to answer an existing P, `r` on it (otherwise `409`, as for `Commit`, with nothing about P) |
 //! | `publish P` | `c` on P's parent |
 //! | `migrate P S` | owner or super on P |
-//! | `get P` | `r` on P |
+//! | `get P` | `r` on P for the record; with `property:NAME:read` privileges only, the stub and those properties |
 //! | `select S` | `s` on S's root point; answers only the points whose parent the agent may select |
 //! | `delete P` | for P and every particle below it: owner or super on it, or `d` on its parent |
-//! | `grant` | a logged-in agent holding what it grants on the grant's root point (super for `super`, the privilege, every right of an `Or` mask, owner or super for an `And` mask); the grant then counts only while its granter still holds it |
-//! | `revoke` | its granter, or super on its root |
+//! | `grant` | a logged-in agent with the authority to give it on the grant's root point: super for `super`, owner or super for a mask or a privilege; the grant then counts only where its granter has that authority ([`crate::authority`]) |
+//! | `revoke` | its granter, or full access (owner or super) on its granter |
+//! | `chown S O` | super on every particle matching S; O registered (or the hyperuser) |
+//! | `grants S` | a logged-in agent; lists the grants at the particles of S it may read (`r`) |
+//! | `--by P` (create, grant, revoke, chown) | owner or super on P: the checks then pass for the agent or P, and P is recorded ([`crate::authority`]) |
 //! | `access A P` | a logged-in agent; `r` on A when A is another agent. A missing P answers "no rights" (to all but the hyperuser) |
 //! | `stars` | a logged-in agent |
 //!
@@ -26,14 +29,15 @@
 use std::collections::HashMap;
 use std::rc::Rc;
 
-use hyperverse_core::particle::{ParticleRecord, PropertyMod, SetProperties, Status, Stub};
-use hyperverse_core::registry::{Registration, Strategy};
-use hyperverse_core::security::{
-    Access, AccessGrant, AccessGrantKind, ChildPerms, MaskKind, Permissions,
+use hyperverse_core::particle::{
+    Details, ParticleRecord, PropertyMod, SetProperties, Status, Stub,
 };
+use hyperverse_core::registry::{Registration, Strategy};
+use hyperverse_core::security::{Access, ChildPerms, Permissions, readable_properties};
 use hyperverse_core::wave::{HypMethod, Substance};
 use hyperverse_core::{Agent, Error, Kind, Point, Result, Selector};
 
+use crate::authority::{self, Acting};
 use crate::machine::Machine;
 use crate::protocol::{Answer, ClientRequest};
 
@@ -45,8 +49,10 @@ pub async fn run(machine: &Rc<Machine>, agent: &Agent, request: ClientRequest) -
             kind,
             properties,
             strategy,
+            by,
         } => {
-            let record = create(machine, agent, &point, kind, properties, strategy).await?;
+            let acting = Acting::new(machine, agent, by).await?;
+            let record = create(machine, &acting, &point, kind, properties, strategy).await?;
             Answer::Record(record)
         }
         ClientRequest::Publish { point, bytes } => {
@@ -55,10 +61,7 @@ pub async fn run(machine: &Rc<Machine>, agent: &Agent, request: ClientRequest) -
         ClientRequest::Migrate { point, star } => {
             Answer::Record(migrate(machine, agent, &point, &star).await?)
         }
-        ClientRequest::Get { point } => {
-            require(machine, agent, &point, read()).await?;
-            Answer::Record(machine.registry.record(&point).await?)
-        }
+        ClientRequest::Get { point } => get(machine, agent, &point).await?,
         ClientRequest::Select { selector } => {
             let root = selector.root_point();
             require(machine, agent, &root, select()).await?;
@@ -71,32 +74,21 @@ pub async fn run(machine: &Rc<Machine>, agent: &Agent, request: ClientRequest) -
             machine.invalidate(deleted.clone());
             Answer::Deleted(deleted)
         }
-        ClientRequest::Grant { kind, on, to } => {
-            if let AccessGrantKind::PermissionsMask(mask) = &kind
-                && mask.kind == MaskKind::Or
-                && mask.permissions == Permissions::none()
-            {
-                return Err(Error::bad_request(format!(
-                    "granting {} gives nothing: upper-case letters are the rights given \
-                     (CSD-RWX gives all, rwx-style lower case gives those listed)",
-                    mask.permissions
-                )));
-            }
-            let grant = AccessGrant {
-                kind,
-                on_point: on,
-                to_point: to,
-                by_particle: agent.point(),
-            };
-            may_give(machine, agent, &grant).await?;
-            let id = machine.registry.grant(&grant).await?;
-            machine.invalidate(Vec::new());
-            Answer::Granted(id)
+        ClientRequest::Grant { kind, on, to, by } => {
+            let acting = Acting::new(machine, agent, by).await?;
+            Answer::Granted(authority::grant(machine, &acting, kind, on, to).await?)
         }
-        ClientRequest::Revoke { id } => {
-            machine.registry.remove_access(&id, agent).await?;
-            machine.invalidate(Vec::new());
+        ClientRequest::Revoke { id, by } => {
+            let acting = Acting::new(machine, agent, by).await?;
+            authority::revoke(machine, &acting, &id).await?;
             Answer::Done
+        }
+        ClientRequest::Chown { on, owner, by } => {
+            let acting = Acting::new(machine, agent, by).await?;
+            Answer::Chowned(authority::chown(machine, &acting, &on, &owner).await?)
+        }
+        ClientRequest::Grants { selector } => {
+            Answer::Grants(authority::list(machine, agent, &selector).await?)
         }
         ClientRequest::Access { agent: of, point } => {
             Answer::Access(access_of(machine, agent, of, &point).await?)
@@ -116,7 +108,7 @@ pub async fn run(machine: &Rc<Machine>, agent: &Agent, request: ClientRequest) -
 /// (which records the location and `Ready`), and returns its record.
 async fn create(
     machine: &Rc<Machine>,
-    agent: &Agent,
+    acting: &Acting,
     text: &str,
     kind: Kind,
     properties: SetProperties,
@@ -125,7 +117,9 @@ async fn create(
     let point = match text.strip_suffix(":%") {
         Some(parent) => {
             let parent: Point = parent.parse()?;
-            require(machine, agent, &parent, create_child()).await?;
+            acting
+                .either(|a| require(machine, a, &parent, create_child()))
+                .await?;
             let n = machine.registry.sequence(&parent).await?;
             parent.push(&n.to_string())?
         }
@@ -134,20 +128,22 @@ async fn create(
             let parent = point.parent().ok_or_else(|| {
                 Error::bad_request(format!("{point} is a root: roots always exist"))
             })?;
-            require(machine, agent, &parent, create_child()).await?;
+            acting
+                .either(|a| require(machine, a, &parent, create_child()))
+                .await?;
             point
         }
     };
     match strategy {
-        Strategy::Override => may_override(machine, agent, &point).await?,
-        Strategy::Ensure => may_ensure(machine, agent, &point).await?,
+        Strategy::Override => acting.either(|a| may_override(machine, a, &point)).await?,
+        Strategy::Ensure => acting.either(|a| may_ensure(machine, a, &point)).await?,
         Strategy::Commit => {}
     }
     let registration = Registration {
         point: point.clone(),
         kind,
         properties,
-        owner: agent.point(),
+        owner: acting.point(),
         strategy,
         status: Status::Pending,
         request_id: None,
@@ -380,8 +376,29 @@ async fn may_delete_subtree(machine: &Machine, agent: &Agent, point: &Point) -> 
     Ok(())
 }
 
+/// `get`: the record to an agent with `r`; to one with `property:NAME:read`
+/// privileges only, the stub and those properties ([`Answer::Details`]).
+async fn get(machine: &Machine, agent: &Agent, point: &Point) -> Result<Answer> {
+    if *agent == Agent::HyperUser {
+        return Ok(Answer::Record(machine.registry.record(point).await?));
+    }
+    let access = machine.registry.access(agent, point).await?;
+    let refused = match access.check(&read()) {
+        Ok(()) => return Ok(Answer::Record(machine.registry.record(point).await?)),
+        Err(refused) => refused,
+    };
+    let record = machine.registry.record(point).await?;
+    match readable_properties(&access, record.details.properties) {
+        Some(properties) => Ok(Answer::Details(Details {
+            stub: record.details.stub,
+            properties,
+        })),
+        None => Err(denied(machine, agent, point, refused)),
+    }
+}
+
 /// `Forbidden` for an anonymous agent: `on` names what it asked about.
-fn logged_in(machine: &Machine, agent: &Agent, on: &Point) -> Result<()> {
+pub(crate) fn logged_in(machine: &Machine, agent: &Agent, on: &Point) -> Result<()> {
     if *agent == Agent::Anonymous {
         let why = Error::forbidden("this request takes a logged-in agent");
         return Err(denied(machine, agent, on, why));
@@ -403,38 +420,6 @@ async fn access_of(machine: &Machine, agent: &Agent, of: Point, point: &Point) -
         Err(Error::NotFound(_)) if *agent != Agent::HyperUser => Ok(Access::none()),
         answer => answer,
     }
-}
-
-/// A grant is stored only when its granter could give it now: never by an anonymous
-/// agent, otherwise only with what it grants held on the grant's root point (the rule
-/// by which the access algorithm counts a stored grant, see [`Access::may_give`]).
-async fn may_give(machine: &Machine, agent: &Agent, grant: &AccessGrant) -> Result<()> {
-    let root = grant.on_point.root_point();
-    match agent {
-        Agent::HyperUser => return Ok(()),
-        Agent::Anonymous => {
-            let why = Error::forbidden("an anonymous agent may not grant; log in");
-            return Err(denied(machine, agent, &root, why));
-        }
-        Agent::Point(_) => {}
-    }
-    let access = machine.registry.access(agent, &root).await?;
-    if access.may_give(&grant.kind) {
-        return Ok(());
-    }
-    let what = match &grant.kind {
-        AccessGrantKind::Super => "super".to_string(),
-        AccessGrantKind::Privilege(name) => format!("privilege {name}"),
-        AccessGrantKind::PermissionsMask(mask) if mask.kind == MaskKind::And => {
-            format!(
-                "a restriction to {} (it takes the owner or super)",
-                mask.permissions
-            )
-        }
-        AccessGrantKind::PermissionsMask(mask) => mask.permissions.to_string(),
-    };
-    let why = Error::forbidden(format!("may not grant {what}: it has {access} here"));
-    Err(denied(machine, agent, &root, why))
 }
 
 /// Replacing a particle takes what deleting it takes: its owner, super, or `d` on its
@@ -466,7 +451,7 @@ async fn may_delete(machine: &Machine, agent: &Agent, point: &Point) -> Result<(
     }
 }
 
-fn denied(machine: &Machine, agent: &Agent, point: &Point, why: Error) -> Error {
+pub(crate) fn denied(machine: &Machine, agent: &Agent, point: &Point, why: Error) -> Error {
     machine.metrics.access_denied.inc();
     Error::forbidden(format!("{agent} on {point}: {why}"))
 }

@@ -18,9 +18,9 @@
 //! in any order. Each machine dials its own lane to each peer it sends to, so a
 //! connection carries requests one way and their answers the other.
 
-use hyperverse_core::particle::{ParticleRecord, SetProperties, Stub};
+use hyperverse_core::particle::{Details, ParticleRecord, SetProperties, Stub};
 use hyperverse_core::registry::{StarEntry, Strategy};
-use hyperverse_core::security::{Access, AccessGrantKind, GrantId};
+use hyperverse_core::security::{Access, AccessGrant, AccessGrantKind, GrantId};
 use hyperverse_core::wave::{Headers, Method, Ping, Pong, Substance};
 use hyperverse_core::{Error, Kind, Point, Selector};
 use serde::{Deserialize, Serialize};
@@ -74,6 +74,9 @@ pub enum ClientRequest {
         properties: SetProperties,
         /// What to do if it exists (`Commit` fails, `Ensure` returns what is there).
         strategy: Strategy,
+        /// Create as this particle, which the agent fully controls: it becomes the owner.
+        #[serde(default)]
+        by: Option<Point>,
     },
     /// Store bytes (a wasm module) as an immutable `Artifact` particle; answered with
     /// its record (`hash`, `size`). Publishing the same bytes again succeeds.
@@ -106,7 +109,8 @@ pub enum ClientRequest {
         /// Which.
         point: Point,
     },
-    /// Grant `kind` on `on` to the agents matching `to`, made by this agent.
+    /// Grant `kind` on `on` to the agents matching `to`, made by this agent (or by the
+    /// particle `by`).
     Grant {
         /// What is granted.
         kind: AccessGrantKind,
@@ -114,11 +118,17 @@ pub enum ClientRequest {
         on: Selector,
         /// To which agents.
         to: Selector,
+        /// The granter, when not the agent: a particle the agent fully controls.
+        #[serde(default)]
+        by: Option<Point>,
     },
-    /// Remove a grant (its granter, or super on its root, may).
+    /// Remove a grant (its granter, or an agent with full access on its granter, may).
     Revoke {
         /// Which.
         id: GrantId,
+        /// Remove as this particle, which the agent fully controls.
+        #[serde(default)]
+        by: Option<Point>,
     },
     /// What `agent` may do on `point`.
     Access {
@@ -129,6 +139,22 @@ pub enum ClientRequest {
     },
     /// The live stars, as the gate's machine sees them (its last directory listing).
     Stars,
+    /// Make `owner` the owner of every particle matching `on` (super on each needed).
+    Chown {
+        /// Which particles.
+        on: Selector,
+        /// The new owner: a registered particle, or the hyperuser.
+        owner: Point,
+        /// Act as this particle, which the agent fully controls.
+        #[serde(default)]
+        by: Option<Point>,
+    },
+    /// The grants indexed at the particles matching `selector` (all: `+:**`), with
+    /// whether each counts.
+    Grants {
+        /// Which particles' grants.
+        selector: Selector,
+    },
 }
 
 impl ClientRequest {
@@ -147,6 +173,8 @@ impl ClientRequest {
             ClientRequest::Revoke { .. } => "revoke",
             ClientRequest::Access { .. } => "access",
             ClientRequest::Stars => "stars",
+            ClientRequest::Chown { .. } => "chown",
+            ClientRequest::Grants { .. } => "grants",
         }
     }
 }
@@ -179,6 +207,35 @@ pub enum Answer {
     Stars(Vec<StarEntry>),
     /// `Signal`, `Revoke`: done.
     Done,
+    /// `Get` by an agent that may read only some properties (`property:NAME:read`
+    /// privileges, no `r`): the point, kind, status and those properties.
+    Details(Details),
+    /// `Chown`: how many particles changed hands.
+    Chowned(u64),
+    /// `Grants`: the grants, ordered by id.
+    Grants(Vec<ListedGrant>),
+}
+
+/// A grant as `Grants` lists it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ListedGrant {
+    /// Its id (`POINT#N`).
+    pub id: GrantId,
+    /// What it gives, on what, to whom, by whom.
+    pub grant: AccessGrant,
+    /// Whether it counts at its root point now.
+    pub state: GrantState,
+}
+
+/// Whether a grant counts, judged at its root point (the point it is indexed at): its
+/// granter must have the authority to give it there (super for `super`, owner or super
+/// otherwise). Below the root the answer can differ where the granter owns more.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GrantState {
+    /// It counts.
+    Counting,
+    /// It is ignored, and why.
+    Ignored(String),
 }
 
 /// What machines send each other on a lane.

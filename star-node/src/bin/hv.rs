@@ -26,14 +26,16 @@ use std::time::Duration;
 
 use clap::{Parser, Subcommand};
 use drivers::user::{TOKEN_HASH, token_hash};
-use hyperverse_core::particle::{ParticleRecord, PropertyMod, SetProperties, Stub};
+use hyperverse_core::particle::{
+    Details, ParticleRecord, Properties, PropertyMod, SetProperties, Stub,
+};
 use hyperverse_core::registry::{StarEntry, Strategy};
-use hyperverse_core::security::{AccessGrantKind, MaskKind, Permissions, PermissionsMask};
+use hyperverse_core::security::{Access, AccessGrantKind};
 use hyperverse_core::wave::{Headers, Method, Substance};
 use hyperverse_core::{Error, Kind, Point, Result, Selector};
 use star_node::client::{GateClient, GateClientConfig};
 use star_node::credentials;
-use star_node::protocol::{Answer, ClientRequest};
+use star_node::protocol::{Answer, ClientRequest, GrantState, ListedGrant};
 
 /// The method a ping uses when `--method` is not given.
 const DEFAULT_METHOD: &str = "Cmd<Bounce>";
@@ -96,6 +98,9 @@ enum Command {
         /// Succeed with what is there if the particle exists with the same kind.
         #[arg(long)]
         ensure: bool,
+        /// Create as this particle (one you own or are super on): it becomes the owner.
+        #[arg(long, value_name = "POINT")]
+        by: Option<String>,
     },
     /// Print a particle's record.
     Get {
@@ -126,20 +131,47 @@ enum Command {
         #[arg(long = "timeout-ms", value_name = "N", default_value_t = 10_000)]
         timeout_ms: u32,
     },
-    /// Grant PERMS on the particles matching ON_SELECTOR to the agents matching
-    /// AGENT_SELECTOR; prints the grant id.
+    /// Grant KIND on the particles matching ON_SELECTOR to the agents matching
+    /// AGENT_SELECTOR; prints the grant id. It counts where its granter owns the
+    /// particle or is super on it (`hv grants` says whether it does).
     Grant {
         /// Which agents.
         agent_selector: String,
         /// On which particles.
         on_selector: String,
-        /// `rwx`-style letters, `csd-rwx` (upper case = granted), or `super`.
-        perms: String,
+        /// `+csd-Rwx` adds the upper-case rights, `&csd-rwX` keeps only them (a
+        /// restriction), `rwx`-style letters add those, `super`, or `privilege:NAME`
+        /// (e.g. `privilege:property:email:read`).
+        kind: String,
+        /// Grant as this particle (one you own or are super on): it is the granter.
+        #[arg(long, value_name = "POINT")]
+        by: Option<String>,
     },
-    /// Remove a grant.
+    /// Remove a grant: its granter may, and whoever owns the granter or is super on it.
     Revoke {
-        /// The grant id, POINT#N.
+        /// The grant id, POINT#N (see `hv grants`).
         id: String,
+        /// Revoke as this particle (one you own or are super on).
+        #[arg(long, value_name = "POINT")]
+        by: Option<String>,
+    },
+    /// Make OWNER the owner of every particle matching SELECTOR (super on each is
+    /// needed); prints how many changed hands.
+    Chown {
+        /// Which particles (`localhost:app+:**`: the App and all below it).
+        selector: String,
+        /// The new owner.
+        owner: String,
+        /// Act as this particle (one you own or are super on).
+        #[arg(long, value_name = "POINT")]
+        by: Option<String>,
+    },
+    /// List the grants at the particles matching SELECTOR that you may read: id, kind,
+    /// on, to, by, and whether it counts (or why it is ignored).
+    Grants {
+        /// Whose grants (default: all, `+:**`).
+        #[arg(default_value = "+:**")]
+        selector: String,
     },
     /// Print what an agent may do on a particle.
     Access {
@@ -237,15 +269,33 @@ async fn perform(client: &GateClient, request: ClientRequest) -> Result<Answer> 
             kind,
             properties,
             strategy,
-        } => Answer::Record(client.create(point, kind, properties, strategy).await?),
-        ClientRequest::Get { point } => Answer::Record(client.get(point).await?),
+            by,
+        } => Answer::Record(
+            client
+                .create_as(point, kind, properties, strategy, by)
+                .await?,
+        ),
+        ClientRequest::Get { point } => match client.request(ClientRequest::Get { point }).await? {
+            answer @ (Answer::Record(_) | Answer::Details(_)) => answer,
+            other => {
+                return Err(Error::internal(format!(
+                    "the gate answered get with {other:?}"
+                )));
+            }
+        },
         ClientRequest::Select { selector } => Answer::Stubs(client.select(selector).await?),
         ClientRequest::Delete { point } => Answer::Deleted(client.delete(point).await?),
-        ClientRequest::Grant { kind, on, to } => Answer::Granted(client.grant(kind, on, to).await?),
-        ClientRequest::Revoke { id } => {
-            client.revoke(id).await?;
+        ClientRequest::Grant { kind, on, to, by } => {
+            Answer::Granted(client.grant_as(kind, on, to, by).await?)
+        }
+        ClientRequest::Revoke { id, by } => {
+            client.revoke_as(id, by).await?;
             Answer::Done
         }
+        ClientRequest::Chown { on, owner, by } => {
+            Answer::Chowned(client.chown(on, owner, by).await?)
+        }
+        ClientRequest::Grants { selector } => Answer::Grants(client.grants(selector).await?),
         ClientRequest::Access { agent, point } => {
             Answer::Access(client.access(agent, point).await?)
         }
@@ -274,6 +324,7 @@ fn request(command: Command) -> Result<ClientRequest> {
             kind,
             set,
             ensure,
+            by,
         } => ClientRequest::Create {
             point: checked_create_point(point)?,
             kind: kind.parse::<Kind>()?,
@@ -283,6 +334,7 @@ fn request(command: Command) -> Result<ClientRequest> {
             } else {
                 Strategy::Commit
             },
+            by: by_point(by)?,
         },
         Command::Get { point } => ClientRequest::Get {
             point: point.parse()?,
@@ -308,13 +360,30 @@ fn request(command: Command) -> Result<ClientRequest> {
         Command::Grant {
             agent_selector,
             on_selector,
-            perms,
+            kind,
+            by,
         } => ClientRequest::Grant {
-            kind: grant_kind(&perms)?,
+            kind: kind.parse::<AccessGrantKind>()?,
             on: on_selector.parse::<Selector>()?,
             to: agent_selector.parse::<Selector>()?,
+            by: by_point(by)?,
         },
-        Command::Revoke { id } => ClientRequest::Revoke { id: id.parse()? },
+        Command::Revoke { id, by } => ClientRequest::Revoke {
+            id: id.parse()?,
+            by: by_point(by)?,
+        },
+        Command::Chown {
+            selector,
+            owner,
+            by,
+        } => ClientRequest::Chown {
+            on: selector.parse()?,
+            owner: owner.parse()?,
+            by: by_point(by)?,
+        },
+        Command::Grants { selector } => ClientRequest::Grants {
+            selector: selector.parse()?,
+        },
         Command::Access { agent, point } => ClientRequest::Access {
             agent: agent.parse()?,
             point: point.parse::<Point>()?,
@@ -367,20 +436,10 @@ fn property_mod(arg: &str) -> Result<PropertyMod> {
     }
 }
 
-/// What a grant's PERMS argument gives: `super`, or rights added (`rwx`, `csd-rwx`).
-fn grant_kind(perms: &str) -> Result<AccessGrantKind> {
-    if perms == "super" {
-        return Ok(AccessGrantKind::Super);
-    }
-    if perms.is_empty() {
-        return Err(Error::bad_request(
-            "PERMS is empty: use `rwx`-style letters, `csd-rwx` or `super`",
-        ));
-    }
-    Ok(AccessGrantKind::PermissionsMask(PermissionsMask {
-        kind: MaskKind::Or,
-        permissions: Permissions::parse_lenient(perms)?,
-    }))
+/// A `--by POINT` argument, checked before connecting.
+fn by_point(by: Option<String>) -> Result<Option<Point>> {
+    by.map(|text| text.parse::<Point>().map_err(Into::into))
+        .transpose()
 }
 
 /// The text printed for `answer`: readable lines, or with `json` the answer (for a
@@ -389,6 +448,11 @@ fn render(answer: &Answer, json: bool) -> Result<String> {
     if json {
         let text = match answer {
             Answer::Body(body) => serde_json::to_string_pretty(body),
+            Answer::Access(access) => serde_json::to_string_pretty(&access_json(access)),
+            Answer::Grants(grants) => {
+                let rows: Vec<_> = grants.iter().map(grant_json).collect();
+                serde_json::to_string_pretty(&rows)
+            }
             other => serde_json::to_string_pretty(other),
         }
         .map_err(|e| Error::internal(format!("printing the answer as JSON: {e}")))?;
@@ -400,9 +464,12 @@ fn render(answer: &Answer, json: bool) -> Result<String> {
         Answer::Stubs(stubs) => stubs.iter().map(stub_line).collect(),
         Answer::Deleted(points) => points.iter().map(|p| format!("{p}\n")).collect(),
         Answer::Granted(id) => format!("{id}\n"),
-        Answer::Access(access) => format!("{access}\n"),
+        Answer::Access(access) => access_text(access),
         Answer::Stars(stars) => stars_table(stars),
         Answer::Done => String::new(),
+        Answer::Details(details) => details_text(details),
+        Answer::Chowned(n) => format!("{n}\n"),
+        Answer::Grants(grants) => grants_table(grants),
     })
 }
 
@@ -422,6 +489,127 @@ fn body_text(body: &Substance) -> Result<String> {
     Ok(text)
 }
 
+/// `hv access`: one `key: value` line each, in this order (a stable form for scripts):
+/// `permissions` (`csd-rwx`, upper case = held), `super`, `owner` (`true`/`false`) and
+/// `privileges` (space-separated, `-` for none; owners and supers hold every one:
+/// `*`).
+fn access_text(access: &Access) -> String {
+    let json = access_json(access);
+    format!(
+        "permissions: {}\nsuper: {}\nowner: {}\nprivileges: {}\n",
+        json.permissions,
+        json.is_super,
+        json.owner,
+        if json.privileges.is_empty() {
+            "-".to_string()
+        } else {
+            json.privileges.join(" ")
+        }
+    )
+}
+
+/// `hv access --json`: a plain object.
+#[derive(serde::Serialize)]
+struct AccessJson {
+    permissions: String,
+    #[serde(rename = "super")]
+    is_super: bool,
+    owner: bool,
+    privileges: Vec<String>,
+}
+
+fn access_json(access: &Access) -> AccessJson {
+    let privileges = match access {
+        Access::Enumerated(e) => e.privileges.iter().cloned().collect(),
+        _ => vec!["*".to_string()],
+    };
+    AccessJson {
+        permissions: access.permissions().to_string(),
+        is_super: access.is_super(),
+        owner: access.is_owner(),
+        privileges,
+    }
+}
+
+/// `hv grants --json`: one plain object per grant.
+#[derive(serde::Serialize)]
+struct GrantJson {
+    id: String,
+    kind: String,
+    on: String,
+    to: String,
+    by: String,
+    counting: bool,
+    why: Option<String>,
+}
+
+fn grant_json(listed: &ListedGrant) -> GrantJson {
+    let grant = &listed.grant;
+    let (counting, why) = match &listed.state {
+        GrantState::Counting => (true, None),
+        GrantState::Ignored(why) => (false, Some(why.clone())),
+    };
+    GrantJson {
+        id: listed.id.to_string(),
+        kind: grant.kind.to_string(),
+        on: grant.on_point.to_string(),
+        to: grant.to_point.to_string(),
+        by: grant.by_particle.to_string(),
+        counting,
+        why,
+    }
+}
+
+/// One line per grant, `id kind on to by state`, in aligned columns; the state is
+/// `counting` or `ignored: WHY`.
+fn grants_table(grants: &[ListedGrant]) -> String {
+    let rows: Vec<[String; 6]> = grants
+        .iter()
+        .map(grant_json)
+        .map(|g| {
+            let state = match g.why {
+                None => "counting".to_string(),
+                Some(why) => format!("ignored: {why}"),
+            };
+            [g.id, g.kind, g.on, g.to, g.by, state]
+        })
+        .collect();
+    let width = |column: usize| rows.iter().map(|r| r[column].len()).max().unwrap_or(0);
+    let widths: Vec<usize> = (0..5).map(width).collect();
+    rows.iter()
+        .map(|row| {
+            let mut line = String::new();
+            for (cell, w) in row.iter().zip(&widths) {
+                line += &format!("{cell:<w$}  ");
+            }
+            line + &row[5] + "\n"
+        })
+        .collect()
+}
+
+/// A record as an agent that may read only some properties sees it.
+fn details_text(details: &Details) -> String {
+    let stub = &details.stub;
+    let mut text = format!(
+        "point:  {}\nkind:   {}\nstatus: {}\n",
+        stub.point, stub.kind, stub.status
+    );
+    text += &properties_text(&details.properties);
+    text
+}
+
+fn properties_text(properties: &Properties) -> String {
+    if properties.is_empty() {
+        return "properties: none\n".to_string();
+    }
+    let mut text = "properties:\n".to_string();
+    for (key, property) in properties {
+        let locked = if property.locked { " (locked)" } else { "" };
+        text += &format!("  {key} = {}{locked}\n", property.value);
+    }
+    text
+}
+
 fn record_text(record: &ParticleRecord) -> String {
     let stub = &record.details.stub;
     let or_none = |p: &Option<Point>| p.as_ref().map_or("-".to_string(), Point::to_string);
@@ -436,15 +624,7 @@ fn record_text(record: &ParticleRecord) -> String {
         text += &format!("host:   {}\n", or_none(&record.location.host));
     }
     text += &format!("owner:  {}\n", record.owner);
-    if record.details.properties.is_empty() {
-        text += "properties: none\n";
-    } else {
-        text += "properties:\n";
-        for (key, property) in &record.details.properties {
-            let locked = if property.locked { " (locked)" } else { "" };
-            text += &format!("  {key} = {}{locked}\n", property.value);
-        }
-    }
+    text += &properties_text(&record.details.properties);
     text
 }
 
@@ -504,6 +684,8 @@ mod tests {
     use hyperverse_core::wave::StatusCode;
     use hyperverse_core::{BaseKind, StarSub};
 
+    use std::str::FromStr;
+
     use super::*;
 
     fn parse(args: &[&str]) -> Result<ClientRequest> {
@@ -561,27 +743,156 @@ mod tests {
         }
     }
 
-    #[test]
-    fn perms_become_an_or_mask_or_super() {
-        assert_eq!(grant_kind("super").unwrap(), AccessGrantKind::Super);
-        let AccessGrantKind::PermissionsMask(mask) = grant_kind("rx").unwrap() else {
-            panic!("rx is a mask");
-        };
-        assert_eq!(mask.kind, MaskKind::Or);
-        assert!(mask.permissions.particle.read && mask.permissions.particle.execute);
-        assert!(!mask.permissions.particle.write);
-        let AccessGrantKind::PermissionsMask(mask) = grant_kind("CsD-rwX").unwrap() else {
-            panic!("csd-rwx is a mask");
-        };
-        assert_eq!(mask.permissions, "CsD-rwX".parse().unwrap());
+    fn grant_kind_of(kind: &str) -> Result<AccessGrantKind> {
+        match parse(&["grant", "localhost:users:*", "localhost:app:**", kind])? {
+            ClientRequest::Grant { kind, .. } => Ok(kind),
+            other => panic!("not a grant: {other:?}"),
+        }
     }
 
     #[test]
-    fn garbage_perms_are_bad_requests() {
-        for perms in ["", "rwz", "superuser", "all"] {
-            let error = grant_kind(perms).unwrap_err();
-            assert_eq!(error.status(), StatusCode::BAD_REQUEST, "{perms:?}");
+    fn grant_kinds_are_masks_super_or_privileges() {
+        use hyperverse_core::security::{MaskKind, PermissionsMask};
+        let mask = |kind, perms: &str| {
+            AccessGrantKind::PermissionsMask(PermissionsMask {
+                kind,
+                permissions: perms.parse().unwrap(),
+            })
+        };
+        assert_eq!(grant_kind_of("super").unwrap(), AccessGrantKind::Super);
+        assert_eq!(grant_kind_of("rx").unwrap(), mask(MaskKind::Or, "csd-RwX"));
+        assert_eq!(
+            grant_kind_of("+csd-Rwx").unwrap(),
+            mask(MaskKind::Or, "csd-Rwx")
+        );
+        assert_eq!(
+            grant_kind_of("&csd-rwX").unwrap(),
+            mask(MaskKind::And, "csd-rwX")
+        );
+        assert_eq!(
+            grant_kind_of("CsD-rwX").unwrap(),
+            mask(MaskKind::Or, "CsD-rwX")
+        );
+        assert_eq!(
+            grant_kind_of("privilege:property:email:read").unwrap(),
+            AccessGrantKind::Privilege("property:email:read".into())
+        );
+    }
+
+    #[test]
+    fn garbage_grant_kinds_are_bad_requests() {
+        for kind in ["", "rwz", "superuser", "all", "privilege:", "&csd-rwz"] {
+            let error = grant_kind_of(kind).unwrap_err();
+            assert_eq!(error.status(), StatusCode::BAD_REQUEST, "{kind:?}");
         }
+    }
+
+    #[test]
+    fn by_names_the_particle_acted_as() {
+        let by = Some(Point::from_str("localhost:app").unwrap());
+        let ClientRequest::Grant { by: got, .. } = parse(&[
+            "grant",
+            "localhost:users:*",
+            "localhost:app+:**",
+            "+csd-Rwx",
+            "--by",
+            "localhost:app",
+        ])
+        .unwrap() else {
+            panic!("not a grant");
+        };
+        assert_eq!(got, by);
+        let ClientRequest::Chown { on, owner, by: got } = parse(&[
+            "chown",
+            "localhost:app+:**",
+            "localhost:app",
+            "--by",
+            "localhost:app",
+        ])
+        .unwrap() else {
+            panic!("not a chown");
+        };
+        assert_eq!(on, "localhost:app:+:**".parse::<Selector>().unwrap());
+        assert_eq!((Some(owner), got), (by.clone(), by.clone()));
+        let ClientRequest::Revoke { by: got, .. } =
+            parse(&["revoke", "localhost:app#1", "--by", "localhost:app"]).unwrap()
+        else {
+            panic!("not a revoke");
+        };
+        assert_eq!(got, by);
+        let ClientRequest::Create { by: got, .. } =
+            parse(&["create", "localhost:app:x", "Base", "--by", "localhost:app"]).unwrap()
+        else {
+            panic!("not a create");
+        };
+        assert_eq!(got, by);
+        let ClientRequest::Grants { selector } = parse(&["grants"]).unwrap() else {
+            panic!("not grants");
+        };
+        assert_eq!(selector, "+:**".parse::<Selector>().unwrap());
+        let error =
+            parse(&["chown", "localhost:**", "localhost:app", "--by", "no way"]).unwrap_err();
+        assert_eq!(error.status(), StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn access_prints_one_stable_line_per_field_and_a_plain_json_object() {
+        use hyperverse_core::security::EnumeratedAccess;
+        let access = Access::Enumerated(EnumeratedAccess {
+            privileges: ["property:email:read".to_string()].into(),
+            permissions: "csd-RwX".parse().unwrap(),
+        });
+        assert_eq!(
+            render(&Answer::Access(access.clone()), false).unwrap(),
+            "permissions: csd-RwX\nsuper: false\nowner: false\nprivileges: property:email:read\n"
+        );
+        assert_eq!(
+            render(&Answer::Access(Access::SuperOwner), false).unwrap(),
+            "permissions: CSD-RWX\nsuper: true\nowner: true\nprivileges: *\n"
+        );
+        assert_eq!(
+            render(&Answer::Access(Access::none()), false).unwrap(),
+            "permissions: csd-rwx\nsuper: false\nowner: false\nprivileges: -\n"
+        );
+        let json: serde_json::Value =
+            serde_json::from_str(&render(&Answer::Access(access), true).unwrap()).unwrap();
+        assert_eq!(
+            json,
+            serde_json::json!({
+                "permissions": "csd-RwX", "super": false, "owner": false,
+                "privileges": ["property:email:read"]
+            })
+        );
+    }
+
+    #[test]
+    fn grants_print_in_columns_with_their_state() {
+        use hyperverse_core::security::AccessGrant;
+        let listed = |seq, state| ListedGrant {
+            id: format!("localhost:app#{seq}").parse().unwrap(),
+            grant: AccessGrant {
+                kind: "+csd-Rwx".parse().unwrap(),
+                on_point: "localhost:app+:**".parse().unwrap(),
+                to_point: "localhost:app:users:**<User>".parse().unwrap(),
+                by_particle: "localhost:app".parse().unwrap(),
+            },
+            state,
+        };
+        let grants = vec![
+            listed(1, GrantState::Counting),
+            listed(12, GrantState::Ignored("not the owner".into())),
+        ];
+        assert_eq!(
+            render(&Answer::Grants(grants.clone()), false).unwrap(),
+            "localhost:app#1   +csd-Rwx  localhost:app:+:**  localhost:app:users:**<User>  localhost:app  counting\n\
+             localhost:app#12  +csd-Rwx  localhost:app:+:**  localhost:app:users:**<User>  localhost:app  ignored: not the owner\n"
+        );
+        let json: serde_json::Value =
+            serde_json::from_str(&render(&Answer::Grants(grants), true).unwrap()).unwrap();
+        assert_eq!(json[1]["counting"], false);
+        assert_eq!(json[1]["why"], "not the owner");
+        assert_eq!(json[0]["kind"], "+csd-Rwx");
+        assert_eq!(json[0]["why"], serde_json::Value::Null);
     }
 
     #[test]
@@ -649,6 +960,14 @@ mod tests {
             &["create", "localhost:app", "Gizmo"],
             &["ping", "localhost:app", "--method", "Cmd<Dance>"],
             &["grant", "GLOBAL::anonymous", "localhost:**", "rwz"],
+            &[
+                "grant",
+                "GLOBAL::anonymous",
+                "localhost:**",
+                "r",
+                "--by",
+                "bad point!",
+            ],
             &["revoke", "localhost:app"],
         ] {
             let error = parse(args).unwrap_err();
