@@ -32,6 +32,7 @@ use local::*;
 use star_node::client::GateClient;
 use star_node::config::Settings;
 use star_node::node::Node;
+use star_node::protocol::GrantState;
 
 /// Answers every method with its name: whatever reaches it was let through.
 struct Witness;
@@ -647,12 +648,11 @@ fn migrate_needs_the_owner_or_super() {
 }
 
 #[test]
-fn a_grant_is_stored_only_when_its_granter_holds_what_it_grants() {
+fn a_grant_is_stored_only_when_its_granter_has_the_authority() {
     actix_rt::System::new().block_on(async {
         let world = World::start().await;
         let go = Method::Ext("Go".into());
-        let update = Method::Cmd(CmdMethod::Update);
-        // Those without the right are refused, and give nothing.
+        // Those without it are refused, and give nothing.
         let anonymous_self = world.anonymous.grant(
             mask("csd-rwX"),
             APP.parse().unwrap(),
@@ -664,15 +664,12 @@ fn a_grant_is_stored_only_when_its_granter_holds_what_it_grants() {
             "anonymous after its own grant",
         );
         refused(to_nobody(&world.nobody, "csd-rwX", APP).await, "x");
+        // Rights held by a grant are no authority: not even to pass on what one holds.
+        refused(to_nobody(&world.runner, "csd-rwX", APP).await, "x it holds");
+        refused(to_nobody(&world.reader, "csd-Rwx", APP).await, "r it holds");
         forbidden(
             ping(&world.nobody, APP, &go).await,
-            "nobody after its own grant",
-        );
-        refused(to_nobody(&world.reader, "csd-rWx", APP).await, "w");
-        refused(to_nobody(&world.runner, "csd-rWX", APP).await, "w with x");
-        forbidden(
-            ping(&world.nobody, APP, &update).await,
-            "w given by a reader",
+            "nobody after the refused grants",
         );
         let restrict = AccessGrantKind::PermissionsMask(PermissionsMask {
             kind: MaskKind::And,
@@ -687,8 +684,8 @@ fn a_grant_is_stored_only_when_its_granter_holds_what_it_grants() {
             Selector::exact(&p("localhost:users:nobody")),
         );
         refused(super_grant.await, "owning is not super");
-        // Those with it do.
-        to_nobody(&world.runner, "csd-rwX", APP).await.unwrap();
+        // Owners and supers do.
+        to_nobody(&world.root, "csd-rwX", APP).await.unwrap();
         assert_eq!(
             ping(&world.nobody, APP, &go).await.unwrap(),
             text("Ext<Go>")
@@ -706,28 +703,91 @@ fn a_grant_is_stored_only_when_its_granter_holds_what_it_grants() {
     });
 }
 
+/// A grant made on behalf of a particle (`--by`) is ignored while that particle has no
+/// authority on the point, counts once a chown gives it the point, and stops counting
+/// when the point changes hands again. Acting as a particle takes controlling it.
 #[test]
-fn a_stored_grant_counts_only_while_its_granter_holds_what_it_grants() {
+fn a_grant_made_by_a_particle_counts_while_it_owns_the_point() {
     actix_rt::System::new().block_on(async {
         let world = World::start().await;
         let go = Method::Ext("Go".into());
-        let writers_x = to(&world.root, "csd-rwX", APP, "localhost:users:writer").await;
-        to_nobody(&world.writer, "csd-rwX", APP).await.unwrap();
-        assert_eq!(
-            ping(&world.nobody, APP, &go).await.unwrap(),
-            text("Ext<Go>"),
-            "while the writer holds x"
+        let writer = p("localhost:users:writer");
+        let nobody = Selector::exact(&p("localhost:users:nobody"));
+        let x = || mask("csd-rwX");
+        let as_writer = world
+            .root
+            .grant_as(
+                x(),
+                APP.parse().unwrap(),
+                nobody.clone(),
+                Some(writer.clone()),
+            )
+            .await
+            .expect("the hyperuser acts as anyone");
+        let listed = world.root.grants(APP.parse().unwrap()).await.unwrap();
+        let state = &listed.iter().find(|g| g.id == as_writer).unwrap().state;
+        assert!(
+            matches!(state, GrantState::Ignored(why) if why.contains("owning")),
+            "{state:?}"
         );
-        world.root.revoke(writers_x).await.unwrap();
         forbidden(
             ping(&world.nobody, APP, &go).await,
-            "once the writer lost x, its grant gives nothing",
+            "the writer owns nothing",
         );
-        to(&world.root, "csd-rwX", APP, "localhost:users:writer").await;
+
+        let app: Selector = APP.parse().unwrap();
+        assert_eq!(
+            world
+                .root
+                .chown(app.clone(), writer.clone(), None)
+                .await
+                .unwrap(),
+            1
+        );
         assert_eq!(
             ping(&world.nobody, APP, &go).await.unwrap(),
             text("Ext<Go>"),
-            "the writer's grant counts again when it holds x again"
+            "the writer owns the app now: its grant counts"
+        );
+        let listed = world.root.grants(app.clone()).await.unwrap();
+        let state = &listed.iter().find(|g| g.id == as_writer).unwrap().state;
+        assert_eq!(*state, GrantState::Counting);
+        // The writer owns it: it acts for itself, and a stranger may not act as it.
+        world
+            .writer
+            .grant(
+                x(),
+                APP.parse().unwrap(),
+                Selector::exact(&p("localhost:users:reader")),
+            )
+            .await
+            .expect("the owner grants");
+        let stranger = world
+            .nobody
+            .grant_as(
+                x(),
+                APP.parse().unwrap(),
+                nobody.clone(),
+                Some(writer.clone()),
+            )
+            .await;
+        forbidden(stranger, "acting as a particle one does not control");
+        forbidden(
+            world
+                .nobody
+                .chown(app.clone(), p("localhost:users:nobody"), None)
+                .await,
+            "chown takes super",
+        );
+
+        world
+            .root
+            .chown(app, Point::hyperuser(), None)
+            .await
+            .unwrap();
+        forbidden(
+            ping(&world.nobody, APP, &go).await,
+            "the app changed hands again: the writer's grant is ignored",
         );
         world.stop().await;
     });
