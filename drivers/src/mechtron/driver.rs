@@ -67,14 +67,15 @@ impl std::fmt::Debug for MechtronDriver {
 
 /// Who a mechtron's signals come from and act for: the mechtron itself.
 fn signal(ids: &WaveIdGen, from: &Point, hops: u16, budget: u32, out: Outgoing) -> Signal {
+    let Outgoing::Signal { to, method, body } = out;
     Signal {
         id: ids.next_id(),
         from: from.clone(),
-        to: out.to,
+        to,
         agent: Agent::Point(from.clone()),
-        method: out.method,
+        method,
         headers: Default::default(),
-        body: out.body,
+        body,
         hops,
         budget,
     }

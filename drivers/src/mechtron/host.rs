@@ -23,12 +23,16 @@ pub(crate) const MAX_LOG_LINE: usize = 1024;
 /// Signals one call may send.
 pub(crate) const MAX_SIGNALS: usize = 1024;
 
-/// A signal a guest asked to send, held until its call returns.
+/// What a guest asked for beyond its reply, held until its call returns: each becomes
+/// one wave.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub(crate) struct Outgoing {
-    pub to: Point,
-    pub method: Method,
-    pub body: Substance,
+pub(crate) enum Outgoing {
+    /// `hv_signal`: a one-way wave from the mechtron, acting as it.
+    Signal {
+        to: Point,
+        method: Method,
+        body: Substance,
+    },
 }
 
 /// The data of a mechtron's store: its limits and what the current call produced.
@@ -38,8 +42,8 @@ pub(crate) struct Host {
     pub limits: StoreLimits,
     /// The reply body of the current call (the last `hv_reply` wins).
     pub reply: Vec<u8>,
-    /// Signals of the current call, in order.
-    pub signals: Vec<Outgoing>,
+    /// What the current call asked for, in order.
+    pub outgoing: Vec<Outgoing>,
     /// Replaying after a rollback: logs are not written again.
     pub quiet: bool,
 }
@@ -50,7 +54,7 @@ impl Host {
             point,
             limits,
             reply: Vec::new(),
-            signals: Vec::new(),
+            outgoing: Vec::new(),
             quiet: false,
         }
     }
@@ -160,7 +164,7 @@ pub(crate) fn linker(engine: &Engine) -> Result<Linker<Host>, wasmi::Error> {
                 .map(|len| *len as u32 as u64)
                 .sum::<u64>();
             charge(&mut caller, HOST_CALL_FUEL * 10 + bytes / 64)?;
-            if caller.data().signals.len() >= MAX_SIGNALS {
+            if caller.data().outgoing.len() >= MAX_SIGNALS {
                 return Err(refuse(format!(
                     "{SIGNAL}: more than {MAX_SIGNALS} signals in one call"
                 )));
@@ -184,8 +188,8 @@ pub(crate) fn linker(engine: &Engine) -> Result<Linker<Host>, wasmi::Error> {
             let body = abi::substance(read(&caller, SIGNAL, "body", body_ptr, body_len)?);
             caller
                 .data_mut()
-                .signals
-                .push(Outgoing { to, method, body });
+                .outgoing
+                .push(Outgoing::Signal { to, method, body });
             Ok(())
         },
     )?;

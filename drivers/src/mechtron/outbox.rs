@@ -25,7 +25,8 @@ pub(crate) struct Sent {
     pub hops: u16,
     /// The fan-out budget each of its signals carries (its share of the call's wave's).
     pub budget: u32,
-    pub signals: Vec<Outgoing>,
+    /// Its signals, in order.
+    pub outgoing: Vec<Outgoing>,
 }
 
 /// Signals of finished calls, oldest first.
@@ -43,7 +44,7 @@ impl Outbox {
                 .back()
                 .is_none_or(|last| last.ticket < sent.ticket)
         );
-        if !sent.signals.is_empty() {
+        if !sent.outgoing.is_empty() {
             self.waiting.push_back(sent);
         }
     }
@@ -72,9 +73,9 @@ mod tests {
             ticket,
             hops: 1,
             budget: 0,
-            signals: bodies
+            outgoing: bodies
                 .iter()
-                .map(|b| Outgoing {
+                .map(|b| Outgoing::Signal {
                     to: "localhost:echo".parse().unwrap(),
                     method: Method::Ext("Chat".into()),
                     body: Substance::Text((*b).into()),

@@ -248,7 +248,7 @@ impl Slot {
     pub(crate) fn signals_through(&self, ticket: u64, mut send: impl FnMut(u16, u32, Outgoing)) {
         let mut outbox = lock(&self.outbox);
         for sent in outbox.take_through(ticket) {
-            for out in sent.signals {
+            for out in sent.outgoing {
                 send(sent.hops, sent.budget, out);
             }
         }
@@ -278,14 +278,14 @@ impl Slot {
                 let result = match mechtron.as_mut() {
                     // Spelled out here rather than on the caller's thread.
                     Some(m) => m.handle(&self.rt, method.to_string(), body).map(|answer| {
-                        let signals = answer.signals;
-                        if let Some(each) = afford(&self.rt.metrics, &self.point, budget, &signals)
+                        let outgoing = answer.outgoing;
+                        if let Some(each) = afford(&self.rt.metrics, &self.point, budget, &outgoing)
                         {
                             lock(&self.outbox).put(Sent {
                                 ticket,
                                 hops,
                                 budget: each,
-                                signals,
+                                outgoing,
                             });
                         }
                         abi::substance(answer.reply)
