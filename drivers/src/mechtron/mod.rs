@@ -44,12 +44,13 @@ mod mechtron;
 mod metrics;
 mod outbox;
 mod pool;
+mod read;
 mod runtime;
 mod scan;
 mod slot;
 mod snapshot;
 
-pub use abi::{ALLOC, HANDLE, HOST_MODULE, INIT, LOG, MEMORY, REPLY, SIGNAL};
+pub use abi::{ALLOC, HANDLE, HOST_MODULE, INIT, LOG, MEMORY, READ, REPLY, SIGNAL};
 pub use config::{MechtronConfig, PAGE};
 pub use driver::{CONFIG, HASH, MechtronDriver, WASM};
 pub use metrics::{QueuedWave, TrapReason, WasmMetrics};
