@@ -32,6 +32,9 @@ pub(crate) const MAX_SIGNALS: usize = 1024;
 /// What a guest asked for beyond its reply, held until its call returns: each becomes
 /// one wave.
 #[derive(Debug, Clone, PartialEq, Eq)]
+// Signals are the common case: boxing their body would cost an allocation each to save
+// room only in reads.
+#[allow(clippy::large_enum_variant)]
 pub(crate) enum Outgoing {
     /// `hv_signal`: a one-way wave from the mechtron, acting as it.
     Signal {
