@@ -30,8 +30,9 @@
 //!   (`hv_wave_budget_exhausted_total`). The call's reply and state stand either way: a
 //!   budget is not part of a mechtron's input, so it cannot change what the mechtron
 //!   becomes.
-//! - Snapshots, state reads (`Cmd<Read>`) and releases are entries too, so they keep their place in line.
-//!   After a release the mechtron is gone: later entries fail with `Unavailable`.
+//! - Snapshots, state reads (`Cmd<Read>`) and releases are entries too, so they keep
+//!   their place in line. After a release the mechtron is gone: later entries fail with
+//!   `Unavailable`.
 //! - An entry that panics is caught: its caller gets `Internal` (the sender is dropped),
 //!   the mechtron rolls back before its next call (see [`super::mechtron`]) and the
 //!   line goes on.
