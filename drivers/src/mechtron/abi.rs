@@ -27,6 +27,9 @@ pub const REPLY: &str = "hv_reply";
 pub const LOG: &str = "hv_log";
 /// `hv_signal(to_ptr, to_len, method_ptr, method_len, body_ptr, body_len)`.
 pub const SIGNAL: &str = "hv_signal";
+/// `hv_read(point_ptr, point_len, method_ptr, method_len)`: the properties of a
+/// particle, answered later as a wave with that method.
+pub const READ: &str = "hv_read";
 
 const I32: ValType = ValType::I32;
 
@@ -67,10 +70,11 @@ fn check_func(what: &str, ty: &FuncType, params: &[ValType], results: &[ValType]
 }
 
 /// The host functions a guest may import, with their parameters (no results).
-pub(crate) const HOST_FUNCS: [(&str, &[ValType]); 3] = [
+pub(crate) const HOST_FUNCS: [(&str, &[ValType]); 4] = [
     (REPLY, &[I32, I32]),
     (LOG, &[I32, I32]),
     (SIGNAL, &[I32, I32, I32, I32, I32, I32]),
+    (READ, &[I32, I32, I32, I32]),
 ];
 
 impl Layout {
@@ -90,7 +94,7 @@ impl Layout {
                 _ => {
                     return Err(bad(format!(
                         "imports {name}; a mechtron may import only the functions \
-                         hv.hv_reply, hv.hv_log and hv.hv_signal"
+                         hv.hv_reply, hv.hv_log, hv.hv_signal and hv.hv_read"
                     )));
                 }
             }
@@ -306,7 +310,8 @@ mod tests {
     #[test]
     fn layouts_are_checked_against_the_abi() {
         let ok = layout(&format!(
-            r#"(module (import "hv" "hv_log" (func (param i32 i32))) {MINIMAL}
+            r#"(module (import "hv" "hv_log" (func (param i32 i32)))
+                (import "hv" "hv_read" (func (param i32 i32 i32 i32))) {MINIMAL}
                 (global $n (mut i64) (i64.const 0)) (export "n" (global $n))
                 (global $a (mut i32) (i32.const 0)) (export "a" (global $a)))"#
         ))
@@ -329,6 +334,12 @@ mod tests {
             (
                 &format!(r#"(module (import "hv" "hv_log" (func (param i32))) {MINIMAL})"#),
                 "must have the type (i32, i32) -> ()",
+            ),
+            (
+                &format!(
+                    r#"(module (import "hv" "hv_read" (func (param i32 i32 i32 i32 i32 i32))) {MINIMAL})"#
+                ),
+                "hv.hv_read must have the type (i32, i32, i32, i32) -> ()",
             ),
             (
                 &format!(r#"(module {MINIMAL} (global (mut i32) (i32.const 0)))"#),

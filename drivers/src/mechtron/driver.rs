@@ -15,13 +15,20 @@
 //! `ctx.outbound`, which on a star is the star's). A call whose caller stops waiting
 //! still runs; its signals leave with the next call's.
 //!
+//! Property reads (`hv_read`) leave the same way, in their place among the signals: the
+//! caller reads them from `ctx.registry` as the mechtron (see `read.rs`) and hands the
+//! star, for each, the wave that answers the mechtron, from the point read and as the
+//! hyperuser (the platform answering). The reads are made after the call, on the
+//! caller's side: the mechtron's next calls run meanwhile, and what the guest becomes
+//! depends only on the waves it is given, the answers among them.
+//!
 //! Bounds: a mechtron's line holds at most `queue` waves (a ping past it is answered
 //! `Unavailable`, a signal past it dropped; both counted in `hv_wasm_queue_full_total`),
 //! and a call's (or `hv_init`'s) signals leave only when the fan-out budget of the wave
 //! that caused them pays for them (see `slot.rs`); `hv_init`'s are paid from
 //! `ctx.budget`, the budget of the wave that woke the mechtron.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use async_trait::async_trait;
@@ -37,6 +44,7 @@ use super::host::Outgoing;
 use super::mechtron::Mechtron;
 use super::metrics::{QueuedWave, WasmMetrics};
 use super::pool::Pool;
+use super::read;
 use super::runtime::{Code, Runtime};
 use super::slot::{Slot, afford, gone};
 use super::snapshot::Snapshot;
@@ -65,19 +73,56 @@ impl std::fmt::Debug for MechtronDriver {
     }
 }
 
-/// Who a mechtron's signals come from and act for: the mechtron itself.
-fn signal(ids: &WaveIdGen, from: &Point, hops: u16, budget: u32, out: Outgoing) -> Signal {
+/// The wave one of `mechtron`'s signals or reads makes. A signal comes from the mechtron
+/// and acts for it; a read is answered to the mechtron, from the point read and by the
+/// hyperuser (the platform answers), with the body in `answers` (see `read.rs`).
+fn wave(
+    ids: &WaveIdGen,
+    mechtron: &Point,
+    hops: u16,
+    budget: u32,
+    out: Outgoing,
+    answers: &BTreeMap<Point, String>,
+) -> Signal {
+    let (from, to, agent, method, body) = match out {
+        Outgoing::Signal { to, method, body } => (
+            mechtron.clone(),
+            to,
+            Agent::Point(mechtron.clone()),
+            method,
+            body,
+        ),
+        Outgoing::Read { point, method } => {
+            let body = answers
+                .get(&point)
+                .cloned()
+                .unwrap_or_else(|| read::failed(500, &format!("the read of {point} was not made")));
+            let to = mechtron.clone();
+            (point, to, Agent::HyperUser, method, Substance::Text(body))
+        }
+    };
     Signal {
         id: ids.next_id(),
-        from: from.clone(),
-        to: out.to,
-        agent: Agent::Point(from.clone()),
-        method: out.method,
+        from,
+        to,
+        agent,
+        method,
         headers: Default::default(),
-        body: out.body,
+        body,
         hops,
         budget,
     }
+}
+
+/// The points among `outgoing`'s reads, each once.
+fn reads(outgoing: &[Outgoing]) -> BTreeSet<Point> {
+    outgoing
+        .iter()
+        .filter_map(|out| match out {
+            Outgoing::Read { point, .. } => Some(point.clone()),
+            Outgoing::Signal { .. } => None,
+        })
+        .collect()
 }
 
 fn panicked() -> Error {
@@ -228,8 +273,26 @@ impl MechtronDriver {
         read.await.map_err(|_| panicked())?
     }
 
+    /// Hands the star what the calls of the mechtron of `slot` up to and including
+    /// `ticket` asked for and has not left yet, in the order asked: signals as they are,
+    /// reads as the waves that answer them, made first.
+    async fn send_through(&self, ctx: DriverCtx<'_>, slot: &Slot, ticket: u64) {
+        // Taken in turn, so that no later call's signals leave while these reads wait.
+        let _turn = slot.leaving().await;
+        let mechtron = slot.point();
+        let points = slot.reads_through(ticket);
+        let answers = match points.is_empty() {
+            true => BTreeMap::new(),
+            false => read::read_all(ctx.registry, mechtron, points).await,
+        };
+        slot.signals_through(ticket, |hops, budget, out| {
+            let wave = wave(&self.ids, mechtron, hops, budget, out, &answers);
+            ctx.outbound.signal(wave);
+        });
+    }
+
     /// Runs `ping` (a ping, or a signal shaped as one: `wave` says which) on its
-    /// mechtron, then hands the star the signals of its calls finished so far.
+    /// mechtron, then hands the star the signals and reads of its calls finished so far.
     async fn run(&self, ctx: DriverCtx<'_>, ping: &Ping, wave: QueuedWave) -> Result<Substance> {
         if ping.method == Method::Cmd(CmdMethod::Read) {
             return self.read(&ping.to, wave).await;
@@ -241,10 +304,7 @@ impl MechtronDriver {
         let method = ping.method.clone();
         let call = slot.call(&self.pool, wave, method, body, hops, ping.budget)?;
         let answer = call.answer.await;
-        slot.signals_through(call.ticket, |hops, budget, out| {
-            ctx.outbound
-                .signal(signal(&self.ids, &ping.to, hops, budget, out));
-        });
+        self.send_through(ctx, &slot, call.ticket).await;
         answer.map_err(|_| panicked())?
     }
 
@@ -291,18 +351,26 @@ impl Driver for MechtronDriver {
         let point = record.point().clone();
         let code = self.code(ctx, &wasm, &point).await?;
         let rt = self.rt.clone();
-        let (slot, signals) = self
+        let (slot, outgoing) = self
             .pool
             .run(move || {
-                let (mechtron, signals) = Mechtron::activate(&rt, point, code, config)?;
-                Ok::<_, Error>((Slot::new(rt, mechtron), signals))
+                let (mechtron, outgoing) = Mechtron::activate(&rt, point, code, config)?;
+                Ok::<_, Error>((Slot::new(rt, mechtron), outgoing))
             })
             .await??;
         let from = slot.point().clone();
+        let each = afford(&self.rt.metrics, &from, ctx.budget, &outgoing);
+        // The reads are made before the mechtron is live, so its signals and reads
+        // leave right after, as one.
+        let answers = match each {
+            Some(_) => read::read_all(ctx.registry, &from, reads(&outgoing)).await,
+            None => BTreeMap::new(),
+        };
         self.install(slot);
-        if let Some(each) = afford(&self.rt.metrics, &from, ctx.budget, &signals) {
-            for out in signals {
-                ctx.outbound.signal(signal(&self.ids, &from, 0, each, out));
+        if let Some(each) = each {
+            for out in outgoing {
+                let wave = wave(&self.ids, &from, 0, each, out, &answers);
+                ctx.outbound.signal(wave);
             }
         }
         Ok(())

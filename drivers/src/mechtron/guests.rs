@@ -19,9 +19,12 @@ pub const SPINNER: &str = include_str!("../../guests/spinner.wat");
 pub const BOMB: &str = include_str!("../../guests/bomb.wat");
 /// Scribbles on its state, then executes `unreachable`.
 pub const TRAPPER: &str = include_str!("../../guests/trapper.wat");
+/// Reads properties with `hv_read`: `Ext<Read>` (body: a point) asks for them, the
+/// answer comes as `Ext<Got>` and is kept, `Ext<Last>` replies with the answer kept last.
+pub const READER: &str = include_str!("../../guests/reader.wat");
 
 /// Every example guest by name.
-pub const ALL: [(&str, &str); 7] = [
+pub const ALL: [(&str, &str); 8] = [
     ("echo", ECHO),
     ("counter", COUNTER),
     ("chatty", CHATTY),
@@ -29,6 +32,7 @@ pub const ALL: [(&str, &str); 7] = [
     ("spinner", SPINNER),
     ("bomb", BOMB),
     ("trapper", TRAPPER),
+    ("reader", READER),
 ];
 
 /// The wasm binary of wasm text `wat`.

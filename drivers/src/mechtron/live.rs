@@ -24,7 +24,8 @@ pub(crate) struct Image {
 #[derive(Debug)]
 pub(crate) struct Outcome {
     pub reply: Vec<u8>,
-    pub signals: Vec<Outgoing>,
+    /// What it asked for beyond its reply, in order.
+    pub outgoing: Vec<Outgoing>,
     pub fuel: u64,
 }
 
@@ -163,7 +164,7 @@ impl Live {
     fn begin(&mut self, fuel: u64) -> Result<(), Failed> {
         let host = self.store.data_mut();
         host.reply.clear();
-        host.signals.clear();
+        host.outgoing.clear();
         self.store.set_fuel(fuel).map_err(|e| Failed {
             failure: Failure::Trap(format!("fuel metering: {e}")),
             fuel: 0,
@@ -174,12 +175,12 @@ impl Live {
         let fuel = budget.saturating_sub(self.store.get_fuel().unwrap_or(0));
         let host = self.store.data_mut();
         let reply = std::mem::take(&mut host.reply);
-        let signals = std::mem::take(&mut host.signals);
+        let outgoing = std::mem::take(&mut host.outgoing);
         let failure = match called {
             Ok(status) if (200..300).contains(&status) => {
                 return Ok(Outcome {
                     reply,
-                    signals,
+                    outgoing,
                     fuel,
                 });
             }

@@ -23,7 +23,8 @@ use super::snapshot::Snapshot;
 #[derive(Debug)]
 pub(crate) struct Answer {
     pub reply: Vec<u8>,
-    pub signals: Vec<Outgoing>,
+    /// What it asked for beyond its reply, in order.
+    pub outgoing: Vec<Outgoing>,
 }
 
 /// One live mechtron.
@@ -39,7 +40,7 @@ pub(crate) struct Mechtron {
 }
 
 impl Mechtron {
-    /// Instantiates `code` and runs `hv_init` with `config`; the init's signals are
+    /// Instantiates `code` and runs `hv_init` with `config`; what the init asked for is
     /// returned to be sent.
     pub(crate) fn activate(
         rt: &Runtime,
@@ -66,7 +67,7 @@ impl Mechtron {
             journal,
             dirty: false,
         };
-        Ok((mechtron, outcome.signals))
+        Ok((mechtron, outcome.outgoing))
     }
 
     /// Instantiates `code` and gives it the state in `snapshot` (`hv_init` is not run).
@@ -148,7 +149,7 @@ impl Mechtron {
                 }
                 Ok(Answer {
                     reply: outcome.reply,
-                    signals: outcome.signals,
+                    outgoing: outcome.outgoing,
                 })
             }
             Err(failed) => {

@@ -5,17 +5,20 @@
 //! MechtronDriver (one per star)         driver.rs   the Driver impl, live slots, signals out
 //! ├── Runtime: Engine, Linker, cache    runtime.rs  compiled modules by content hash
 //! ├── Pool: hv-wasm-N threads           pool.rs     where guest code runs; turns, jobs
+//! ├── hv_read's answers                 read.rs     access, filter, the answer's body
 //! └── Slot (one per particle)           slot.rs     its line of calls, run in order
-//!     ├── Outbox                        outbox.rs   finished calls' signals, in order
+//!     ├── Outbox                        outbox.rs   finished calls' signals and reads
 //!     └── Mechtron                      mechtron.rs outcome → state, rollback
 //!         ├── Live: Store + instance    live.rs     one call into the guest
-//!         │   └── Host: hv_* functions  host.rs     reply, log, buffered signals
+//!         │   └── Host: hv_* functions  host.rs     reply, log, held signals and reads
 //!         └── Journal                   journal.rs  base + calls since, for rollback
 //! ```
 //!
 //! A call from the star: `handle` queues it on the mechtron's slot and awaits; a worker
 //! runs the slot's queued calls back to back and answers each; the caller then hands the
-//! star its call's signals (and any earlier call's still waiting). See `slot.rs`.
+//! star its call's signals (and any earlier call's still waiting), making its reads
+//! (`hv_read`) first and sending each as the wave that answers the mechtron. See
+//! `slot.rs`.
 //!
 //! Pure pieces: `abi.rs` (the ABI's checks, statuses, bodies), `scan.rs` (mutable
 //! globals from the binary), `snapshot.rs` (the state's byte format), `outbox.rs`,
@@ -44,12 +47,13 @@ mod mechtron;
 mod metrics;
 mod outbox;
 mod pool;
+mod read;
 mod runtime;
 mod scan;
 mod slot;
 mod snapshot;
 
-pub use abi::{ALLOC, HANDLE, HOST_MODULE, INIT, LOG, MEMORY, REPLY, SIGNAL};
+pub use abi::{ALLOC, HANDLE, HOST_MODULE, INIT, LOG, MEMORY, READ, REPLY, SIGNAL};
 pub use config::{MechtronConfig, PAGE};
 pub use driver::{CONFIG, HASH, MechtronDriver, WASM};
 pub use metrics::{QueuedWave, TrapReason, WasmMetrics};

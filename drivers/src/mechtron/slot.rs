@@ -20,18 +20,24 @@
 //!   platform's own entries (snapshots, releases) always get in.
 //! - A call's signals go into the outbox before its answer is sent; its caller hands
 //!   everything up to its ticket to the star (so earlier calls' signals leave first).
-//!   They go in with their share of the call's wave's fan-out budget
-//!   ([`hyperverse_core::budget`]); when there are more of them than that budget, none
-//!   goes in, and they are counted (`hv_wave_budget_exhausted_total`). The call's reply
-//!   and state stand either way: a budget is not part of a mechtron's input, so it
-//!   cannot change what the mechtron becomes.
-//! - Snapshots, reads and releases are entries too, so they keep their place in line.
-//!   After a release the mechtron is gone: later entries fail with `Unavailable`.
+//!   Its property reads (`hv_read`) go in with them, in the order asked, and each
+//!   leaves as the wave that answers it: the caller makes the reads, then hands the
+//!   star the lot, holding the slot's `leaving` turn meanwhile so that no later call's
+//!   signals overtake them. The worker is not held: the mechtron's next calls run while
+//!   the registry answers. Signals and property reads go in with their share of the
+//!   call's wave's fan-out budget ([`hyperverse_core::budget`]), each one wave; when
+//!   there are more of them than that budget, none goes in, and they are counted
+//!   (`hv_wave_budget_exhausted_total`). The call's reply and state stand either way: a
+//!   budget is not part of a mechtron's input, so it cannot change what the mechtron
+//!   becomes.
+//! - Snapshots, state reads (`Cmd<Read>`) and releases are entries too, so they keep
+//!   their place in line. After a release the mechtron is gone: later entries fail with
+//!   `Unavailable`.
 //! - An entry that panics is caught: its caller gets `Internal` (the sender is dropped),
 //!   the mechtron rolls back before its next call (see [`super::mechtron`]) and the
 //!   line goes on.
 
-use std::collections::VecDeque;
+use std::collections::{BTreeSet, VecDeque};
 use std::panic::{AssertUnwindSafe, catch_unwind};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::{Duration, Instant};
@@ -110,6 +116,9 @@ pub(crate) struct Slot {
     /// Only the worker running the slot's turn locks it.
     mechtron: Mutex<Option<Mechtron>>,
     outbox: Mutex<Outbox>,
+    /// Held by the caller handing the star what the outbox holds, across the reads it
+    /// makes first: one caller at a time, in the order they asked for it.
+    leaving: tokio::sync::Mutex<()>,
 }
 
 impl std::fmt::Debug for Slot {
@@ -138,6 +147,7 @@ impl Slot {
             line: Mutex::default(),
             mechtron: Mutex::new(Some(mechtron)),
             outbox: Mutex::default(),
+            leaving: tokio::sync::Mutex::default(),
         })
     }
 
@@ -242,13 +252,27 @@ impl Slot {
         self.job(pool, |_, mechtron| drop(mechtron.take()))
     }
 
-    /// Hands `send` the signals of the successful calls up to and including `ticket`
-    /// that have not left yet, oldest first. (Under the outbox's lock, so two callers
-    /// cannot interleave them.)
+    /// Waits for the turn to hand the star what the outbox holds (see
+    /// [`Slot::reads_through`]).
+    pub(crate) async fn leaving(&self) -> tokio::sync::MutexGuard<'_, ()> {
+        self.leaving.lock().await
+    }
+
+    /// The points that the successful calls up to and including `ticket` asked to read
+    /// and that have not left yet, each once. They stay in the outbox: a caller holding
+    /// the [`Slot::leaving`] turn makes the reads, then takes them out with
+    /// [`Slot::signals_through`].
+    pub(crate) fn reads_through(&self, ticket: u64) -> BTreeSet<Point> {
+        lock(&self.outbox).reads_through(ticket)
+    }
+
+    /// Hands `send` the signals and reads of the successful calls up to and including
+    /// `ticket` that have not left yet, oldest first, each in the order asked. (Under
+    /// the outbox's lock, so two callers cannot interleave them.)
     pub(crate) fn signals_through(&self, ticket: u64, mut send: impl FnMut(u16, u32, Outgoing)) {
         let mut outbox = lock(&self.outbox);
         for sent in outbox.take_through(ticket) {
-            for out in sent.signals {
+            for out in sent.outgoing {
                 send(sent.hops, sent.budget, out);
             }
         }
@@ -278,14 +302,14 @@ impl Slot {
                 let result = match mechtron.as_mut() {
                     // Spelled out here rather than on the caller's thread.
                     Some(m) => m.handle(&self.rt, method.to_string(), body).map(|answer| {
-                        let signals = answer.signals;
-                        if let Some(each) = afford(&self.rt.metrics, &self.point, budget, &signals)
+                        let outgoing = answer.outgoing;
+                        if let Some(each) = afford(&self.rt.metrics, &self.point, budget, &outgoing)
                         {
                             lock(&self.outbox).put(Sent {
                                 ticket,
                                 hops,
                                 budget: each,
-                                signals,
+                                outgoing,
                             });
                         }
                         abi::substance(answer.reply)
@@ -308,8 +332,9 @@ fn full(point: &Point, waiting: usize) -> Error {
     ))
 }
 
-/// The fan-out budget each of `signals` may leave with, out of `budget` (the causing
-/// wave's); `None` when they are more than it pays for, and they are counted as refused.
+/// The fan-out budget each of `signals` (a call's signals and reads: each makes one wave)
+/// may leave with, out of `budget` (the causing wave's); `None` when they are more than
+/// it pays for, and they are counted as refused.
 pub(crate) fn afford(
     metrics: &WasmMetrics,
     point: &Point,
@@ -320,7 +345,7 @@ pub(crate) fn afford(
         Ok(each) => Some(each),
         Err(spent) => {
             metrics.budget_exhausted(signals.len());
-            tracing::debug!(mechtron = %point, "signals dropped: {spent}");
+            tracing::debug!(mechtron = %point, "signals and reads dropped: {spent}");
             None
         }
     }

@@ -1,6 +1,6 @@
 //! Fuel: a call fits a budget of exactly the fuel it burns and fails with one unit less,
-//! and the host's own charges count against the budget — 100 per call (`hv_signal`
-//! 1,000, `hv_log` 10,100) plus one per 64 bytes the call carries.
+//! and the host's own charges count against the budget — 100 per call (`hv_signal` and
+//! `hv_read` 1,000, `hv_log` 10,100) plus one per 64 bytes the call carries.
 
 use drivers::mechtron::{MechtronDriver, TrapReason};
 use hyperverse_core::wave::Substance;
@@ -34,6 +34,7 @@ async fn each_host_call_costs_the_guest_its_charge() {
         (Act::reply(0, 0), 100),
         (Act::log(0, 0), 10_100),
         (Act::signal(ECHO, GO, (0, 0)), 1_000),
+        (Act::read(ECHO, GO), 1_000),
     ] {
         let cost = each(&driver, &world, &puppet, act.clone()).await - lap;
         assert!(
@@ -60,6 +61,48 @@ async fn host_calls_cost_one_fuel_per_64_bytes_they_carry() {
     assert_eq!(
         cost(Act::signal(ECHO, GO, (0, 640 + 43))).await,
         signal + 11
+    );
+    // A read's two likewise: a point of 56 bytes and `Ext<Go>` are 63, one more is 64.
+    let long = format!("localhost:{}", "a".repeat(47));
+    let wrote = call(
+        &driver,
+        &world,
+        &puppet,
+        Act::nothing().writing(2000, long.as_bytes()).body(),
+    );
+    assert_eq!(wrote.await, Ok(Substance::Empty));
+    let read = cost(Act::read((2000, 56), GO)).await;
+    assert_eq!(
+        read, signal,
+        "a read costs what a signal of as many bytes does"
+    );
+    assert_eq!(cost(Act::read((2000, 57), GO)).await, read + 1);
+}
+
+#[tokio::test]
+async fn a_read_is_charged_before_its_bytes_are_looked_at() {
+    let world = World::new().await;
+    let driver = driver_with_fuel(1_000_000);
+    let puppet = puppet(&driver, &world, "puppet").await;
+    // 64 million bytes cost a million fuel; they are not in memory either.
+    let err = call(
+        &driver,
+        &world,
+        &puppet,
+        Act::read((0, 64_000_000), GO).body(),
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&err, Error::Internal(m) if m.contains("fuel exhausted")),
+        "{err}"
+    );
+    let err = call(&driver, &world, &puppet, Act::read((0, 640_000), GO).body())
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, Error::Internal(m) if m.contains("hv_read: the point at 0 (+640000 bytes) is outside")),
+        "{err}"
     );
 }
 

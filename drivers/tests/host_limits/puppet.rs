@@ -13,12 +13,13 @@ pub const MEMORY: i32 = 65_536;
 
 /// The body is little-endian `i32`s — `op`, `times`, `status`, `dst`, `a0`…`a5` — then
 /// payload bytes. The payload is copied to `dst`; then `times` host calls `op` are made
-/// (0: none, 1: `hv_reply(a0, a1)`, 2: `hv_log(a0, a1)`, 3: `hv_signal(a0…a5)`); then
-/// `status` is answered. The input always goes at 0, so payloads go above it.
+/// (0: none, 1: `hv_reply(a0, a1)`, 2: `hv_log(a0, a1)`, 3: `hv_signal(a0…a5)`, 4:
+/// `hv_read(a0…a3)`); then `status` is answered. The input always goes at 0, so payloads go above it.
 pub const PUPPET: &str = r#"(module
   (import "hv" "hv_reply" (func $reply (param i32 i32)))
   (import "hv" "hv_log" (func $log (param i32 i32)))
   (import "hv" "hv_signal" (func $signal (param i32 i32 i32 i32 i32 i32)))
+  (import "hv" "hv_read" (func $read (param i32 i32 i32 i32)))
   (memory (export "memory") 1 1)
   (func (export "hv_alloc") (param $len i32) (result i32)
     (i32.const 0))
@@ -44,16 +45,19 @@ pub const PUPPET: &str = r#"(module
         (br_if $done (i32.eqz (local.get $times)))
         (local.set $times (i32.sub (local.get $times) (i32.const 1)))
         (block $called
-          (block $signal
-            (block $log
-              (block $reply
-                (br_table $called $reply $log $signal $called (local.get $op)))
-              (call $reply (local.get $a0) (local.get $a1))
+          (block $read
+            (block $signal
+              (block $log
+                (block $reply
+                  (br_table $called $reply $log $signal $read $called (local.get $op)))
+                (call $reply (local.get $a0) (local.get $a1))
+                (br $called))
+              (call $log (local.get $a0) (local.get $a1))
               (br $called))
-            (call $log (local.get $a0) (local.get $a1))
+            (call $signal (local.get $a0) (local.get $a1) (local.get $a2) (local.get $a3)
+              (local.get $a4) (local.get $a5))
             (br $called))
-          (call $signal (local.get $a0) (local.get $a1) (local.get $a2) (local.get $a3)
-            (local.get $a4) (local.get $a5)))
+          (call $read (local.get $a0) (local.get $a1) (local.get $a2) (local.get $a3)))
         (br $again)))
     (i32.load offset=8 (local.get $b))))"#;
 
@@ -98,6 +102,12 @@ impl Act {
     /// `hv_signal` with the point, method and body at these `(ptr, len)`.
     pub fn signal(to: (i32, i32), method: (i32, i32), body: (i32, i32)) -> Self {
         Self::host(3, [to.0, to.1, method.0, method.1, body.0, body.1])
+    }
+
+    /// `hv_read` of the point at `point` answered with the method at `method`, as
+    /// `(ptr, len)`.
+    pub fn read(point: (i32, i32), method: (i32, i32)) -> Self {
+        Self::host(4, [point.0, point.1, method.0, method.1, 0, 0])
     }
 
     /// First writes `bytes` at `dst`.

@@ -78,6 +78,11 @@ impl World {
         }
     }
 
+    /// The registry, to register particles and grants in.
+    pub fn registry(&self) -> &MemoryRegistry {
+        &self.registry
+    }
+
     /// Publishes the guest `wat` as the artifact `localhost:repo:NAME`.
     pub async fn publish(&self, name: &str, wat: &str) -> Point {
         let bytes = guests::wasm(wat).unwrap();
@@ -118,6 +123,20 @@ pub fn ping(to: &Point, body: Substance) -> Ping {
     );
     ping.body = body;
     ping
+}
+
+/// Sends `method` with `body` to `to`; its signals go to `outbound`.
+pub async fn call_method(
+    driver: &MechtronDriver,
+    world: &World,
+    outbound: &dyn Outbound,
+    to: &Point,
+    method: &str,
+    body: Substance,
+) -> Result<Substance, Error> {
+    let mut wave = ping(to, body);
+    wave.method = method.parse().unwrap();
+    driver.handle(world.ctx(outbound), &wave).await
 }
 
 /// Sends `Ext<Go>` with `body` to `to`; its signals go to `outbound`.
