@@ -336,14 +336,6 @@ async fn x_to_nobody(by: &GateClient, on: &str) -> Result<GrantId> {
     to_nobody(by, "csd-rwX", on).await
 }
 
-/// `by` grants `perms` on `on` to `to`; the grant's id.
-async fn to(by: &GateClient, perms: &str, on: &str, to: &str) -> GrantId {
-    let to = Selector::exact(&p(to));
-    by.grant(mask(perms), on.parse().unwrap(), to)
-        .await
-        .unwrap_or_else(|e| panic!("grant {perms} on {on}: {e}"))
-}
-
 /// A grant refused at the gate, saying what the granter may not give.
 fn refused(outcome: Result<GrantId>, what: &str) {
     match outcome {
