@@ -139,8 +139,8 @@ impl Access {
 }
 
 /// A grant: `kind` on the particles matching `on_point`, to the agents matching
-/// `to_point`, made by `by_particle`. A grant only counts while its granter itself has
-/// the access it grants (see [`super::access`]).
+/// `to_point`, made by `by_particle`. A grant only counts where its granter owns the
+/// point or is super there (super, for `Super`; see [`super::access`]).
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct AccessGrant {
     /// What is granted.
