@@ -8,6 +8,7 @@
 mod support;
 
 use std::net::SocketAddr;
+use std::time::Duration;
 
 use support::*;
 
@@ -222,6 +223,41 @@ fn the_seeds_access_scenario_through_the_gate() {
         privileges, "property:email:read",
         "the mechtron's privilege"
     );
+
+    // A mechtron acts as itself when it reads (hv_read): the App's reader, holding the
+    // privilege by G5 like every mechtron of the App, reads scott's email and nothing
+    // else, and nothing of the superuser's.
+    let reader_wasm = publish(a, "localhost", "reader");
+    let reader = "localhost:app:reader";
+    hv_ok(
+        a,
+        &[
+            "create",
+            reader,
+            "Mechtron",
+            "--set",
+            &reader_wasm,
+            "--by",
+            APP,
+        ],
+    );
+    let read = |point: &str| {
+        let asked = hv_ok(
+            b,
+            &["ping", reader, "--method", "Ext<Read>", "--body", point],
+        );
+        assert_eq!(asked.trim(), "asked");
+        let mut last = String::new();
+        eventually(Duration::from_secs(10), "the read's answer", || {
+            last = hv_ok(a, &["ping", reader, "--method", "Ext<Last>"]);
+            !last.trim().is_empty()
+        });
+        hv_ok(a, &["ping", reader, "--method", "Ext<Got>"]);
+        last
+    };
+    assert_eq!(read(SCOTT).trim(), "200\nemail=scott@example.com");
+    let refused = read(SUPERUSER);
+    assert!(refused.starts_with("403 "), "{refused}");
 
     // A privilege is what `get` shows: carol, without r, reads scott's email only.
     hv_fails(b, Some(CAROL_TOKEN), &["get", SCOTT], 403);
