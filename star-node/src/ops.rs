@@ -136,7 +136,13 @@ async fn create(
     };
     match strategy {
         Strategy::Override => acting.either(|a| may_override(machine, a, &point)).await?,
-        Strategy::Ensure => acting.either(|a| may_ensure(machine, a, &point)).await?,
+        // `may_ensure` refuses with the 409 a `Commit` would get, not a 403.
+        Strategy::Ensure => match may_ensure(machine, &acting.caller, &point).await {
+            Err(Error::AlreadyExists(_)) if acting.acting_as != acting.caller => {
+                may_ensure(machine, &acting.acting_as, &point).await?
+            }
+            other => other?,
+        },
         Strategy::Commit => {}
     }
     let registration = Registration {
