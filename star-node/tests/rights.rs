@@ -771,6 +771,28 @@ fn a_grant_made_by_a_particle_counts_while_it_owns_the_point() {
                 .await,
             "chown takes super",
         );
+        let unknown = world
+            .root
+            .chown(app.clone(), p("localhost:users:ghost"), None)
+            .await;
+        assert!(matches!(unknown, Err(Error::NotFound(_))), "{unknown:?}");
+        // Grants are listed where the agent may read: the reader reads the app, nobody
+        // reads nothing (and anonymous may not ask).
+        let everything: Selector = "+:**".parse().unwrap();
+        let seen = world.reader.grants(everything.clone()).await.unwrap();
+        assert!(
+            !seen.is_empty() && seen.iter().all(|g| g.id.root == p(APP)),
+            "{seen:?}"
+        );
+        assert!(
+            world
+                .nobody
+                .grants(everything.clone())
+                .await
+                .unwrap()
+                .is_empty()
+        );
+        forbidden(world.anonymous.grants(everything).await, "anonymous");
 
         world
             .root
