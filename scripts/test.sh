@@ -8,12 +8,19 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # What the tests need from Debian: redis-server (the registry tests start their own
-# servers), promtool (from the prometheus package; checks /metrics output) and tcpdump
-# (the transport test captures loopback traffic and searches it for secrets).
+# servers), promtool (from the prometheus package; checks /metrics output), tcpdump
+# (the transport test captures loopback traffic and searches it for secrets) and a
+# wasm32 Rust compiler (below).
 missing=()
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v tcpdump >/dev/null 2>&1 || missing+=(tcpdump)
+# Rust guests (drivers/guests/rust/) are built from source by `hv build` in the tests:
+# Debian's rustc 1.63 with the wasm32 standard library and the wasm linker. It goes to
+# /usr/bin, behind rustup's toolchain on the path, which cargo keeps using.
+[ -x /usr/bin/rustc ] || missing+=(rustc)
+[ -d /usr/lib/rustlib/wasm32-unknown-unknown/lib ] || missing+=(libstd-rust-dev-wasm32)
+command -v wasm-ld >/dev/null 2>&1 || missing+=(lld)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "test.sh: installing ${missing[*]}" >&2
     if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
@@ -28,6 +35,7 @@ fi
 redis-server --version
 promtool --version 2>&1 | sed -n 1p
 tcpdump --version 2>&1 | sed -n 1p
+/usr/bin/rustc --version
 
 # A one-off build gains nothing from incremental compilation and its caches double the
 # disk a fresh build takes; a developer who iterates can set CARGO_INCREMENTAL=1.

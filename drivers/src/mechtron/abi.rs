@@ -79,7 +79,11 @@ pub(crate) const HOST_FUNCS: [(&str, &[ValType]); 4] = [
 
 impl Layout {
     /// Checks `module` (compiled from the binary `wasm`) against the ABI.
-    pub(crate) fn of(module: &Module, wasm: &[u8], artifact: &Point) -> Result<Self> {
+    pub(crate) fn of(
+        module: &Module,
+        wasm: &[u8],
+        artifact: &dyn std::fmt::Display,
+    ) -> Result<Self> {
         let bad = |why: String| Error::bad_request(format!("artifact {artifact} {why}"));
         for import in module.imports() {
             let name = format!("{}.{}", import.module(), import.name());

@@ -57,4 +57,5 @@ pub use abi::{ALLOC, HANDLE, HOST_MODULE, INIT, LOG, MEMORY, READ, REPLY, SIGNAL
 pub use config::{MechtronConfig, PAGE};
 pub use driver::{CONFIG, HASH, MechtronDriver, WASM};
 pub use metrics::{QueuedWave, TrapReason, WasmMetrics};
+pub use runtime::check_module;
 pub use snapshot::{GlobalValue, Snapshot};

@@ -49,16 +49,57 @@ impl std::fmt::Debug for Runtime {
     }
 }
 
+/// The engine every mechtron runs on: fuel metered, compiled eagerly, and without the
+/// features a snapshot could not capture (64-bit or several memories, custom pages).
+fn engine() -> Engine {
+    let mut wasm = Config::default();
+    wasm.consume_fuel(true)
+        .compilation_mode(CompilationMode::Eager)
+        .wasm_memory64(false)
+        .wasm_multi_memory(false)
+        .wasm_custom_page_sizes(false);
+    Engine::new(&wasm)
+}
+
+/// `bytes` (a wasm binary, or wasm text) compiled and checked against the ABI.
+fn checked(
+    engine: &Engine,
+    artifact: &dyn std::fmt::Display,
+    bytes: &[u8],
+) -> Result<(Module, Layout)> {
+    let binary = if bytes.starts_with(b"\0asm") {
+        bytes.to_vec()
+    } else {
+        wat::parse_bytes(bytes)
+            .map_err(|e| {
+                Error::bad_request(format!(
+                    "artifact {artifact} is not a wasm module (no \\0asm header) nor wasm \
+                     text: {e}"
+                ))
+            })?
+            .into_owned()
+    };
+    let module = Module::new(engine, &binary).map_err(|e| {
+        Error::bad_request(format!(
+            "artifact {artifact} is not a valid wasm module: {e}"
+        ))
+    })?;
+    let layout = Layout::of(&module, &binary, artifact)?;
+    Ok((module, layout))
+}
+
+/// Checks `wasm` (a binary or wasm text) as activation does before anything runs: a
+/// valid module in the features this host enables, importing only the ABI's functions,
+/// exporting what the ABI asks with the right types, every mutable global exported.
+/// `name` names the module in the error. (`hv build` checks what it built with it.)
+pub fn check_module(name: &str, wasm: &[u8]) -> Result<()> {
+    checked(&engine(), &name, wasm).map(drop)
+}
+
 impl Runtime {
     pub(crate) fn new(config: MechtronConfig, metrics: WasmMetrics) -> Result<Self> {
         config.check()?;
-        let mut wasm = Config::default();
-        wasm.consume_fuel(true)
-            .compilation_mode(CompilationMode::Eager)
-            .wasm_memory64(false)
-            .wasm_multi_memory(false)
-            .wasm_custom_page_sizes(false);
-        let engine = Engine::new(&wasm);
+        let engine = engine();
         let linker = host::linker(&engine)
             .map_err(|e| Error::internal(format!("defining the host functions: {e}")))?;
         Ok(Self {
@@ -96,24 +137,7 @@ impl Runtime {
         if let Some(code) = self.cached(&hash) {
             return Ok(code);
         }
-        let binary = if bytes.starts_with(b"\0asm") {
-            bytes.to_vec()
-        } else {
-            wat::parse_bytes(bytes)
-                .map_err(|e| {
-                    Error::bad_request(format!(
-                        "artifact {artifact} is not a wasm module (no \\0asm header) nor wasm \
-                         text: {e}"
-                    ))
-                })?
-                .into_owned()
-        };
-        let module = Module::new(&self.engine, &binary).map_err(|e| {
-            Error::bad_request(format!(
-                "artifact {artifact} is not a valid wasm module: {e}"
-            ))
-        })?;
-        let layout = Layout::of(&module, &binary, artifact)?;
+        let (module, layout) = checked(&self.engine, artifact, bytes)?;
         let code = Arc::new(Code {
             hash: hash.clone(),
             module,

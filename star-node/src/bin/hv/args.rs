@@ -174,6 +174,17 @@ pub(crate) enum Command {
         /// The Artifact's point.
         point: String,
     },
+    /// Build a Rust guest (written with the hyperverse_guest SDK, docs/guests.md) into a
+    /// size-optimised `.wasm` module, checked against the guest ABI; needs a rustc with
+    /// the wasm32-unknown-unknown target (Debian: rustc, libstd-rust-dev-wasm32, lld).
+    /// Local: nothing is sent to a gate.
+    Build {
+        /// The guest's source (its crate root).
+        source: std::path::PathBuf,
+        /// Where to write the module (default: the source's path with `.wasm`).
+        #[arg(short, long, value_name = "FILE")]
+        out: Option<std::path::PathBuf>,
+    },
 }
 
 fn checked_create_point(text: String) -> Result<String> {
@@ -262,6 +273,9 @@ pub(crate) fn request(command: Command) -> Result<ClientRequest> {
             point: point.parse()?,
             bytes: module_bytes(&file)?,
         },
+        Command::Build { .. } => {
+            return Err(Error::internal("hv build is local: it has no request"));
+        }
     })
 }
 

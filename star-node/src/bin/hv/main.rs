@@ -19,9 +19,10 @@
 //! [`star_node::protocol`]'s.
 
 mod args;
+mod build;
 mod render;
 
-use args::{Cli, request};
+use args::{Cli, Command, request};
 use render::render;
 
 use std::io::{self, Write};
@@ -48,6 +49,9 @@ fn main() -> ExitCode {
 
 /// Checks the arguments, asks the gate and renders its answer.
 fn run(cli: Cli) -> Result<String> {
+    if let Command::Build { source, out } = cli.command {
+        return build::build(&source, out);
+    }
     let request = request(cli.command)?;
     let token = credentials::client_token(cli.token_file.as_deref())
         .map_err(|e| Error::bad_request(e.to_string()))?;
