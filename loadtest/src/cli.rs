@@ -192,6 +192,11 @@ pub struct LoadArgs {
     /// Client connections per gate.
     #[arg(long, default_value_t = 1)]
     pub connections: usize,
+    /// The echo guest of the `wasm` scenario: a module file (`.wasm`, e.g. from `hv
+    /// build drivers/guests/rust/echo.rs`, or `.wat`) instead of the project's
+    /// `drivers/guests/echo.wat`.
+    #[arg(long, value_name = "FILE")]
+    pub echo_wasm: Option<std::path::PathBuf>,
 }
 
 /// Baselines and where the report goes.

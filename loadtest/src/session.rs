@@ -463,13 +463,7 @@ async fn drive(
         }
         None => None,
     };
-    let knobs = Knobs {
-        particles: load.particles,
-        payload: load.payload,
-        targets: load.targets,
-        create_kind: load.create_kind,
-        timeout: load.timeout,
-    };
+    let knobs = Knobs::of(load)?;
     let setup = Setup {
         conns: &conns,
         stars: &star_machine,

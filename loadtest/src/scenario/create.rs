@@ -30,7 +30,8 @@ impl Creations {
         let (kind, properties) = match setup.knobs.create_kind {
             CreateKind::Base => (Kind::Base, Vec::new()),
             CreateKind::Mechtron => {
-                let artifact = wasm::publish(setup, "counter", wasm::COUNTER_GUEST).await?;
+                let artifact =
+                    wasm::publish(setup, "counter", wasm::COUNTER_GUEST.as_bytes()).await?;
                 let wasm = PropertyMod::set("wasm", artifact.to_string());
                 (Kind::Mechtron, vec![wasm])
             }

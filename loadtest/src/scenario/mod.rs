@@ -78,6 +78,28 @@ pub struct Knobs {
     pub create_kind: CreateKind,
     /// How long a ping waits.
     pub timeout: Duration,
+    /// The `wasm` scenario's echo guest, when not the project's `echo.wat`.
+    pub echo_guest: Option<Vec<u8>>,
+}
+
+impl Knobs {
+    /// The knobs of `load`; reads `--echo-wasm`'s file.
+    pub fn of(load: &crate::cli::LoadArgs) -> crate::error::Result<Knobs> {
+        let echo_guest = match &load.echo_wasm {
+            Some(path) => Some(std::fs::read(path).map_err(|e| {
+                crate::error::Error::Usage(format!("--echo-wasm {}: {e}", path.display()))
+            })?),
+            None => None,
+        };
+        Ok(Knobs {
+            particles: load.particles,
+            payload: load.payload,
+            targets: load.targets,
+            create_kind: load.create_kind,
+            timeout: load.timeout,
+            echo_guest,
+        })
+    }
 }
 
 /// One client connection to a gate, and the machine behind that gate (when known).

@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use futures::{StreamExt, TryStreamExt};
 use hyperverse_core::particle::PropertyMod;
-use hyperverse_core::registry::Strategy;
+use hyperverse_core::registry::{Strategy, content_hash};
 use hyperverse_core::wave::{CmdMethod, Method, Substance};
 use hyperverse_core::{Kind, Point};
 use star_node::client::GateClient;
@@ -48,8 +48,8 @@ pub const COUNT_METHOD: &str = "Count";
 pub const PARENT: &str = "localhost:wasm";
 
 /// Makes sure `localhost:wasm` exists and the guest `name` is published there from
-/// `wat`; returns the artifact's point.
-pub async fn publish(setup: &Setup<'_>, name: &str, wat: &str) -> Result<Point> {
+/// `module` (wasm text or binary); returns the artifact's point.
+pub async fn publish(setup: &Setup<'_>, name: &str, module: &[u8]) -> Result<Point> {
     ping::ensure_space(setup).await?;
     let client = &setup.conns[0].client;
     client
@@ -60,7 +60,7 @@ pub async fn publish(setup: &Setup<'_>, name: &str, wat: &str) -> Result<Point> 
         .parse()
         .map_err(|e| Error::Internal(format!("artifact point: {e}")))?;
     client
-        .publish(artifact.clone(), wat.as_bytes().to_vec())
+        .publish(artifact.clone(), module.to_vec())
         .await
         .map_err(|e| unavailable(format!("publishing the {name} guest at {artifact}"), &e))?;
     Ok(artifact)
@@ -105,8 +105,15 @@ pub struct Mechtrons {
 impl Mechtrons {
     /// Publishes the guests and creates `particles` mechtrons (half echo, half counter).
     pub async fn setup(setup: &Setup<'_>) -> Result<Mechtrons> {
-        let echo = publish(setup, "echo", ECHO_GUEST).await?;
-        let counter = publish(setup, "counter", COUNTER_GUEST).await?;
+        let echo = match &setup.knobs.echo_guest {
+            // Named by its bytes: artifacts are immutable, and each module needs its own.
+            Some(module) => {
+                let name = format!("echo-{}", &content_hash(module)[..12]);
+                publish(setup, &name, module).await?
+            }
+            None => publish(setup, "echo", ECHO_GUEST.as_bytes()).await?,
+        };
+        let counter = publish(setup, "counter", COUNTER_GUEST.as_bytes()).await?;
         let count = setup.knobs.particles.max(2);
         let conns = setup.conns;
         let (echo, counter) = (&echo, &counter);

@@ -99,13 +99,7 @@ pub(super) async fn run(
     );
     let l = &args.load;
     let seed = l.seed.unwrap_or_else(|| fastrand::u64(..));
-    let knobs = Knobs {
-        particles: l.particles,
-        payload: l.payload,
-        targets: l.targets,
-        create_kind: l.create_kind,
-        timeout: l.timeout,
-    };
+    let knobs = Knobs::of(l)?;
     eprintln!(
         "loadtest: preparing chaos ({} particles, seed {seed})",
         l.particles
