@@ -398,6 +398,30 @@ mod tests {
     }
 
     #[test]
+    fn echo_wasm_is_read_into_the_knobs_and_a_missing_file_is_a_usage_error() {
+        let local = |extra: &[&str]| {
+            let args = ["loadtest", "local", "--scenario", "wasm"]
+                .iter()
+                .chain(extra);
+            match Cli::try_parse_from(args).unwrap().command {
+                Command::Local(local) => local,
+                _ => panic!("local expected"),
+            }
+        };
+        let knobs = crate::scenario::Knobs::of(&local(&[]).load).unwrap();
+        assert_eq!(knobs.echo_guest, None, "echo.wat unless asked");
+        let dir = tempfile::tempdir().unwrap();
+        let module = dir.path().join("echo.wasm");
+        std::fs::write(&module, b"\0asm\x01\0\0\0").unwrap();
+        let path = module.display().to_string();
+        let knobs = crate::scenario::Knobs::of(&local(&["--echo-wasm", &path]).load).unwrap();
+        assert_eq!(knobs.echo_guest.as_deref(), Some(&b"\0asm\x01\0\0\0"[..]));
+        let missing = dir.path().join("nope.wasm").display().to_string();
+        let error = crate::scenario::Knobs::of(&local(&["--echo-wasm", &missing]).load);
+        assert!(matches!(error, Err(crate::error::Error::Usage(m)) if m.contains("nope.wasm")));
+    }
+
+    #[test]
     fn the_command_line_parses_and_bad_knobs_are_refused() {
         let cli = Cli::try_parse_from([
             "loadtest",
