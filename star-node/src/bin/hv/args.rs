@@ -184,6 +184,10 @@ pub(crate) enum Command {
         /// Where to write the module (default: the source's path with `.wasm`).
         #[arg(short, long, value_name = "FILE")]
         out: Option<std::path::PathBuf>,
+        /// The guest's stack, in bytes (part of its memory, so of every snapshot).
+        #[arg(long, value_name = "BYTES", default_value_t = crate::build::DEFAULT_STACK,
+              value_parser = clap::value_parser!(u32).range(16_384..=16_777_216))]
+        stack_size: u32,
     },
 }
 
@@ -478,6 +482,28 @@ mod tests {
         let error =
             parse(&["chown", "localhost:**", "localhost:app", "--by", "no way"]).unwrap_err();
         assert_eq!(error.status(), StatusCode::BAD_REQUEST);
+    }
+
+    #[test]
+    fn build_takes_a_source_an_output_and_a_bounded_stack() {
+        let cli = Cli::try_parse_from(["hv", "build", "g.rs"]).unwrap();
+        let Command::Build {
+            source,
+            out,
+            stack_size,
+        } = cli.command
+        else {
+            panic!("not a build");
+        };
+        assert_eq!((source, out), ("g.rs".into(), None));
+        assert_eq!(stack_size, crate::build::DEFAULT_STACK);
+        let cli = Cli::try_parse_from(["hv", "build", "g.rs", "-o", "x.wasm"]).unwrap();
+        assert!(
+            matches!(cli.command, Command::Build { out: Some(o), .. } if o == PathBuf::from("x.wasm"))
+        );
+        for stack in ["10", "99999999", "lots"] {
+            assert!(Cli::try_parse_from(["hv", "build", "g.rs", "--stack-size", stack]).is_err());
+        }
     }
 
     #[test]

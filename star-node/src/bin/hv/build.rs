@@ -54,8 +54,15 @@ const CODEGEN: &[&str] = &[
     "target-feature=+mutable-globals",
 ];
 
-/// Builds `source` into `out` (default: beside it, `.wasm`); what to print.
-pub fn build(source: &Path, out: Option<PathBuf>) -> Result<String> {
+/// The guest's stack by default: 64 KiB. rustc's own default, 1 MiB, is part of the
+/// linear memory and so of every snapshot the host saves: a 1 MiB stack made the Rust
+/// echo's snapshots 17 pages instead of 2, and its waves a third as fast
+/// (docs/benchmarks.md, "Rust guests").
+pub const DEFAULT_STACK: u32 = 64 * 1024;
+
+/// Builds `source` into `out` (default: beside it, `.wasm`) with a stack of `stack`
+/// bytes; what to print.
+pub fn build(source: &Path, out: Option<PathBuf>, stack: u32) -> Result<String> {
     if !source.is_file() {
         return Err(Error::bad_request(format!(
             "{} is not a file: give the guest's Rust source (a crate root such as lib.rs)",
@@ -89,6 +96,8 @@ pub fn build(source: &Path, out: Option<PathBuf>) -> Result<String> {
         .args(CODEGEN)
         .args(["-C", "lto", "-C", "strip=symbols"])
         .args(["-C", "link-arg=--export=__stack_pointer"])
+        .arg("-C")
+        .arg(format!("link-arg=-zstack-size={stack}"))
         .arg("--extern")
         .arg(extern_sdk)
         .arg("-L")

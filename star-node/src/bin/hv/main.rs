@@ -49,8 +49,13 @@ fn main() -> ExitCode {
 
 /// Checks the arguments, asks the gate and renders its answer.
 fn run(cli: Cli) -> Result<String> {
-    if let Command::Build { source, out } = cli.command {
-        return build::build(&source, out);
+    if let Command::Build {
+        source,
+        out,
+        stack_size,
+    } = cli.command
+    {
+        return build::build(&source, out, stack_size);
     }
     let request = request(cli.command)?;
     let token = credentials::client_token(cli.token_file.as_deref())
