@@ -499,7 +499,7 @@ mod tests {
         assert_eq!(stack_size, crate::build::DEFAULT_STACK);
         let cli = Cli::try_parse_from(["hv", "build", "g.rs", "-o", "x.wasm"]).unwrap();
         assert!(
-            matches!(cli.command, Command::Build { out: Some(o), .. } if o == PathBuf::from("x.wasm"))
+            matches!(cli.command, Command::Build { out: Some(o), .. } if o == std::path::Path::new("x.wasm"))
         );
         for stack in ["10", "99999999", "lots"] {
             assert!(Cli::try_parse_from(["hv", "build", "g.rs", "--stack-size", stack]).is_err());
