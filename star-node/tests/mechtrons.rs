@@ -11,7 +11,6 @@ use std::net::SocketAddr;
 use std::ops::RangeInclusive;
 use std::time::Duration;
 
-use futures::future::join_all;
 use hyperverse_core::wave::{Method, Substance};
 use hyperverse_core::{Error, Point};
 use star_node::client::GateClient;
@@ -26,51 +25,14 @@ fn cluster() -> &'static Cluster {
     Cluster::shared(&format!("wasm_fuel_per_call = {FUEL}"))
 }
 
-/// Creates mechtron `point` running `wasm` (from [`publish`]) and moves it to `star`.
-fn mechtron(gate: SocketAddr, point: &str, wasm: &str, star: &str) -> Point {
-    hv_ok(gate, &["create", point, "Mechtron", "--set", wasm]);
-    let moved = hv_ok(gate, &["migrate", point, star]);
-    assert!(moved.contains(star), "{moved}");
-    point.parse().expect("a point")
-}
-
-/// The digest of a mechtron's state, read with `hv ping … --method Cmd<Read> --json`.
+/// The digest of a mechtron's state.
 fn digest(gate: SocketAddr, point: &Point) -> String {
-    let point = point.to_string();
-    let out = hv_ok(gate, &["--json", "ping", &point, "--method", "Cmd<Read>"]);
-    let state: serde_json::Value = serde_json::from_str(&out).expect("JSON");
-    let value = state["Map"]["digest"]["Text"]
-        .as_str()
-        .unwrap_or_else(|| panic!("no digest in {out}"));
-    assert_eq!(value.len(), 64, "a SHA-256 hex digest: {out}");
-    value.to_string()
+    mechtron_state(gate, point).0
 }
 
 /// Sends `n` counting waves to `point`, `WINDOW` at a time; the replies, sorted.
 async fn count(client: &GateClient, point: &Point, n: u64) -> Vec<u64> {
-    let mut replies = Vec::new();
-    let mut sent = 0;
-    while sent < n {
-        let batch = WINDOW.min(n - sent);
-        let answers = join_all((0..batch).map(|_| {
-            client.ping(
-                point.clone(),
-                Method::Ext("Count".into()),
-                Substance::Empty,
-                Duration::from_secs(10),
-            )
-        }))
-        .await;
-        for answer in answers {
-            match answer.expect("counted") {
-                Substance::Text(text) => replies.push(text.parse::<u64>().expect("a number")),
-                other => panic!("not a count: {other:?}"),
-            }
-        }
-        sent += batch;
-    }
-    replies.sort_unstable();
-    replies
+    support::count(client, point, n, WINDOW).await
 }
 
 /// Asserts the sorted `replies` are exactly the counts `expected`; names the first one

@@ -14,10 +14,7 @@ use std::process::Command;
 use std::sync::OnceLock;
 use std::time::Duration;
 
-use futures::future::join_all;
 use hyperverse_core::Point;
-use hyperverse_core::wave::{Method, Substance};
-use star_node::client::GateClient;
 use support::*;
 
 /// Where this binary's guests are built (and the SDK cached), once.
@@ -63,28 +60,6 @@ fn publish_rust(gate: SocketAddr, space: &str, name: &str) -> String {
     format!("wasm={artifact}")
 }
 
-/// Creates mechtron `point` running `wasm` and moves it to `star`.
-fn mechtron(gate: SocketAddr, point: &str, wasm: &str, star: &str) -> Point {
-    hv_ok(gate, &["create", point, "Mechtron", "--set", wasm]);
-    let moved = hv_ok(gate, &["migrate", point, star]);
-    assert!(moved.contains(star), "{moved}");
-    point.parse().expect("a point")
-}
-
-/// A mechtron's state: `digest` and `calls` of `Cmd<Read>`, answered by the host.
-fn state(gate: SocketAddr, point: &Point) -> (String, String) {
-    let point = point.to_string();
-    let out = hv_ok(gate, &["--json", "ping", &point, "--method", "Cmd<Read>"]);
-    let state: serde_json::Value = serde_json::from_str(&out).expect("JSON");
-    let text = |key: &str| {
-        state["Map"][key]["Text"]
-            .as_str()
-            .unwrap_or_else(|| panic!("no {key} in {out}"))
-            .to_string()
-    };
-    (text("digest"), text("calls"))
-}
-
 /// `hv ping POINT --method METHOD [--body BODY]` as the hyperuser; the reply, trimmed.
 fn ping(gate: SocketAddr, point: &Point, method: &str, body: Option<&str>) -> String {
     let point = point.to_string();
@@ -93,30 +68,6 @@ fn ping(gate: SocketAddr, point: &Point, method: &str, body: Option<&str>) -> St
         args.extend(["--body", body]);
     }
     hv_ok(gate, &args).trim().to_string()
-}
-
-/// Sends `n` `Ext<Count>` waves to `point`, 32 at a time; the replies, sorted.
-async fn count(client: &GateClient, point: &Point, n: u64) -> Vec<u64> {
-    let mut replies = Vec::new();
-    for batch in (0..n).collect::<Vec<_>>().chunks(32) {
-        let answers = join_all(batch.iter().map(|_| {
-            client.ping(
-                point.clone(),
-                Method::Ext("Count".into()),
-                Substance::Empty,
-                Duration::from_secs(10),
-            )
-        }))
-        .await;
-        for answer in answers {
-            match answer.expect("counted") {
-                Substance::Text(text) => replies.push(text.parse::<u64>().expect("a number")),
-                other => panic!("not a count: {other:?}"),
-            }
-        }
-    }
-    replies.sort_unstable();
-    replies
 }
 
 #[test]
@@ -131,12 +82,16 @@ fn rust_counters_on_two_machines_agree_to_the_byte_and_a_move_keeps_the_state() 
     let rt = runtime();
     let client = hyperuser(&rt, gate_a);
     for point in [&c1, &c2] {
-        let replies = rt.block_on(count(&client, point, WAVES));
+        let replies = rt.block_on(count(&client, point, WAVES, 32));
         assert_eq!(replies, (1..=WAVES).collect::<Vec<_>>(), "{point}");
     }
-    let (d1, calls) = state(gate_a, &c1);
+    let (d1, calls) = mechtron_state(gate_a, &c1);
     assert_eq!(calls, WAVES.to_string());
-    assert_eq!(d1, state(gate_b, &c2).0, "the same waves, the same bytes");
+    assert_eq!(
+        d1,
+        mechtron_state(gate_b, &c2).0,
+        "the same waves, the same bytes"
+    );
 
     // c1 moves to b: its state goes with it, and the twins still agree.
     let moved = hv_ok(gate_b, &["migrate", &c1.to_string(), "<<b>>::maelstrom"]);
@@ -149,7 +104,7 @@ fn rust_counters_on_two_machines_agree_to_the_byte_and_a_move_keeps_the_state() 
         ping(gate_a, &c2, "Ext<Count>", None),
         (WAVES + 1).to_string()
     );
-    assert_eq!(state(gate_a, &c1).0, state(gate_b, &c2).0);
+    assert_eq!(mechtron_state(gate_a, &c1).0, mechtron_state(gate_b, &c2).0);
 }
 
 #[test]
@@ -162,7 +117,7 @@ fn a_panicking_rust_guest_traps_and_is_rolled_back() {
     for n in 1..=3 {
         assert_eq!(ping(gate, &c, "Ext<Count>", None), n.to_string());
     }
-    let before = state(gate, &c);
+    let before = mechtron_state(gate, &c);
     let point = c.to_string();
     let trapped = hv_fails(
         gate,
@@ -171,7 +126,11 @@ fn a_panicking_rust_guest_traps_and_is_rolled_back() {
         500,
     );
     assert!(trapped.contains("trapped"), "{trapped}");
-    assert_eq!(state(gate, &c), before, "the panicking wave left no trace");
+    assert_eq!(
+        mechtron_state(gate, &c),
+        before,
+        "the panicking wave left no trace"
+    );
     assert_eq!(
         ping(gate, &c, "Ext<Count>", None),
         "4",
@@ -282,6 +241,6 @@ fn rust_echo_answers_and_chatty_signals_as_itself() {
         assert_eq!(ping(gate_a, &chatty, "Ext<Go>", None), sent.to_string());
     }
     eventually(Duration::from_secs(10), "three signals counted", || {
-        state(gate_b, &target).1 == "3"
+        mechtron_state(gate_b, &target).1 == "3"
     });
 }

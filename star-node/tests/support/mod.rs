@@ -537,3 +537,62 @@ impl Cluster {
         scrape(self.a.addr("metrics")) + &scrape(self.b.addr("metrics"))
     }
 }
+
+/// Creates mechtron `point` running `wasm` (`wasm=ARTIFACT`, from [`publish`]) and moves
+/// it to `star`.
+pub fn mechtron(gate: SocketAddr, point: &str, wasm: &str, star: &str) -> hyperverse_core::Point {
+    hv_ok(gate, &["create", point, "Mechtron", "--set", wasm]);
+    let moved = hv_ok(gate, &["migrate", point, star]);
+    assert!(moved.contains(star), "{moved}");
+    point.parse().expect("a point")
+}
+
+/// A mechtron's `digest` and `calls`, from `Cmd<Read>` (answered by the host).
+pub fn mechtron_state(gate: SocketAddr, point: &hyperverse_core::Point) -> (String, String) {
+    let point = point.to_string();
+    let out = hv_ok(gate, &["--json", "ping", &point, "--method", "Cmd<Read>"]);
+    let state: serde_json::Value = serde_json::from_str(&out).expect("JSON");
+    let text = |key: &str| {
+        state["Map"][key]["Text"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no {key} in {out}"))
+            .to_string()
+    };
+    let digest = text("digest");
+    assert_eq!(digest.len(), 64, "a SHA-256 hex digest: {out}");
+    (digest, text("calls"))
+}
+
+/// Sends `n` `Ext<Count>` waves to the counter `point`, `window` in flight at a time;
+/// the replies, sorted.
+pub async fn count(
+    client: &GateClient,
+    point: &hyperverse_core::Point,
+    n: u64,
+    window: u64,
+) -> Vec<u64> {
+    use hyperverse_core::wave::{Method, Substance};
+    let mut replies = Vec::new();
+    let mut sent = 0;
+    while sent < n {
+        let batch = window.min(n - sent);
+        let answers = futures::future::join_all((0..batch).map(|_| {
+            client.ping(
+                point.clone(),
+                Method::Ext("Count".into()),
+                Substance::Empty,
+                Duration::from_secs(10),
+            )
+        }))
+        .await;
+        for answer in answers {
+            match answer.expect("counted") {
+                Substance::Text(text) => replies.push(text.parse::<u64>().expect("a number")),
+                other => panic!("not a count: {other:?}"),
+            }
+        }
+        sent += batch;
+    }
+    replies.sort_unstable();
+    replies
+}
