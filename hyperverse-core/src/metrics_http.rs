@@ -1,5 +1,10 @@
-//! `GET /metrics`: the Prometheus text endpoint every Hyperverse process serves
-//! (feature `metrics-http`).
+//! The HTTP listener every Hyperverse process serves (feature `metrics-http`):
+//!
+//! - `GET /metrics`: the Prometheus text format;
+//! - `GET /livez`: `200 ok` while the process answers at all (a probe that fails means
+//!   restart it);
+//! - `GET /readyz`: `200 ready` when the process can do its work now, else `503` and
+//!   one line saying why (a probe that fails means send it no work).
 
 use std::net::TcpListener;
 use std::sync::Arc;
@@ -13,27 +18,56 @@ pub fn render(registry: &Registry) -> String {
         .unwrap_or_else(|e| format!("# metrics could not be encoded: {e}\n"))
 }
 
-/// Serves `GET /metrics` on `listener` with what `render` returns, from a thread of its
-/// own (actix-web wants its own runtime, and a scrape must not wait on a busy event
-/// loop); the server lives as long as the process.
+/// Whether a process can do its work now: `Err` says why not.
+pub type Readiness = Arc<dyn Fn() -> Result<(), String> + Send + Sync>;
+
+/// A process that is always ready when it answers (nothing to wait for).
+pub fn always_ready() -> Readiness {
+    Arc::new(|| Ok(()))
+}
+
+/// Serves `GET /metrics` (what `render` returns), `/livez` and `/readyz` (what `ready`
+/// says) on `listener`, from a thread of its own (actix-web wants its own runtime, and a
+/// scrape or probe must not wait on a busy event loop); the server lives as long as the
+/// process.
 pub fn serve(
     listener: TcpListener,
     render: Arc<dyn Fn() -> String + Send + Sync>,
+    ready: Readiness,
 ) -> std::io::Result<()> {
     use actix_web::{App, HttpResponse, HttpServer, web};
     let server = HttpServer::new(move || {
         let render = render.clone();
-        App::new().route(
-            "/metrics",
-            web::get().to(move || {
-                let body = render();
-                async move {
-                    HttpResponse::Ok()
-                        .content_type("text/plain; version=0.0.4; charset=utf-8")
-                        .body(body)
-                }
-            }),
-        )
+        let ready = ready.clone();
+        App::new()
+            .route(
+                "/metrics",
+                web::get().to(move || {
+                    let body = render();
+                    async move {
+                        HttpResponse::Ok()
+                            .content_type("text/plain; version=0.0.4; charset=utf-8")
+                            .body(body)
+                    }
+                }),
+            )
+            .route(
+                "/livez",
+                web::get().to(|| async { HttpResponse::Ok().body("ok\n") }),
+            )
+            .route(
+                "/readyz",
+                web::get().to(move || {
+                    let answer = ready();
+                    async move {
+                        match answer {
+                            Ok(()) => HttpResponse::Ok().body("ready\n"),
+                            Err(why) => HttpResponse::ServiceUnavailable()
+                                .body(format!("not ready: {}\n", why.replace('\n', " "))),
+                        }
+                    }
+                }),
+            )
     })
     .workers(1)
     .disable_signals()

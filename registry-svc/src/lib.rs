@@ -11,6 +11,7 @@
 
 pub mod backend;
 pub mod config;
+pub mod health;
 pub mod metrics;
 pub mod rebalance;
 pub mod repair;

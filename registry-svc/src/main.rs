@@ -6,7 +6,11 @@
 //! registry-svc rebalance --from URLS --to URLS      move points to a new shard list
 //! registry-svc check [--json]                       report what is broken on the shards
 //! registry-svc repair [--json] [--delete-orphans]   and fix what can be fixed
+//! registry-svc --check-config                       check the settings and exit
 //! ```
+//!
+//! The metrics listener serves `/metrics`, `/livez` and `/readyz`
+//! ([`registry_svc::health`]).
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -18,6 +22,7 @@ use hyperverse_core::registry::RegistryApi;
 use registry_svc::backend::memory::MemoryRegistry;
 use registry_svc::backend::redis::{InitMode, RedisRegistry, ShardState};
 use registry_svc::config::{InitSetting, Settings};
+use registry_svc::health::Health;
 use registry_svc::metrics::Metrics;
 use registry_svc::rebalance::rebalance;
 use registry_svc::repair;
@@ -38,6 +43,10 @@ struct Cli {
     /// A TOML config file; HV_REGISTRY_* environment variables override it.
     #[arg(long, global = true)]
     config: Option<PathBuf>,
+    /// Check the settings (the file and HV_REGISTRY_* together) and exit: 0 and a
+    /// summary when they would serve, 2 and the reason when not. No shard is contacted.
+    #[arg(long)]
+    check_config: bool,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -113,6 +122,7 @@ fn main() -> ExitCode {
         }
     };
     let outcome = match cli.command {
+        _ if cli.check_config => runtime.block_on(async { check_config(cli.config) }),
         None | Some(Command::Serve) => runtime.block_on(serve(cli.config)),
         Some(Command::Init) => runtime.block_on(init(cli.config)),
         Some(Command::Rebalance {
@@ -163,6 +173,28 @@ fn main() -> ExitCode {
     }
 }
 
+/// `registry-svc --check-config`: what `serve` checks before it contacts anything.
+fn check_config(config: Option<PathBuf>) -> Result<(), String> {
+    let settings = Settings::load(config.as_deref()).map_err(|e| e.to_string())?;
+    let listen = settings.listen_addr().map_err(|e| e.to_string())?;
+    let metrics = settings.metrics_addr().map_err(|e| e.to_string())?;
+    let backend = match settings.redis_config() {
+        None => "in memory".to_string(),
+        Some(redis) => {
+            let shards = redis.shards.len();
+            // Parses every shard's URL (or Sentinel set) without contacting it.
+            RedisRegistry::new(redis).map_err(|e| e.to_string())?;
+            format!("{shards} Redis shards")
+        }
+    };
+    println!(
+        "registry-svc: config ok: listen={listen} metrics={metrics} backend={backend} \
+         transport={:?}",
+        settings.transport
+    );
+    Ok(())
+}
+
 async fn serve(config: Option<PathBuf>) -> Result<(), String> {
     let settings = Settings::load(config.as_deref()).map_err(|e| e.to_string())?;
     let limits = settings.limits();
@@ -197,6 +229,7 @@ async fn serve(config: Option<PathBuf>) -> Result<(), String> {
         }
     };
 
+    let health = Arc::new(Health::new(redis.clone()));
     let metrics = Arc::new(Metrics::new(redis));
     let metrics_listener =
         std::net::TcpListener::bind(settings.metrics_addr().map_err(|e| e.to_string())?)
@@ -204,7 +237,7 @@ async fn serve(config: Option<PathBuf>) -> Result<(), String> {
     let metrics_addr = metrics_listener.local_addr().map_err(|e| e.to_string())?;
     metrics
         .clone()
-        .serve(metrics_listener)
+        .serve(metrics_listener, health.clone())
         .map_err(|e| format!("cannot serve metrics: {e}"))?;
 
     let listen = settings.listen_addr().map_err(|e| e.to_string())?;
@@ -224,7 +257,12 @@ async fn serve(config: Option<PathBuf>) -> Result<(), String> {
         observer: metrics,
         ..ServerConfig::default()
     };
-    server::serve(listener, api, config, shutdown_signal())
+    // Not ready from the first moment of SIGTERM, while requests in flight drain.
+    let stop = async move {
+        shutdown_signal().await;
+        health.stopping();
+    };
+    server::serve(listener, api, config, stop)
         .await
         .map_err(|e| format!("RPC server failed: {e}"))?;
     tracing::info!("registry-svc stopped");

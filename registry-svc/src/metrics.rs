@@ -118,9 +118,18 @@ impl Metrics {
         hyperverse_core::metrics_http::render(&self.registry)
     }
 
-    /// Serves `GET /metrics` on `listener` from a thread of its own.
-    pub fn serve(self: Arc<Self>, listener: TcpListener) -> std::io::Result<()> {
-        hyperverse_core::metrics_http::serve(listener, Arc::new(move || self.render()))
+    /// Serves `GET /metrics`, `/livez` and `/readyz` (what `health` says) on `listener`
+    /// from a thread of its own.
+    pub fn serve(
+        self: Arc<Self>,
+        listener: TcpListener,
+        health: Arc<crate::health::Health>,
+    ) -> std::io::Result<()> {
+        hyperverse_core::metrics_http::serve(
+            listener,
+            Arc::new(move || self.render()),
+            Arc::new(move || health.readiness()),
+        )
     }
 }
 

@@ -17,7 +17,7 @@ use hyperverse_core::registry::{Registration, RegistryApi};
 use hyperverse_core::{Error, Kind, Point};
 use registry_svc::ring::{DEFAULT_VNODES, ShardRing};
 use support::service::{command, start};
-use support::{RedisServer, promtool_accepts, sample, scrape, signal};
+use support::{RedisServer, probe, promtool_accepts, sample, scrape, signal};
 
 const SECRET: &str = "correct horse battery staple";
 
@@ -156,6 +156,61 @@ fn a_bad_shard_url_stops_start_up_naming_it() {
 }
 
 #[test]
+fn check_config_says_ok_or_names_what_is_wrong_without_contacting_a_shard() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let check = |shards: &[String]| {
+        let config = write_config(dir.path(), shards);
+        command(&config)
+            .arg("--check-config")
+            .env("HV_REGISTRY_SECRET", SECRET)
+            .output()
+            .expect("runs")
+    };
+    // Nothing listens on port 1: a check that dialed would fail.
+    let ok = check(&["redis://127.0.0.1:1/".into(), "redis://127.0.0.1:2/".into()]);
+    assert_eq!(ok.status.code(), Some(0), "{ok:?}");
+    let said = String::from_utf8_lossy(&ok.stdout);
+    assert!(
+        said.contains("config ok") && said.contains("2 Redis shards"),
+        "{said}"
+    );
+    let bad = check(&["redis://127.0.0.1:1/".into(), "bogus://x".into()]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&bad.stderr).contains("bogus://x"));
+}
+
+/// `/readyz` is 200 while every shard is served and 503 naming a shard that is not;
+/// `/livez` stays 200.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn ready_while_every_shard_is_served() {
+    let mut shards: Vec<RedisServer> = (0..3).map(|_| RedisServer::start()).collect();
+    let urls: Vec<String> = shards.iter().map(RedisServer::url).collect();
+    let dir = tempfile::tempdir().expect("temp dir");
+    let config = write_config(dir.path(), &urls);
+    let service = start(&config, &[("HV_REGISTRY_SECRET", SECRET)]);
+    let status = |path: &str| probe(service.metrics, path);
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while status("/readyz").map(|r| r.0) != Some(200) {
+        assert!(
+            Instant::now() < deadline,
+            "not ready: {:?}",
+            status("/readyz")
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    shards[2].kill();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match status("/readyz") {
+            Some((503, body)) if body.contains(&format!("{} (unreachable)", urls[2])) => break,
+            other => assert!(Instant::now() < deadline, "still {other:?}"),
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(status("/livez").map(|r| r.0), Some(200));
+}
+
+#[test]
 fn a_public_listen_address_needs_a_secret() {
     let dir = tempfile::tempdir().expect("temp dir");
     let config = dir.path().join("r.toml");
@@ -288,6 +343,8 @@ async fn sigterm_drains_the_requests_in_flight_and_exits_zero() {
         service.child.try_wait().expect("try_wait").is_none(),
         "registry-svc waits for its requests in flight"
     );
+    let (status, body) = probe(service.metrics, "/readyz").expect("it answers probes");
+    assert_eq!((status, body.as_str()), (503, "not ready: stopping\n"));
     assert!(
         calls.iter().all(|c| !c.is_finished()),
         "no answer while the shard hangs"

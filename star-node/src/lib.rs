@@ -19,6 +19,7 @@ mod counted;
 pub mod credentials;
 pub mod exchanger;
 pub mod gate;
+pub mod health;
 pub mod hyperverse;
 pub mod lane;
 pub mod location;

@@ -24,6 +24,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::access_cache::AccessCache;
 use crate::config::Settings;
+use crate::health::Health;
 use crate::lane::Lane;
 use crate::logins::LoginLimiter;
 use crate::metrics::Metrics;
@@ -104,6 +105,8 @@ pub struct Machine {
     pub registry: Arc<dyn RegistryApi>,
     /// The metrics.
     pub metrics: Arc<Metrics>,
+    /// What `/readyz` answers.
+    pub health: Arc<Health>,
     /// The live stars.
     pub directory: RefCell<Directory>,
     /// Recent access decisions.
@@ -141,6 +144,7 @@ impl Machine {
         gate: String,
         hyperverse: Arc<dyn Hyperverse>,
         metrics: Arc<Metrics>,
+        health: Arc<Health>,
     ) -> Result<Rc<Machine>> {
         let roles = settings
             .star_roles()
@@ -160,6 +164,7 @@ impl Machine {
             sealing,
             registry: hyperverse.registry(),
             metrics,
+            health,
             directory: RefCell::default(),
             access: RefCell::new(access),
             logins: RefCell::new(LoginLimiter::new(
@@ -389,8 +394,9 @@ impl Machine {
 
     /// Reads the live stars from the registry.
     async fn refresh_directory(&self) -> Result<()> {
-        let stars = self.registry.list_stars().await?;
-        self.directory.borrow_mut().replace(stars);
+        let listed = self.registry.list_stars().await;
+        self.health.registry(&listed);
+        self.directory.borrow_mut().replace(listed?);
         Ok(())
     }
 
@@ -465,7 +471,11 @@ async fn heartbeat(machine: Rc<Machine>, mut entry: StarEntry) {
             return;
         };
         let load = activity.hosted as u64;
-        match machine.registry.star_heartbeat(&entry.star, load).await {
+        let beat = machine.registry.star_heartbeat(&entry.star, load).await;
+        if !matches!(beat, Err(Error::NotFound(_))) {
+            machine.health.registry(&beat);
+        }
+        match beat {
             Ok(()) => {}
             Err(Error::NotFound(_)) => {
                 entry.load = load;

@@ -3,7 +3,11 @@
 //! ```text
 //! star-node [--config FILE]                      settings: see config.rs (HV_STAR_* overrides)
 //! star-node [--config FILE] --print-gate-key     the gate's public key, for clients to pin
+//! star-node [--config FILE] --check-config       check the settings and exit (0 ok, 2 not)
 //! ```
+//!
+//! The metrics listener serves `/metrics`, `/livez` and `/readyz`
+//! ([`star_node::health`]).
 //!
 //! Prints `star-node ready machine=NAME gate=ADDR metrics=ADDR gate_key=HEX` on stdout
 //! once it serves; SIGTERM or Ctrl-C stops it cleanly (stop accepting, drain,
@@ -40,6 +44,10 @@ struct Cli {
     /// Print the gate's public key (what `hv` pins as HV_GATE_KEY) and exit.
     #[arg(long)]
     print_gate_key: bool,
+    /// Check the settings (the file and HV_STAR_* together) and exit: 0 and a summary
+    /// when they would start, 2 and the reason when not. Nothing is bound or dialed.
+    #[arg(long, conflicts_with = "print_gate_key")]
+    check_config: bool,
 }
 
 fn main() -> ExitCode {
@@ -59,6 +67,26 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if cli.check_config {
+        return match settings.sealing(&settings.secret_bytes()) {
+            Ok(_) => {
+                println!(
+                    "star-node: config ok: machine={} gate={} metrics={} registry={} \
+                     transport={:?}",
+                    settings.machine,
+                    settings.gate,
+                    settings.metrics,
+                    settings.registry,
+                    settings.transport
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("star-node: {e}");
+                ExitCode::from(2)
+            }
+        };
+    }
     if cli.print_gate_key {
         return match settings.sealing(&settings.secret_bytes()) {
             Ok(sealing) => {

@@ -1,5 +1,6 @@
-//! A whole star-node: binds the gate and `/metrics`, starts the [`Machine`] and its
-//! gate, and stops them in order. The binary is a thin shell around [`Node`]; tests
+//! A whole star-node: binds the gate and the metrics listener (`/metrics`, `/livez`,
+//! `/readyz`: [`crate::health`]), starts the [`Machine`] and its gate, and stops them in
+//! order. The binary is a thin shell around [`Node`]; tests
 //! start nodes in-process the same way.
 
 use hyperverse_core::wire::GatePublicKey;
@@ -12,6 +13,7 @@ use hyperverse_core::{Error, Result};
 
 use crate::config::Settings;
 use crate::gate;
+use crate::health::Health;
 use crate::machine::Machine;
 use crate::metrics::Metrics;
 
@@ -55,15 +57,22 @@ impl Node {
             .local_addr()
             .map_err(|e| bind("metrics", &settings.metrics, e))?;
         let rendered = metrics.clone();
-        hyperverse_core::metrics_http::serve(metrics_listener, Arc::new(move || rendered.render()))
-            .map_err(|e| bind("metrics", &settings.metrics, e))?;
+        let health = Arc::new(Health::default());
+        let ready = health.clone();
+        hyperverse_core::metrics_http::serve(
+            metrics_listener,
+            Arc::new(move || rendered.render()),
+            Arc::new(move || ready.readiness()),
+        )
+        .map_err(|e| bind("metrics", &settings.metrics, e))?;
         let advertise = if settings.advertise.is_empty() {
             gate.to_string()
         } else {
             settings.advertise.clone()
         };
-        let machine = Machine::start(settings, advertise, hyperverse, metrics).await?;
+        let machine = Machine::start(settings, advertise, hyperverse, metrics, health).await?;
         actix::spawn(gate::serve(gate_listener, machine.clone()));
+        machine.health.started();
         Ok(Node {
             machine,
             gate,
@@ -87,6 +96,7 @@ impl Node {
     /// state, then the stars leave the directory. Returns how many waves were still in
     /// flight when draining gave up.
     pub async fn stop(&self) -> usize {
+        self.machine.health.stopping();
         self.machine.shutdown.cancel();
         let limit = Settings::ms(self.machine.settings.drain_timeout_ms);
         let left = self.machine.drain(limit).await;

@@ -1,6 +1,6 @@
 //! A star-node stopped cleanly (SIGTERM), on a real cluster of the real binaries: it
-//! stops accepting, answers the waves it holds in flight, exits 0 and takes its stars
-//! out of the directory.
+//! answers `/readyz` 503 from the first moment, stops accepting, answers the waves it
+//! holds in flight, exits 0 and takes its stars out of the directory.
 //!
 //! To hold a wave in flight at the moment of SIGTERM, registry-svc is paused (SIGSTOP):
 //! a ping through b's gate for a particle on a needs a registry lookup (b's location
@@ -49,6 +49,8 @@ fn a_node_stopped_with_a_wave_in_flight_answers_it_exits_0_and_leaves_the_direct
         metric(&metrics, "hv_location_cache_misses_total", &[])
     };
     let misses_before = misses();
+    let readyz = || probe(cluster.b.addr("metrics"), "/readyz");
+    assert_eq!(readyz().map(|r| r.0), Some(200), "b is ready before");
 
     let paused = cluster.registry.pause();
     let ping = rt.spawn(async move {
@@ -66,6 +68,17 @@ fn a_node_stopped_with_a_wave_in_flight_answers_it_exits_0_and_leaves_the_direct
         TcpStream::connect(gate_b).is_err()
     });
     assert!(!ping.is_finished(), "the ping waits for the registry");
+    let (status, body) = readyz().expect("b still answers probes while it drains");
+    assert_eq!(
+        status, 503,
+        "not ready from the first moment of SIGTERM: {body}"
+    );
+    assert!(body.contains("stopping"), "{body}");
+    assert_eq!(
+        probe(cluster.b.addr("metrics"), "/livez").map(|r| r.0),
+        Some(200),
+        "alive while it drains"
+    );
     drop(paused);
 
     let answer = rt.block_on(ping).expect("the ping task");

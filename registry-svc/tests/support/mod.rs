@@ -319,6 +319,18 @@ pub fn scrape(addr: SocketAddr) -> String {
     body
 }
 
+/// `GET path` on a metrics listener: the status code and the body; `None` when nothing
+/// answers (the process is gone, or not listening yet).
+pub fn probe(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
+    let mut stream = TcpStream::connect(addr).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: test\r\n\r\n").ok()?;
+    let mut response = String::new();
+    stream.read_to_string(&mut response).ok()?;
+    let status = response.split(' ').nth(1)?.parse().ok()?;
+    let body = response.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
+    Some((status, body))
+}
+
 /// The value of the first sample whose line starts with `prefix`.
 pub fn sample(metrics: &str, prefix: &str) -> f64 {
     metrics

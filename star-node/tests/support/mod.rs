@@ -28,7 +28,7 @@ use std::sync::{Mutex, OnceLock, mpsc};
 use std::time::{Duration, Instant};
 
 #[allow(unused_imports)]
-pub use registry::{RedisServer, promtool_accepts, sample, scrape};
+pub use registry::{RedisServer, probe, promtool_accepts, sample, scrape};
 use star_node::client::{GateClient, GateClientConfig};
 
 /// The shared secret of every test cluster.
