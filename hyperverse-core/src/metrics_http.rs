@@ -11,6 +11,26 @@ use std::sync::Arc;
 
 use prometheus::{Registry, TextEncoder};
 
+/// Registers what every Hyperverse process exports beside its own metrics: the process's
+/// resources (`process_cpu_seconds_total`, `process_resident_memory_bytes`,
+/// `process_open_fds`, … from `/proc`) and `hv_build_info{service,version}` (always 1),
+/// which says what runs where.
+pub fn register_process_metrics(registry: &Registry, service: &str) -> prometheus::Result<()> {
+    registry.register(Box::new(
+        prometheus::process_collector::ProcessCollector::for_self(),
+    ))?;
+    let info = prometheus::IntGaugeVec::new(
+        prometheus::Opts::new(
+            "hv_build_info",
+            "Always 1: the service and the version of its build.",
+        ),
+        &["service", "version"],
+    )?;
+    info.with_label_values(&[service, env!("CARGO_PKG_VERSION")])
+        .set(1);
+    registry.register(Box::new(info))
+}
+
 /// The metrics of `registry` in the Prometheus text format.
 pub fn render(registry: &Registry) -> String {
     TextEncoder::new()

@@ -99,6 +99,8 @@ impl Metrics {
         for kind in Error::KIND_LABELS {
             errors.with_label_values(&[kind]);
         }
+        hyperverse_core::metrics_http::register_process_metrics(&registry, "registry-svc")
+            .expect("unique metric names");
         if let Some(redis) = shards {
             registry
                 .register(Box::new(ShardCollector::new(redis)))

@@ -98,6 +98,9 @@ async fn the_binary_serves_on_redis_survives_garbage_and_restarts_losing_nothing
         "hv_registry_shard_up{shard=",
         "hv_registry_errors_total{kind=",
         "hv_registry_info{backend=\"redis\"} 1",
+        "hv_build_info{service=\"registry-svc\",version=",
+        "process_resident_memory_bytes",
+        "process_open_fds",
     ] {
         assert!(metrics.contains(name), "missing {name} in\n{metrics}");
     }

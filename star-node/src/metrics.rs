@@ -173,6 +173,8 @@ impl Metrics {
         for reason in ["bad_token", "limited"] {
             metrics.login_failures.with_label_values(&[reason]);
         }
+        hyperverse_core::metrics_http::register_process_metrics(&metrics.registry, "star-node")
+            .expect("unique metric names");
         metrics
     }
 

@@ -389,6 +389,9 @@ fn metrics_are_valid_and_count_traffic() {
         let metrics = scrape(machine.addr("metrics"));
         promtool_accepts(&metrics);
         for name in [
+            "process_resident_memory_bytes",
+            "process_cpu_seconds_total",
+            "hv_build_info{service=\"star-node\",version=",
             "hv_star_waves_total",
             "hv_star_wave_seconds_bucket",
             "hv_star_particles",
