@@ -25,6 +25,9 @@ use crate::protocol::{GrantState, ListedGrant};
 
 /// The most particles `grants` looks at in one request.
 pub const MAX_LISTED_POINTS: usize = 10_000;
+/// The most grants `grants` answers with in one request (each costs an access decision
+/// for its state).
+pub const MAX_LISTED_GRANTS: usize = 4096;
 
 /// The session's agent, and the particle it acts as (itself without `--by`).
 #[derive(Debug, Clone)]
@@ -214,6 +217,12 @@ pub async fn list(
         };
         if grants.is_empty() || !may_read(machine, agent, &stub.point).await? {
             continue;
+        }
+        if listed.len() + grants.len() > MAX_LISTED_GRANTS {
+            return Err(Error::bad_request(format!(
+                "{selector} holds more than {MAX_LISTED_GRANTS} grants: list fewer at once \
+                 (narrow the selector)"
+            )));
         }
         for grant in grants {
             let state = state(machine, &grant).await?;

@@ -901,3 +901,39 @@ fn a_decision_is_reused_until_access_ttl_unless_a_grant_goes_through_a_gate() {
         world.stop().await;
     });
 }
+
+/// `grants` answers at most 4096 grants at once, then asks for a narrower selector.
+#[test]
+fn grants_lists_a_bounded_number_at_once() {
+    actix_rt::System::new().block_on(async {
+        let world = World::start().await;
+        let nobody = Selector::exact(&p("localhost:users:nobody"));
+        // 17 points of 241 grants each: 4097, over the bound, none over a point's 256.
+        for i in 0..17 {
+            let point = format!("{APP}:g{i}");
+            world
+                .root
+                .create(point.as_str(), Kind::Base, Vec::new(), Strategy::Commit)
+                .await
+                .unwrap();
+            for _ in 0..241 {
+                world
+                    .root
+                    .grant(mask("csd-rwX"), point.parse().unwrap(), nobody.clone())
+                    .await
+                    .unwrap();
+            }
+        }
+        let everything = world.root.grants("+:**".parse().unwrap()).await;
+        assert!(
+            matches!(&everything, Err(Error::BadRequest(why)) if why.contains("narrow")),
+            "{everything:?}"
+        );
+        let one = world
+            .root
+            .grants(format!("{APP}:g3").parse().unwrap())
+            .await;
+        assert_eq!(one.unwrap().len(), 241);
+        world.stop().await;
+    });
+}
