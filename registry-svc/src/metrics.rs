@@ -99,6 +99,11 @@ impl Metrics {
         for kind in Error::KIND_LABELS {
             errors.with_label_values(&[kind]);
         }
+        // Every operation's series exists from the start, at 0.
+        for op in hyperverse_core::registry::rpc::OPS {
+            requests.with_label_values(&[op]);
+            seconds.with_label_values(&[op]);
+        }
         hyperverse_core::metrics_http::register_process_metrics(&registry, "registry-svc")
             .expect("unique metric names");
         if let Some(redis) = shards {

@@ -191,6 +191,18 @@ async fn ready_while_every_shard_is_served() {
     let dir = tempfile::tempdir().expect("temp dir");
     let config = write_config(dir.path(), &urls);
     let service = start(&config, &[("HV_REGISTRY_SECRET", SECRET)]);
+    // Every operation's series is there before any request.
+    let fresh = scrape(service.metrics);
+    for series in [
+        "hv_registry_requests_total{op=\"register\"} 0",
+        "hv_registry_requests_total{op=\"grants_at\"} 0",
+        "hv_registry_request_seconds_count{op=\"select\"} 0",
+    ] {
+        assert!(
+            fresh.contains(series),
+            "{series} missing from a fresh service"
+        );
+    }
     let status = |path: &str| probe(service.metrics, path);
     let deadline = Instant::now() + Duration::from_secs(10);
     while status("/readyz").map(|r| r.0) != Some(200) {

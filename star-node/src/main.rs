@@ -112,8 +112,8 @@ fn main() -> ExitCode {
 }
 
 async fn run(settings: Settings) -> Result<(), String> {
-    let registry = connect_registry(&settings).await?;
     let metrics = Arc::new(Metrics::new());
+    let registry = connect_registry(&settings, metrics.clone()).await?;
     let wasm = WasmMetrics::new();
     wasm.register(metrics.registry())
         .map_err(|e| format!("wasm metrics: {e}"))?;
@@ -146,12 +146,16 @@ async fn run(settings: Settings) -> Result<(), String> {
 /// Connects to one of the registry-svc instances listed, retrying (jittered back-off,
 /// 100 ms doubling to 2 s) until one answers or [`REGISTRY_WAIT`] passes. A refusal
 /// (wrong secret) is final at once.
-async fn connect_registry(settings: &Settings) -> Result<RegistryClient, String> {
+async fn connect_registry(
+    settings: &Settings,
+    metrics: Arc<Metrics>,
+) -> Result<RegistryClient, String> {
     let config = ClientConfig {
         name: format!("star-node-{}", settings.machine),
         request_timeout: Settings::ms(settings.registry_timeout_ms),
         max_frame: settings.max_frame_bytes,
         transport: settings.transport,
+        observer: Some(metrics),
         ..ClientConfig::default()
     };
     let addrs = settings.registry_addrs().map_err(|e| e.to_string())?;

@@ -15,12 +15,22 @@
 //! | `hv_gate_errors_total` | counter | `kind`: client requests failed, by error kind |
 //! | `hv_gate_login_failures_total` | counter | `reason`: `bad_token` (checked and wrong), `limited` (refused unchecked during a wait) |
 //! | `hv_gate_idle_closed_total` | counter | client connections closed for `client_idle_timeout_ms` without a request |
+//! | `hv_star_registry_call_seconds` | histogram | `op`: the machine's registry calls, from asking to the answer (failed ones too) |
+//! | `hv_star_registry_call_errors_total` | counter | `kind`: registry calls that failed, by error kind |
+//! | `hv_star_activation_seconds` | histogram | particles activated on a star: from the driver's init (or restore) to `Ready` |
+//!
+//! Label values known at start (operations, error kinds, reasons) have their series
+//! from the start, at 0.
 //!
 //! Every field is thread-safe: stars update them on the machine's thread, the metrics
 //! thread reads them.
 
+use std::time::Duration;
+
+use hyperverse_core::Error;
+use hyperverse_core::registry::client::CallObserver;
 use prometheus::{
-    Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
+    Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGaugeVec, Opts, Registry,
 };
 
 /// The machine's metrics.
@@ -53,6 +63,20 @@ pub struct Metrics {
     pub idle_closed: IntCounter,
     /// Failed logins, by reason.
     pub login_failures: IntCounterVec,
+    /// Registry calls, by operation.
+    pub registry_calls: HistogramVec,
+    /// Failed registry calls, by error kind.
+    pub registry_errors: IntCounterVec,
+    /// Activations, from the driver's init to `Ready`.
+    pub activation_seconds: Histogram,
+}
+
+/// Buckets from 100 µs to 10 s.
+fn call_buckets() -> Vec<f64> {
+    vec![
+        0.000_1, 0.000_25, 0.000_5, 0.001, 0.002_5, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
+        2.5, 5.0, 10.0,
+    ]
 }
 
 fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
@@ -145,8 +169,34 @@ impl Metrics {
                  (refused unchecked while the address or User must wait).",
                 &["reason"],
             ),
+            registry_calls: HistogramVec::new(
+                HistogramOpts::new(
+                    "hv_star_registry_call_seconds",
+                    "The machine's registry calls, by operation, from asking to the answer.",
+                )
+                .buckets(call_buckets()),
+                &["op"],
+            )
+            .expect("valid metric"),
+            registry_errors: counter_vec(
+                "hv_star_registry_call_errors_total",
+                "The machine's registry calls that failed, by error kind.",
+                &["kind"],
+            ),
+            activation_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "hv_star_activation_seconds",
+                    "Particles activated on a star, from the driver's init (or restore) to \
+                     Ready.",
+                )
+                .buckets(call_buckets()),
+            )
+            .expect("valid metric"),
         };
-        let collectors: [Box<dyn prometheus::core::Collector>; 13] = [
+        let collectors: [Box<dyn prometheus::core::Collector>; 16] = [
+            Box::new(metrics.registry_calls.clone()),
+            Box::new(metrics.registry_errors.clone()),
+            Box::new(metrics.activation_seconds.clone()),
             Box::new(metrics.waves.clone()),
             Box::new(metrics.wave_seconds.clone()),
             Box::new(metrics.particles.clone()),
@@ -173,6 +223,15 @@ impl Metrics {
         for reason in ["bad_token", "limited"] {
             metrics.login_failures.with_label_values(&[reason]);
         }
+        for kind in hyperverse_core::Error::KIND_LABELS {
+            metrics.registry_errors.with_label_values(&[kind]);
+        }
+        for op in hyperverse_core::registry::rpc::OPS {
+            metrics.registry_calls.with_label_values(&[op]);
+        }
+        for op in crate::protocol::ClientRequest::OPS {
+            metrics.gate_requests.with_label_values(&[op]);
+        }
         hyperverse_core::metrics_http::register_process_metrics(&metrics.registry, "star-node")
             .expect("unique metric names");
         metrics
@@ -187,5 +246,18 @@ impl Metrics {
     /// Everything, in the Prometheus text format.
     pub fn render(&self) -> String {
         hyperverse_core::metrics_http::render(&self.registry)
+    }
+}
+
+impl CallObserver for Metrics {
+    fn call_done(&self, op: &'static str, elapsed: Duration, error: Option<&Error>) {
+        self.registry_calls
+            .with_label_values(&[op])
+            .observe(elapsed.as_secs_f64());
+        if let Some(error) = error {
+            self.registry_errors
+                .with_label_values(&[error.kind_label()])
+                .inc();
+        }
     }
 }

@@ -158,6 +158,12 @@ pub enum ClientRequest {
 }
 
 impl ClientRequest {
+    /// Every [`ClientRequest::op`] name (metric labels are initialised from it).
+    pub const OPS: &'static [&'static str] = &[
+        "ping", "signal", "create", "publish", "migrate", "get", "select", "delete", "grant",
+        "revoke", "access", "stars", "chown", "grants",
+    ];
+
     /// The snake_case name, for metrics and logs.
     pub fn op(&self) -> &'static str {
         match self {
@@ -272,4 +278,70 @@ pub enum LaneFrame {
         /// Particles deleted from the registry.
         deleted: Vec<Point>,
     },
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ops_names_every_request() {
+        let p = || Point::root();
+        let sel = || "+:**".parse::<Selector>().unwrap();
+        let requests = [
+            ClientRequest::Ping {
+                to: p(),
+                method: "Cmd<Bounce>".parse().unwrap(),
+                headers: Headers::new(),
+                body: Substance::Empty,
+                timeout_ms: 1,
+            },
+            ClientRequest::Signal {
+                to: p(),
+                method: "Cmd<Bounce>".parse().unwrap(),
+                body: Substance::Empty,
+            },
+            ClientRequest::Create {
+                point: "x".into(),
+                kind: Kind::Base,
+                properties: Vec::new(),
+                strategy: Strategy::Commit,
+                by: None,
+            },
+            ClientRequest::Publish {
+                point: p(),
+                bytes: Vec::new(),
+            },
+            ClientRequest::Migrate {
+                point: p(),
+                star: p(),
+            },
+            ClientRequest::Get { point: p() },
+            ClientRequest::Select { selector: sel() },
+            ClientRequest::Delete { point: p() },
+            ClientRequest::Grant {
+                kind: AccessGrantKind::Super,
+                on: sel(),
+                to: sel(),
+                by: None,
+            },
+            ClientRequest::Revoke {
+                id: "ROOT#1".parse().unwrap(),
+                by: None,
+            },
+            ClientRequest::Access {
+                agent: p(),
+                point: p(),
+            },
+            ClientRequest::Stars,
+            ClientRequest::Chown {
+                on: sel(),
+                owner: p(),
+                by: None,
+            },
+            ClientRequest::Grants { selector: sel() },
+        ];
+        let ops: Vec<&str> = requests.iter().map(ClientRequest::op).collect();
+        assert_eq!(ops, ClientRequest::OPS);
+    }
 }

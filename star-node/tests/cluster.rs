@@ -391,6 +391,10 @@ fn metrics_are_valid_and_count_traffic() {
         for name in [
             "process_resident_memory_bytes",
             "process_cpu_seconds_total",
+            "hv_star_registry_call_seconds_bucket{op=\"list_stars\"",
+            "hv_star_registry_call_errors_total{kind=\"timeout\"} ",
+            "hv_star_activation_seconds_count",
+            "hv_gate_requests_total{op=\"chown\"}",
             "hv_build_info{service=\"star-node\",version=",
             "hv_star_waves_total",
             "hv_star_wave_seconds_bucket",

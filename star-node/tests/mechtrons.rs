@@ -283,6 +283,7 @@ fn wasm_metrics_are_served() {
         promtool_accepts(&metrics);
         for name in [
             "hv_wasm_invocations_total",
+            "hv_wasm_call_seconds_bucket",
             "hv_wasm_fuel_consumed_total",
             "hv_wasm_traps_total",
             "hv_wasm_instances",

@@ -51,9 +51,10 @@ impl Mechtron {
         const AFTER: &str = "it was not activated";
         let mut live = Live::new(rt, &code, &point).map_err(|e| fail_new(rt, &point, e, AFTER))?;
         rt.metrics.invoked();
-        let outcome = live
-            .call_init(&config, rt.config.fuel_per_call)
-            .map_err(|failed| fail(rt, &point, failed, AFTER))?;
+        let started = std::time::Instant::now();
+        let outcome = live.call_init(&config, rt.config.fuel_per_call);
+        rt.metrics.called(started.elapsed());
+        let outcome = outcome.map_err(|failed| fail(rt, &point, failed, AFTER))?;
         rt.metrics.burnt(outcome.fuel);
         let journal = Journal::new(
             Base::Init(config),
@@ -135,10 +136,12 @@ impl Mechtron {
         }
         self.dirty = true;
         rt.metrics.invoked();
-        match self
+        let started = std::time::Instant::now();
+        let handled = self
             .live
-            .call_handle(&method, &body, rt.config.fuel_per_call)
-        {
+            .call_handle(&method, &body, rt.config.fuel_per_call);
+        rt.metrics.called(started.elapsed());
+        match handled {
             Ok(outcome) => {
                 rt.metrics.burnt(outcome.fuel);
                 self.dirty = false;

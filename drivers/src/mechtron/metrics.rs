@@ -4,6 +4,7 @@
 //! | metric | type | labels |
 //! |---|---|---|
 //! | `hv_wasm_invocations_total` | counter | guest calls (`hv_init`, `hv_handle`), failed ones too |
+//! | `hv_wasm_call_seconds` | histogram | how long each guest call ran (`hv_init`, `hv_handle`), failed ones too |
 //! | `hv_wasm_fuel_consumed_total` | counter | fuel the guests burnt, replays after a rollback included |
 //! | `hv_wasm_traps_total` | counter | `reason`: `fuel`, `memory` or `trap` |
 //! | `hv_wasm_instances` | gauge | mechtrons live on the driver |
@@ -14,7 +15,7 @@
 //! and register it once.
 
 use prometheus::core::Collector;
-use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
+use prometheus::{Histogram, HistogramOpts, IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 /// Why a guest call was stopped, as the `reason` label of `hv_wasm_traps_total`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -62,6 +63,7 @@ impl QueuedWave {
 #[derive(Debug, Clone)]
 pub struct WasmMetrics {
     invocations: IntCounter,
+    call_seconds: Histogram,
     fuel: IntCounter,
     traps: IntCounterVec,
     instances: IntGauge,
@@ -100,6 +102,14 @@ impl Default for WasmMetrics {
                 "Guest calls (hv_init and hv_handle), failed ones included.",
             )
             .expect("valid metric"),
+            call_seconds: Histogram::with_opts(
+                HistogramOpts::new(
+                    "hv_wasm_call_seconds",
+                    "How long each guest call ran (hv_init, hv_handle), failed ones included.",
+                )
+                .buckets(prometheus::exponential_buckets(0.000_005, 4.0, 10).expect("buckets")),
+            )
+            .expect("valid metric"),
             fuel: IntCounter::new(
                 "hv_wasm_fuel_consumed_total",
                 "Fuel burnt by guests, replays after a rollback included.",
@@ -127,8 +137,9 @@ impl WasmMetrics {
 
     /// Adds the metrics to `registry`; fails if it holds metrics of the same names.
     pub fn register(&self, registry: &Registry) -> prometheus::Result<()> {
-        let collectors: [Box<dyn Collector>; 6] = [
+        let collectors: [Box<dyn Collector>; 7] = [
             Box::new(self.invocations.clone()),
+            Box::new(self.call_seconds.clone()),
             Box::new(self.fuel.clone()),
             Box::new(self.traps.clone()),
             Box::new(self.instances.clone()),
@@ -143,6 +154,11 @@ impl WasmMetrics {
 
     pub(crate) fn invoked(&self) {
         self.invocations.inc();
+    }
+
+    /// A guest call that ran for `took`.
+    pub(crate) fn called(&self, took: std::time::Duration) {
+        self.call_seconds.observe(took.as_secs_f64());
     }
 
     pub(crate) fn burnt(&self, fuel: u64) {

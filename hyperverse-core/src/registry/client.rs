@@ -47,6 +47,13 @@ use crate::wire::handshake::PeerKind;
 use crate::wire::mux::{Exchange, Lost, Mux};
 use crate::wire::{Credentials, DEFAULT_MAX_FRAME, Seal, SharedKey, TransportMode, dial, jittered};
 
+/// Told of every call a [`RegistryClient`] makes, as it ends: how a caller measures its
+/// registry calls (a star-node's `hv_star_registry_call_seconds`).
+pub trait CallObserver: fmt::Debug + Send + Sync {
+    /// The call `op` ([`rpc::OPS`]) took `elapsed`, and failed with `error` if it did.
+    fn call_done(&self, op: &'static str, elapsed: Duration, error: Option<&Error>);
+}
+
 /// How a [`RegistryClient`] connects and how long it waits.
 #[derive(Debug, Clone)]
 pub struct ClientConfig {
@@ -64,6 +71,8 @@ pub struct ClientConfig {
     pub backoff_max: Duration,
     /// Whether the connection is sealed (`noise`, keyed by the secret) or plain.
     pub transport: TransportMode,
+    /// Told of every call as it ends.
+    pub observer: Option<Arc<dyn CallObserver>>,
 }
 
 impl Default for ClientConfig {
@@ -76,6 +85,7 @@ impl Default for ClientConfig {
             backoff_min: Duration::from_millis(50),
             backoff_max: Duration::from_secs(5),
             transport: TransportMode::Noise,
+            observer: None,
         }
     }
 }
@@ -227,15 +237,21 @@ impl RegistryClient {
     /// Sends one typed request and waits for its typed answer, resending it on the
     /// next connection if its own is lost and it is safe to ([`Rpc::RESEND`]).
     pub async fn call<R: Rpc>(&self, request: R) -> Result<R::Response> {
-        let timeout = self.inner.shared.config.request_timeout;
+        let config = &self.inner.shared.config;
+        let started = std::time::Instant::now();
         let exchange = self.inner.shared.exchange(request.into());
-        match tokio::time::timeout(timeout, exchange).await {
-            Ok(response) => R::unwrap_response(response?),
+        let answer = match tokio::time::timeout(config.request_timeout, exchange).await {
+            Ok(response) => response.and_then(R::unwrap_response),
             Err(_) => Err(Error::Timeout(format!(
-                "registry `{}` got no answer within {timeout:?}",
-                R::OP
+                "registry `{}` got no answer within {:?}",
+                R::OP,
+                config.request_timeout
             ))),
+        };
+        if let Some(observer) = &config.observer {
+            observer.call_done(R::OP, started.elapsed(), answer.as_ref().err());
         }
+        answer
     }
 }
 

@@ -122,6 +122,10 @@ macro_rules! registry_rpc {
             }
         )+
 
+        /// Every operation's snake_case name, in the table's order (metric labels are
+        /// initialised from it, so every series exists from the start).
+        pub const OPS: &[&str] = &[$($op),+];
+
         /// A request to the registry: one variant per operation.
         #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
         pub enum Request {

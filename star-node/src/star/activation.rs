@@ -159,6 +159,7 @@ impl Star {
         let star = self.key.clone();
         let registry = self.machine.registry.clone();
         let outbound = self.outbound.clone();
+        let started = std::time::Instant::now();
         let hosting = async move {
             let ctx = DriverCtx {
                 star: &star,
@@ -192,6 +193,8 @@ impl Star {
         });
         ctx.spawn(hosting.into_actor(self).map(move |hosted, star, ctx| {
             star.running -= 1;
+            let took = started.elapsed().as_secs_f64();
+            star.machine.metrics.activation_seconds.observe(took);
             star.hosted_or_not(point, kind, hosted, assign, ctx);
         }));
     }
