@@ -18,6 +18,8 @@ pub mod budget;
 pub mod driver;
 pub mod error;
 pub mod kind;
+#[cfg(feature = "metrics-http")]
+pub mod logs;
 pub mod memory;
 #[cfg(feature = "metrics-http")]
 pub mod metrics_http;

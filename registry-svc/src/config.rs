@@ -23,6 +23,7 @@
 //! | `max_buffered_bytes` (partial frames and large requests, all connections) | `HV_REGISTRY_MAX_BUFFERED_BYTES` | 256 MiB |
 //! | `redis_timeout_ms` (per command) | `HV_REGISTRY_REDIS_TIMEOUT_MS` | 2000 |
 //! | `transport` (`noise`: every connection encrypted; `plain`: loopback only) | `HV_REGISTRY_TRANSPORT` | `noise` |
+//! | `log_format` (`text`, or `json`: one object per line) | `HV_REGISTRY_LOG_FORMAT` | `text` |
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -81,6 +82,8 @@ pub struct Settings {
     pub redis_timeout_ms: u64,
     /// Whether connections are encrypted (`noise`) or clear text (`plain`, loopback only).
     pub transport: TransportMode,
+    /// The shape of the log lines.
+    pub log_format: hyperverse_core::logs::LogFormat,
 }
 
 impl std::fmt::Debug for Settings {
@@ -120,6 +123,7 @@ impl Default for Settings {
             max_buffered_bytes: hyperverse_core::wire::DEFAULT_BUDGET,
             redis_timeout_ms: 2000,
             transport: TransportMode::Noise,
+            log_format: hyperverse_core::logs::LogFormat::Text,
         }
     }
 }

@@ -102,13 +102,12 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    // The log format is a setting; a config that does not load is reported by the
+    // command itself, with text logs.
+    let format =
+        Settings::load(cli.config.as_deref()).map_or_else(|_| Default::default(), |s| s.log_format);
+    hyperverse_core::logs::init(format);
     raise_fd_limit();
     hyperverse_core::memory::purge_promptly();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

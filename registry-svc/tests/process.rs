@@ -235,17 +235,18 @@ fn a_public_listen_address_needs_a_secret() {
     assert!(String::from_utf8_lossy(&output.stderr).contains("HV_REGISTRY_SECRET"));
 }
 
-#[test]
-fn without_shards_it_says_it_runs_in_memory() {
+/// The first stderr line of registry-svc (configured by `config_text` and `env`) that
+/// `wanted` accepts, within 20 s.
+fn logged(
+    config_text: &str,
+    env: &[(&str, &str)],
+    wanted: impl Fn(&str) -> bool,
+) -> Option<String> {
     let dir = tempfile::tempdir().expect("temp dir");
     let config = dir.path().join("r.toml");
-    std::fs::write(
-        &config,
-        "listen = \"127.0.0.1:0\"\nmetrics = \"127.0.0.1:0\"\n",
-    )
-    .unwrap();
+    std::fs::write(&config, config_text).unwrap();
     let mut cmd = command(&config);
-    cmd.env("RUST_LOG", "info");
+    cmd.env("RUST_LOG", "info").envs(env.iter().copied());
     let mut child = cmd.spawn().expect("starts");
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = mpsc::channel();
@@ -255,16 +256,44 @@ fn without_shards_it_says_it_runs_in_memory() {
         }
     });
     let deadline = Instant::now() + Duration::from_secs(20);
-    let mut said = false;
+    let mut found = None;
     while let Ok(line) = rx.recv_timeout(deadline.saturating_duration_since(Instant::now())) {
-        if line.contains("in-memory") {
-            said = true;
+        if wanted(&line) {
+            found = Some(line);
             break;
         }
     }
     let _ = child.kill();
     let _ = child.wait();
-    assert!(said, "the log says the in-memory backend is in use");
+    found
+}
+
+const IN_MEMORY: &str = "listen = \"127.0.0.1:0\"\nmetrics = \"127.0.0.1:0\"\n";
+
+#[test]
+fn without_shards_it_says_it_runs_in_memory() {
+    let said = logged(IN_MEMORY, &[], |line| line.contains("in-memory"));
+    assert!(
+        said.is_some(),
+        "the log says the in-memory backend is in use"
+    );
+}
+
+/// `log_format = "json"`: one JSON object per line, with its level and message.
+#[test]
+fn json_logs_are_one_object_per_line() {
+    let line = logged(IN_MEMORY, &[("HV_REGISTRY_LOG_FORMAT", "json")], |line| {
+        line.contains("in-memory")
+    })
+    .expect("the in-memory warning is logged");
+    let object: serde_json::Value = serde_json::from_str(&line).expect("a JSON object");
+    assert_eq!(object["level"], "WARN", "{line}");
+    assert!(
+        object["fields"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("in-memory")),
+        "{line}"
+    );
 }
 
 /// SIGTERM with requests in flight on a hung shard: registry-svc closes its listener (a

@@ -10,6 +10,7 @@
 //! | `registry` (registry-svc addresses, comma-separated: the first that answers is used, the next on a loss) | `HV_STAR_REGISTRY` | `127.0.0.1:7600` |
 //! | `secret` (the hyperverse's shared secret) | `HV_STAR_SECRET` | none: refused on a non-loopback gate |
 //! | `transport` (`noise`: every connection encrypted; `plain`: loopback only) | `HV_STAR_TRANSPORT` | `noise` |
+//! | `log_format` (`text`, or `json`: one object per line) | `HV_STAR_LOG_FORMAT` | `text` |
 //! | `gate_key_file` (the gate's private key, created at first start if missing) | `HV_STAR_GATE_KEY_FILE` | none: the key derived from `secret` |
 //! | `admin_token` (the hyperuser's login token at this gate; must differ from `secret` on a non-loopback gate) | `HV_STAR_ADMIN_TOKEN` | none: no one logs in as the hyperuser |
 //! | `admin_token_file` (a file holding `admin_token`, trimmed; instead of it) | `HV_STAR_ADMIN_TOKEN_FILE` | none |
@@ -71,6 +72,8 @@ pub struct Settings {
     pub secret: Option<String>,
     /// Whether connections are encrypted (`noise`) or clear text (`plain`, loopback only).
     pub transport: TransportMode,
+    /// The shape of the log lines.
+    pub log_format: hyperverse_core::logs::LogFormat,
     /// A file holding the gate's private key (created at first start if missing); none:
     /// the gate key every machine derives from the shared secret.
     pub gate_key_file: Option<String>,
@@ -168,6 +171,7 @@ impl Default for Settings {
             secret: None,
             transport: TransportMode::Noise,
             gate_key_file: None,
+            log_format: hyperverse_core::logs::LogFormat::Text,
             admin_token: None,
             admin_token_file: None,
             stars: "central,super,maelstrom,scribe".into(),

@@ -51,15 +51,7 @@ struct Cli {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
-    raise_fd_limit();
-    hyperverse_core::memory::purge_promptly();
     let settings = match Settings::load(cli.config.as_deref()) {
         Ok(settings) => settings,
         Err(e) => {
@@ -67,6 +59,9 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    hyperverse_core::logs::init(settings.log_format);
+    raise_fd_limit();
+    hyperverse_core::memory::purge_promptly();
     if cli.check_config {
         return match settings.sealing(&settings.secret_bytes()) {
             Ok(_) => {

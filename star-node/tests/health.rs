@@ -83,9 +83,12 @@ fn a_starting_node_is_ready_once_its_stars_are_registered() {
 fn check_config_says_ok_or_why_not_and_starts_nothing() {
     let dir = tempfile::tempdir().unwrap();
     let good = dir.path().join("good.toml");
-    std::fs::write(&good, "machine = \"m1\"\ngate = \"127.0.0.1:0\"\n").unwrap();
+    let good_text = "machine = \"m1\"\ngate = \"127.0.0.1:0\"\nlog_format = \"json\"\n";
+    std::fs::write(&good, good_text).unwrap();
     let bad = dir.path().join("bad.toml");
     std::fs::write(&bad, "machine = \"m 1\"\n").unwrap();
+    let bad_format = dir.path().join("format.toml");
+    std::fs::write(&bad_format, "log_format = \"xml\"\n").unwrap();
     let run = |config: &std::path::Path| {
         Command::new(env!("CARGO_BIN_EXE_star-node"))
             .arg("--config")
@@ -101,4 +104,7 @@ fn check_config_says_ok_or_why_not_and_starts_nothing() {
     let refused = run(&bad);
     assert_eq!(refused.status.code(), Some(2), "{refused:?}");
     assert!(String::from_utf8_lossy(&refused.stderr).contains("machine name"));
+    let refused = run(&bad_format);
+    assert_eq!(refused.status.code(), Some(2), "{refused:?}");
+    assert!(String::from_utf8_lossy(&refused.stderr).contains("xml"));
 }
