@@ -242,13 +242,21 @@ fn logged(
     env: &[(&str, &str)],
     wanted: impl Fn(&str) -> bool,
 ) -> Option<String> {
-    let dir = tempfile::tempdir().expect("temp dir");
+    let Ok(dir) = tempfile::tempdir() else {
+        panic!("no temp dir");
+    };
     let config = dir.path().join("r.toml");
-    std::fs::write(&config, config_text).unwrap();
+    if let Err(e) = std::fs::write(&config, config_text) {
+        panic!("writing the config: {e}");
+    }
     let mut cmd = command(&config);
     cmd.env("RUST_LOG", "info").envs(env.iter().copied());
-    let mut child = cmd.spawn().expect("starts");
-    let stderr = child.stderr.take().unwrap();
+    let Ok(mut child) = cmd.spawn() else {
+        panic!("registry-svc does not start");
+    };
+    let Some(stderr) = child.stderr.take() else {
+        panic!("its stderr is piped");
+    };
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines().map_while(Result::ok) {
