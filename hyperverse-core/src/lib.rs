@@ -16,6 +16,7 @@
 
 pub mod budget;
 pub mod driver;
+pub mod duration;
 pub mod error;
 pub mod kind;
 #[cfg(feature = "metrics-http")]

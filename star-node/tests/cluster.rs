@@ -475,7 +475,7 @@ fn hv_takes_its_token_from_the_environment_or_a_file_and_prints_it_nowhere() {
     );
     for out in [&by_env, &by_file, &by_file_env] {
         let (stdout, stderr) = (text(&out.stdout), text(&out.stderr));
-        assert!(stdout.contains("\"Stars\""), "the stars: {stdout}");
+        assert!(stdout.contains("\"machine\": \"a\""), "the stars: {stdout}");
         assert!(
             !stdout.contains(bob_pw) && !stderr.contains(bob_pw),
             "{stdout}{stderr}"

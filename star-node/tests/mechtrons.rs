@@ -160,7 +160,7 @@ fn a_spinner_is_stopped_by_fuel_while_neighbours_answer() {
     let stopped = hv_fails(
         gate_a,
         Some(ADMIN_TOKEN),
-        &["ping", &spin.to_string(), "--timeout-ms", "5000"],
+        &["ping", &spin.to_string(), "--timeout", "5s"],
         500,
     );
     assert!(stopped.contains("fuel exhausted"), "{stopped}");
@@ -242,10 +242,7 @@ fn a_mechtrons_signals_act_as_the_mechtron() {
             ],
         );
         let state: serde_json::Value = serde_json::from_str(&out).expect("JSON");
-        state["Map"]["calls"]["Text"]
-            .as_str()
-            .unwrap_or("0")
-            .to_string()
+        state["calls"].as_str().unwrap_or("0").to_string()
     };
     let chat = || hv_ok(gate_b, &["ping", &chatty, "--method", "Ext<Chat>"]);
     let denied = || {

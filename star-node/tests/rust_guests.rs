@@ -244,3 +244,19 @@ fn rust_echo_answers_and_chatty_signals_as_itself() {
         mechtron_state(gate_b, &target).1 == "3"
     });
 }
+
+/// `hv signal`: a one-way wave, no reply; the counter counts it.
+#[test]
+fn hv_signal_reaches_a_rust_counter() {
+    let cluster = cluster();
+    let gate = cluster.gate_a();
+    let space = cluster.space("rust-signal");
+    let counter = publish_rust(gate, &space, "counter");
+    let c = mechtron(gate, &format!("{space}:c"), &counter, "<<b>>::super");
+    let point = c.to_string();
+    let out = hv_ok(gate, &["signal", &point, "--method", "Ext<Count>"]);
+    assert_eq!(out, "", "a signal has no reply");
+    eventually(Duration::from_secs(10), "the signal counted", || {
+        mechtron_state(gate, &c).1 == "1"
+    });
+}

@@ -553,7 +553,7 @@ pub fn mechtron_state(gate: SocketAddr, point: &hyperverse_core::Point) -> (Stri
     let out = hv_ok(gate, &["--json", "ping", &point, "--method", "Cmd<Read>"]);
     let state: serde_json::Value = serde_json::from_str(&out).expect("JSON");
     let text = |key: &str| {
-        state["Map"][key]["Text"]
+        state[key]
             .as_str()
             .unwrap_or_else(|| panic!("no {key} in {out}"))
             .to_string()

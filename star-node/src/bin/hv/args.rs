@@ -65,6 +65,9 @@ impl fmt::Debug for Cli {
 #[derive(Debug, Subcommand)]
 pub(crate) enum Command {
     /// Create a particle and print its record.
+    #[command(
+        after_help = "Examples:\n  hv create localhost Space\n  hv create localhost:app App --set description='the shop'\n  hv create localhost:users:alice User --set token=alice-pw --set email=alice@example.com\n  hv create localhost:app:% Base            # the parent's next number\n  hv create localhost:shop App --by localhost:alice   # alice owns it"
+    )]
     Create {
         /// Where; a last segment `%` takes the next number of the parent's sequence.
         point: String,
@@ -81,21 +84,29 @@ pub(crate) enum Command {
         by: Option<String>,
     },
     /// Print a particle's record.
+    #[command(after_help = "Examples:\n  hv get localhost:app\n  hv --json get localhost:app")]
     Get {
         /// Which particle.
         point: String,
     },
     /// Print the particles matching a pattern.
+    #[command(
+        after_help = "Examples:\n  hv select 'localhost:**'\n  hv select 'localhost:app:**<Mechtron>'\n  hv select 'localhost+:**'          # localhost and all below"
+    )]
     Select {
         /// The selector (`localhost:**`, `localhost:app:*<User>`, …).
         pattern: String,
     },
     /// Delete a particle and everything below it; prints the deleted points.
+    #[command(after_help = "Examples:\n  hv delete localhost:app        # and everything below it")]
     Delete {
         /// Which particle.
         point: String,
     },
     /// Send a ping to a particle and print the reply body.
+    #[command(
+        after_help = "Examples:\n  hv ping localhost:app --body hello\n  hv ping localhost:app:counter --method 'Ext<Count>' --timeout 2s\n  hv --json ping localhost:app:counter --method 'Cmd<Read>'   # a mechtron's state"
+    )]
     Ping {
         /// The target particle.
         point: String,
@@ -105,13 +116,37 @@ pub(crate) enum Command {
         /// The body, sent as text (empty when absent).
         #[arg(long)]
         body: Option<String>,
-        /// How long the gate waits for the reply before answering 408.
-        #[arg(long = "timeout-ms", value_name = "N", default_value_t = 10_000)]
-        timeout_ms: u32,
+        /// How long the gate waits for the reply before answering 408 (`10s`, `500ms`).
+        #[arg(long, value_name = "DURATION", default_value = "10s",
+              value_parser = hyperverse_core::duration::parse)]
+        timeout: std::time::Duration,
+    },
+    /// Send a one-way wave to a particle: no reply; done once the gate took it.
+    #[command(
+        after_help = "Examples:\n  hv signal localhost:app:counter --method 'Ext<Count>'\n  \
+                            hv signal localhost:app:chat --method 'Ext<Say>' --body hello"
+    )]
+    Signal {
+        /// The target particle.
+        point: String,
+        /// What is asked (`Ext<Count>`, …).
+        #[arg(long, default_value = DEFAULT_METHOD)]
+        method: String,
+        /// The body, sent as text (empty when absent).
+        #[arg(long)]
+        body: Option<String>,
+    },
+    /// Print a shell completion script: `hv completions bash > /etc/bash_completion.d/hv`.
+    Completions {
+        /// The shell.
+        shell: clap_complete::Shell,
     },
     /// Grant KIND on the particles matching ON_SELECTOR to the agents matching
     /// AGENT_SELECTOR; prints the grant id. It counts where its granter owns the
     /// particle or is super on it (`hv grants` says whether it does).
+    #[command(
+        after_help = "Examples:\n  hv grant localhost:users:alice 'localhost:app+:**' +csd-Rwx\n  hv grant 'localhost:app:users:**<User>' 'localhost:app:**<Mechtron>' '&csd-rwX' --by localhost:app\n  hv grant localhost:users:bob localhost:users:alice privilege:property:email:read\n  hv grant localhost:users:admin 'localhost+:**' super"
+    )]
     Grant {
         /// Which agents.
         agent_selector: String,
@@ -126,6 +161,9 @@ pub(crate) enum Command {
         by: Option<String>,
     },
     /// Remove a grant: its granter may, and whoever owns the granter or is super on it.
+    #[command(
+        after_help = "Examples:\n  hv revoke 'localhost:app#3'\n  hv revoke 'localhost:app#3' --by localhost:app"
+    )]
     Revoke {
         /// The grant id, POINT#N (see `hv grants`).
         id: String,
@@ -135,6 +173,7 @@ pub(crate) enum Command {
     },
     /// Make OWNER the owner of every particle matching SELECTOR (super on each is
     /// needed); prints how many changed hands.
+    #[command(after_help = "Examples:\n  hv chown 'localhost:app+:**' localhost:app")]
     Chown {
         /// Which particles (`localhost:app+:**`: the App and all below it).
         selector: String,
@@ -146,12 +185,18 @@ pub(crate) enum Command {
     },
     /// List the grants at the particles matching SELECTOR that you may read: id, kind,
     /// on, to, by, and whether it counts (or why it is ignored).
+    #[command(
+        after_help = "Examples:\n  hv grants\n  hv grants 'localhost:app+:**'\n  hv --json grants localhost:app"
+    )]
     Grants {
         /// Whose grants (default: all, `+:**`).
         #[arg(default_value = "+:**")]
         selector: String,
     },
     /// Print what an agent may do on a particle.
+    #[command(
+        after_help = "Examples:\n  hv access localhost:users:alice localhost:app\n  hv --json access localhost:users:alice localhost:app"
+    )]
     Access {
         /// The agent's point (`GLOBAL::anonymous`, a User).
         agent: String,
@@ -159,8 +204,10 @@ pub(crate) enum Command {
         point: String,
     },
     /// List the live stars: key, machine, kind, load.
+    #[command(after_help = "Examples:\n  hv stars")]
     Stars,
     /// Move a particle, with its state, to another star.
+    #[command(after_help = "Examples:\n  hv migrate localhost:app:counter '<<b>>::super'")]
     Migrate {
         /// The particle.
         point: String,
@@ -168,6 +215,9 @@ pub(crate) enum Command {
         star: String,
     },
     /// Store a wasm module (`.wasm`, or `.wat` text compiled here) as an Artifact.
+    #[command(
+        after_help = "Examples:\n  hv publish counter.wasm localhost:counter-wasm\n  hv publish drivers/guests/echo.wat localhost:echo-wasm"
+    )]
     Publish {
         /// The module file.
         file: std::path::PathBuf,
@@ -178,6 +228,9 @@ pub(crate) enum Command {
     /// size-optimised `.wasm` module, checked against the guest ABI; needs a rustc with
     /// the wasm32-unknown-unknown target (Debian: rustc, libstd-rust-dev-wasm32, lld).
     /// Local: nothing is sent to a gate.
+    #[command(
+        after_help = "Examples:\n  hv build greeter.rs                      # greeter.wasm\n  hv build account.rs -o /tmp/account.wasm --stack-size 131072"
+    )]
     Build {
         /// The guest's source (its crate root).
         source: std::path::PathBuf,
@@ -197,6 +250,11 @@ fn checked_create_point(text: String) -> Result<String> {
 }
 
 /// The request a command stands for; a `BadRequest` for arguments that do not parse.
+/// The command line's definition (for completion scripts).
+pub(crate) fn command() -> clap::Command {
+    <Cli as clap::CommandFactory>::command()
+}
+
 pub(crate) fn request(command: Command) -> Result<ClientRequest> {
     Ok(match command {
         Command::Create {
@@ -229,13 +287,26 @@ pub(crate) fn request(command: Command) -> Result<ClientRequest> {
             point,
             method,
             body,
-            timeout_ms,
+            timeout,
         } => ClientRequest::Ping {
             to: point.parse()?,
             method: method.parse::<Method>()?,
             headers: Headers::new(),
             body: body.map_or(Substance::Empty, Substance::Text),
-            timeout_ms,
+            timeout_ms: u32::try_from(timeout.as_millis()).map_err(|_| {
+                Error::bad_request(format!(
+                    "--timeout {timeout:?} is longer than a ping may wait"
+                ))
+            })?,
+        },
+        Command::Signal {
+            point,
+            method,
+            body,
+        } => ClientRequest::Signal {
+            to: point.parse()?,
+            method: method.parse::<Method>()?,
+            body: body.map_or(Substance::Empty, Substance::Text),
         },
         Command::Grant {
             agent_selector,
@@ -277,8 +348,8 @@ pub(crate) fn request(command: Command) -> Result<ClientRequest> {
             point: point.parse()?,
             bytes: module_bytes(&file)?,
         },
-        Command::Build { .. } => {
-            return Err(Error::internal("hv build is local: it has no request"));
+        Command::Build { .. } | Command::Completions { .. } => {
+            return Err(Error::internal("a local command has no request"));
         }
     })
 }
@@ -503,6 +574,57 @@ mod tests {
         );
         for stack in ["10", "99999999", "lots"] {
             assert!(Cli::try_parse_from(["hv", "build", "g.rs", "--stack-size", stack]).is_err());
+        }
+    }
+
+    #[test]
+    fn timeouts_are_durations_and_signals_parse() {
+        let ClientRequest::Ping { timeout_ms, .. } =
+            parse(&["ping", "localhost:app", "--timeout", "2s"]).unwrap()
+        else {
+            panic!("not a ping");
+        };
+        assert_eq!(timeout_ms, 2000);
+        let ClientRequest::Ping { timeout_ms, .. } =
+            parse(&["ping", "localhost:app", "--timeout", "250ms"]).unwrap()
+        else {
+            panic!("not a ping");
+        };
+        assert_eq!(timeout_ms, 250);
+        assert!(parse(&["ping", "localhost:app", "--timeout", "soon"]).is_err());
+        assert!(parse(&["ping", "localhost:app", "--timeout", "100d"]).is_err());
+        let ClientRequest::Signal { to, method, body } = parse(&[
+            "signal",
+            "localhost:app",
+            "--method",
+            "Ext<Count>",
+            "--body",
+            "1",
+        ])
+        .unwrap() else {
+            panic!("not a signal");
+        };
+        assert_eq!(
+            to,
+            "localhost:app".parse::<hyperverse_core::Point>().unwrap()
+        );
+        assert_eq!(method, Method::Ext("Count".into()));
+        assert_eq!(body, Substance::Text("1".into()));
+    }
+
+    #[test]
+    fn completion_scripts_name_every_command() {
+        for shell in [
+            clap_complete::Shell::Bash,
+            clap_complete::Shell::Zsh,
+            clap_complete::Shell::Fish,
+        ] {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut command(), "hv", &mut script);
+            let script = String::from_utf8(script).unwrap();
+            for sub in ["ping", "signal", "grants", "chown", "build", "completions"] {
+                assert!(script.contains(sub), "{shell:?} lacks {sub}");
+            }
         }
     }
 

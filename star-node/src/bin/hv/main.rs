@@ -20,6 +20,7 @@
 
 mod args;
 mod build;
+mod json;
 mod render;
 
 use args::{Cli, Command, request};
@@ -49,13 +50,19 @@ fn main() -> ExitCode {
 
 /// Checks the arguments, asks the gate and renders its answer.
 fn run(cli: Cli) -> Result<String> {
-    if let Command::Build {
-        source,
-        out,
-        stack_size,
-    } = cli.command
-    {
-        return build::build(&source, out, stack_size);
+    match cli.command {
+        Command::Build {
+            source,
+            out,
+            stack_size,
+        } => return build::build(&source, out, stack_size),
+        Command::Completions { shell } => {
+            let mut script = Vec::new();
+            clap_complete::generate(shell, &mut args::command(), "hv", &mut script);
+            return String::from_utf8(script)
+                .map_err(|e| Error::internal(format!("the completion script: {e}")));
+        }
+        _ => {}
     }
     let request = request(cli.command)?;
     let token = credentials::client_token(cli.token_file.as_deref())

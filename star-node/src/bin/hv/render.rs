@@ -1,5 +1,5 @@
-//! `hv`'s output: each answer as readable lines, or with `--json` as JSON (plain objects
-//! for `access` and `grants`; for a ping, the reply body).
+//! `hv`'s output: each answer as readable lines, or with `--json` as plain JSON
+//! ([`crate::json`]; for a ping, the reply body).
 
 use hyperverse_core::particle::{Details, ParticleRecord, Properties, Stub};
 use hyperverse_core::registry::StarEntry;
@@ -10,16 +10,8 @@ use star_node::protocol::{Answer, GrantState, ListedGrant};
 
 pub(crate) fn render(answer: &Answer, json: bool) -> Result<String> {
     if json {
-        let text = match answer {
-            Answer::Body(body) => serde_json::to_string_pretty(body),
-            Answer::Access(access) => serde_json::to_string_pretty(&access_json(access)),
-            Answer::Grants(grants) => {
-                let rows: Vec<_> = grants.iter().map(grant_json).collect();
-                serde_json::to_string_pretty(&rows)
-            }
-            other => serde_json::to_string_pretty(other),
-        }
-        .map_err(|e| Error::internal(format!("printing the answer as JSON: {e}")))?;
+        let text = serde_json::to_string_pretty(&crate::json::answer(answer))
+            .map_err(|e| Error::internal(format!("printing the answer as JSON: {e}")))?;
         return Ok(text + "\n");
     }
     Ok(match answer {
@@ -58,70 +50,17 @@ fn body_text(body: &Substance) -> Result<String> {
 /// `privileges` (space-separated, `-` for none; owners and supers hold every one:
 /// `*`).
 fn access_text(access: &Access) -> String {
-    let json = access_json(access);
-    format!(
-        "permissions: {}\nsuper: {}\nowner: {}\nprivileges: {}\n",
-        json.permissions,
-        json.is_super,
-        json.owner,
-        if json.privileges.is_empty() {
-            "-".to_string()
-        } else {
-            json.privileges.join(" ")
-        }
-    )
-}
-
-/// `hv access --json`: a plain object.
-#[derive(serde::Serialize)]
-struct AccessJson {
-    permissions: String,
-    #[serde(rename = "super")]
-    is_super: bool,
-    owner: bool,
-    privileges: Vec<String>,
-}
-
-fn access_json(access: &Access) -> AccessJson {
     let privileges = match access {
-        Access::Enumerated(e) => e.privileges.iter().cloned().collect(),
-        _ => vec!["*".to_string()],
+        Access::Enumerated(e) if e.privileges.is_empty() => "-".to_string(),
+        Access::Enumerated(e) => e.privileges.iter().cloned().collect::<Vec<_>>().join(" "),
+        _ => "*".to_string(),
     };
-    AccessJson {
-        permissions: access.permissions().to_string(),
-        is_super: access.is_super(),
-        owner: access.is_owner(),
-        privileges,
-    }
-}
-
-/// `hv grants --json`: one plain object per grant.
-#[derive(serde::Serialize)]
-struct GrantJson {
-    id: String,
-    kind: String,
-    on: String,
-    to: String,
-    by: String,
-    counting: bool,
-    why: Option<String>,
-}
-
-fn grant_json(listed: &ListedGrant) -> GrantJson {
-    let grant = &listed.grant;
-    let (counting, why) = match &listed.state {
-        GrantState::Counting => (true, None),
-        GrantState::Ignored(why) => (false, Some(why.clone())),
-    };
-    GrantJson {
-        id: listed.id.to_string(),
-        kind: grant.kind.to_string(),
-        on: grant.on_point.to_string(),
-        to: grant.to_point.to_string(),
-        by: grant.by_particle.to_string(),
-        counting,
-        why,
-    }
+    format!(
+        "permissions: {}\nsuper: {}\nowner: {}\nprivileges: {privileges}\n",
+        access.permissions(),
+        access.is_super(),
+        access.is_owner(),
+    )
 }
 
 /// One line per grant, `id kind on to by state`, in aligned columns; the state is
@@ -129,13 +68,20 @@ fn grant_json(listed: &ListedGrant) -> GrantJson {
 fn grants_table(grants: &[ListedGrant]) -> String {
     let rows: Vec<[String; 6]> = grants
         .iter()
-        .map(grant_json)
-        .map(|g| {
-            let state = match g.why {
-                None => "counting".to_string(),
-                Some(why) => format!("ignored: {why}"),
+        .map(|listed| {
+            let grant = &listed.grant;
+            let state = match &listed.state {
+                GrantState::Counting => "counting".to_string(),
+                GrantState::Ignored(why) => format!("ignored: {why}"),
             };
-            [g.id, g.kind, g.on, g.to, g.by, state]
+            [
+                listed.id.to_string(),
+                grant.kind.to_string(),
+                grant.on_point.to_string(),
+                grant.to_point.to_string(),
+                grant.by_particle.to_string(),
+                state,
+            ]
         })
         .collect();
     let width = |column: usize| rows.iter().map(|r| r[column].len()).max().unwrap_or(0);
@@ -306,10 +252,10 @@ mod tests {
     #[test]
     fn json_prints_the_answer_and_a_ping_its_body() {
         let text = render(&Answer::Body(Substance::Text("pong".into())), true).unwrap();
-        assert_eq!(text, "{\n  \"Text\": \"pong\"\n}\n");
+        assert_eq!(text, "\"pong\"\n", "the body, as a plain JSON string");
         let deleted = Answer::Deleted(vec!["localhost:app".parse().unwrap()]);
         let text = render(&deleted, true).unwrap();
-        assert_eq!(text, "{\n  \"Deleted\": [\n    \"localhost:app\"\n  ]\n}\n");
+        assert_eq!(text, "[\n  \"localhost:app\"\n]\n", "no enum wrapper");
     }
 
     #[test]
