@@ -100,7 +100,9 @@ fn alert_rules_pass_promtool_and_their_unit_tests() {
 /// `GET path` over HTTP/1.0: the status and the body.
 fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect(addr).ok()?;
-    stream.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .ok()?;
     write!(stream, "GET {path} HTTP/1.0\r\nHost: test\r\n\r\n").ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
@@ -167,15 +169,26 @@ fn prometheus_loads_the_rules_and_answers_every_dashboard_query() {
     )
     .expect("the dashboard is JSON");
     // The data source is a template variable, used by every panel.
-    let variables = dashboard["templating"]["list"].as_array().expect("variables");
+    let variables = dashboard["templating"]["list"]
+        .as_array()
+        .expect("variables");
     assert!(
-        variables
-            .iter()
-            .any(|v| v["name"] == "datasource" && v["type"] == "datasource" && v["query"] == "prometheus"),
+        variables.iter().any(|v| v["name"] == "datasource"
+            && v["type"] == "datasource"
+            && v["query"] == "prometheus"),
         "a ${{datasource}} variable of Prometheus data sources"
     );
     let targets = dashboard_targets(&dashboard);
     assert!(targets.len() >= 30, "{} targets", targets.len());
+    for panel in dashboard["panels"].as_array().expect("panels") {
+        if panel["type"] != "row" {
+            assert_eq!(
+                panel["datasource"]["uid"], "${datasource}",
+                "{}",
+                panel["title"]
+            );
+        }
+    }
 
     let cluster = Cluster::start(3000);
     let (gate_a, gate_b) = (cluster.gate_a(), cluster.gate_b());
@@ -217,9 +230,8 @@ fn prometheus_loads_the_rules_and_answers_every_dashboard_query() {
         "/usr/bin/prometheus is missing: apt-get install prometheus (scripts/test.sh does)"
     );
     let _prometheus = Process::spawn(command);
-    let prometheus_log = || {
-        std::fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default()
-    };
+    let prometheus_log =
+        || std::fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default();
     let deadline = Instant::now() + Duration::from_secs(20);
     while !matches!(http_get(prometheus_addr, "/-/ready"), Some((200, _))) {
         assert!(
@@ -246,7 +258,10 @@ fn prometheus_loads_the_rules_and_answers_every_dashboard_query() {
     // A refused access (anonymous), a wrong token, garbage at a gate and at the registry.
     let _ = hv(gate_a, None, &["create", &format!("{space}:nope"), "Base"]);
     let _ = hv(gate_b, Some("not the admin token"), &["stars"]);
-    send_garbage(gate_a, b"GET / HTTP/1.0\r\n\r\nthis is no hyperverse client\n");
+    send_garbage(
+        gate_a,
+        b"GET / HTTP/1.0\r\n\r\nthis is no hyperverse client\n",
+    );
     send_garbage(
         cluster.registry.addr("rpc"),
         b"GET / HTTP/1.0\r\n\r\nthis is no star-node\n",
@@ -262,12 +277,20 @@ fn prometheus_loads_the_rules_and_answers_every_dashboard_query() {
     drive();
     // (Not hv_wasm_instances > 0: after the move it is sometimes 0 on the mechtron's
     // new machine while the mechtron answers; the dashboard only needs the series.)
-    eventually(Duration::from_secs(10), "a denial, a failed login, wasm calls", || {
-        let metrics = cluster.scrape_both();
-        metric(&metrics, "hv_access_denied_total", &[]) > 0.0
-            && metric(&metrics, "hv_gate_login_failures_total", &[("reason", "bad_token")]) > 0.0
-            && metric(&metrics, "hv_wasm_invocations_total", &[]) > 0.0
-    });
+    eventually(
+        Duration::from_secs(10),
+        "a denial, a failed login, wasm calls",
+        || {
+            let metrics = cluster.scrape_both();
+            metric(&metrics, "hv_access_denied_total", &[]) > 0.0
+                && metric(
+                    &metrics,
+                    "hv_gate_login_failures_total",
+                    &[("reason", "bad_token")],
+                ) > 0.0
+                && metric(&metrics, "hv_wasm_invocations_total", &[]) > 0.0
+        },
+    );
 
     // Every rule loaded and evaluated without error.
     let names = alert_names();
@@ -290,7 +313,11 @@ fn prometheus_loads_the_rules_and_answers_every_dashboard_query() {
         }
         let missing: Vec<_> = names.iter().filter(|n| !healthy.contains(*n)).collect();
         if missing.is_empty() {
-            assert_eq!(healthy.len(), names.len(), "the rules of alerts.yml, once each");
+            assert_eq!(
+                healthy.len(),
+                names.len(),
+                "the rules of alerts.yml, once each"
+            );
             break;
         }
         assert!(
@@ -393,7 +420,10 @@ fn systemd_units_verify() {
         let name = unit.trim_end_matches(".service");
         let bin = format!("/usr/local/bin/{name}");
         let mut keys: BTreeMap<&str, Vec<&str>> = BTreeMap::new();
-        for line in text.lines().filter(|l| !l.starts_with('#') && l.contains('=')) {
+        for line in text
+            .lines()
+            .filter(|l| !l.starts_with('#') && l.contains('='))
+        {
             let (key, value) = line.split_once('=').expect("key=value");
             keys.entry(key).or_default().push(value);
         }
@@ -405,12 +435,19 @@ fn systemd_units_verify() {
         assert_eq!(
             one("ExecStartPre"),
             format!("{bin} --config /etc/hyperverse/{}.toml --check-config", {
-                if name == "star-node" { "star-node" } else { "registry" }
+                if name == "star-node" {
+                    "star-node"
+                } else {
+                    "registry"
+                }
             }),
             "{unit}: the config is checked before the start"
         );
         assert!(one("ExecStart").starts_with(&bin), "{unit}");
-        assert!(one("EnvironmentFile").starts_with("/etc/hyperverse/"), "{unit}");
+        assert!(
+            one("EnvironmentFile").starts_with("/etc/hyperverse/"),
+            "{unit}"
+        );
         assert_eq!(one("Restart"), "on-failure", "{unit}");
         assert_eq!(one("User"), "hyperverse", "{unit}: not root");
         assert!(
@@ -418,7 +455,9 @@ fn systemd_units_verify() {
             "{unit}: TimeoutStopSec well over the drain"
         );
         assert!(
-            !text.lines().any(|l| !l.starts_with('#') && l.contains("SECRET")),
+            !text
+                .lines()
+                .any(|l| !l.starts_with('#') && l.contains("SECRET")),
             "{unit}: no secret in the unit (the EnvironmentFile has it)"
         );
         if name == "star-node" {
@@ -440,7 +479,10 @@ fn systemd_units_verify() {
     assert_ok(&out, "systemd-analyze verify");
     // It reports unknown keys and bad values as warnings, with success: none allowed.
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.trim().is_empty(), "systemd-analyze verify warns:\n{stderr}");
+    assert!(
+        stderr.trim().is_empty(),
+        "systemd-analyze verify warns:\n{stderr}"
+    );
 }
 
 #[test]
@@ -454,26 +496,45 @@ fn compose_file_holds_together() {
     // Redis persists with AOF, fsync every second.
     let redis = services["redis"]["command"].to_string();
     assert!(
-        redis.contains(r#""--appendonly","yes""#) && redis.contains(r#""--appendfsync","everysec""#),
+        redis.contains(r#""--appendonly","yes""#)
+            && redis.contains(r#""--appendfsync","everysec""#),
         "{redis}"
     );
     // Dependencies exist; secrets are declared.
     for (name, service) in services {
         for dependency in service["depends_on"].as_object().into_iter().flatten() {
-            assert!(services.contains_key(dependency.0), "{name} depends on {}", dependency.0);
+            assert!(
+                services.contains_key(dependency.0),
+                "{name} depends on {}",
+                dependency.0
+            );
         }
         for secret in service["secrets"].as_array().into_iter().flatten() {
             let secret = secret.as_str().expect("a secret name");
-            assert!(compose["secrets"][secret]["file"].is_string(), "{name}: secret {secret}");
+            assert!(
+                compose["secrets"][secret]["file"].is_string(),
+                "{name}: secret {secret}"
+            );
         }
     }
     // Prometheus gets the alert rules and a config that passes promtool with them.
     let volumes = services["prometheus"]["volumes"].to_string();
-    assert!(volumes.contains("../prometheus/alerts.yml:/etc/prometheus/alerts.yml"), "{volumes}");
+    assert!(
+        volumes.contains("../prometheus/alerts.yml:/etc/prometheus/alerts.yml"),
+        "{volumes}"
+    );
     assert!(deploy("prometheus/alerts.yml").exists());
     let dir = tempfile::tempdir().expect("a temp dir");
-    std::fs::copy(deploy("compose/prometheus.yml"), dir.path().join("prometheus.yml")).expect("copy");
-    std::fs::copy(deploy("prometheus/alerts.yml"), dir.path().join("alerts.yml")).expect("copy");
+    std::fs::copy(
+        deploy("compose/prometheus.yml"),
+        dir.path().join("prometheus.yml"),
+    )
+    .expect("copy");
+    std::fs::copy(
+        deploy("prometheus/alerts.yml"),
+        dir.path().join("alerts.yml"),
+    )
+    .expect("copy");
     let out = run(
         Command::new("promtool")
             .args(["check", "config", "prometheus.yml"])
@@ -488,8 +549,16 @@ fn compose_file_holds_together() {
     std::fs::write(&token, "the admin token of the compose test\n").expect("token");
     for (name, binary, prefix) in [
         ("registry-svc", registry_svc_bin(), "HV_REGISTRY_"),
-        ("star-a", PathBuf::from(env!("CARGO_BIN_EXE_star-node")), "HV_STAR_"),
-        ("star-b", PathBuf::from(env!("CARGO_BIN_EXE_star-node")), "HV_STAR_"),
+        (
+            "star-a",
+            PathBuf::from(env!("CARGO_BIN_EXE_star-node")),
+            "HV_STAR_",
+        ),
+        (
+            "star-b",
+            PathBuf::from(env!("CARGO_BIN_EXE_star-node")),
+            "HV_STAR_",
+        ),
     ] {
         let service = &services[name];
         let mut env: BTreeMap<String, String> = service["environment"]
@@ -501,10 +570,14 @@ fn compose_file_holds_together() {
         // The entrypoint sets the secret from /run/secrets/hv_secret.
         let entrypoint = service["entrypoint"].to_string();
         assert!(
-            entrypoint.contains(&format!("{prefix}SECRET=")) && entrypoint.contains("/run/secrets/hv_secret"),
+            entrypoint.contains(&format!("{prefix}SECRET="))
+                && entrypoint.contains("/run/secrets/hv_secret"),
             "{name}: {entrypoint}"
         );
-        env.insert(format!("{prefix}SECRET"), "the compose test's secret".into());
+        env.insert(
+            format!("{prefix}SECRET"),
+            "the compose test's secret".into(),
+        );
         if let Some(file) = env.get_mut("HV_STAR_ADMIN_TOKEN_FILE") {
             assert_eq!(file, "/run/secrets/admin_token", "{name}");
             *file = token.display().to_string();
@@ -522,7 +595,9 @@ fn compose_file_holds_together() {
             "{name}: healthcheck {health}"
         );
         if prefix == "HV_STAR_" {
-            let grace = service["stop_grace_period"].as_str().expect("stop_grace_period");
+            let grace = service["stop_grace_period"]
+                .as_str()
+                .expect("stop_grace_period");
             assert!(seconds(grace) > 2 * DRAIN_SECONDS, "{name}: {grace}");
             assert_ne!(env["HV_STAR_ADVERTISE"], "", "{name}: advertise");
         }
@@ -547,7 +622,10 @@ fn kubernetes_manifests_hold_together() {
         .cloned()
         .collect();
     for object in &objects {
-        assert!(object["apiVersion"].is_string() && object["kind"].is_string(), "{object}");
+        assert!(
+            object["apiVersion"].is_string() && object["kind"].is_string(),
+            "{object}"
+        );
         assert!(object["metadata"]["name"].is_string(), "{object}");
     }
     let find = |kind: &str, name: &str| -> &Value {
@@ -573,17 +651,26 @@ fn kubernetes_manifests_hold_together() {
         let ports = workload["spec"]["template"]["spec"]["containers"][0]["ports"].to_string();
         for port in service["spec"]["ports"].as_array().expect("ports") {
             if let Some(name) = port["targetPort"].as_str() {
-                assert!(ports.contains(&format!("\"name\":\"{name}\"")), "{name} in {ports}");
+                assert!(
+                    ports.contains(&format!("\"name\":\"{name}\"")),
+                    "{name} in {ports}"
+                );
             }
         }
     }
     for workload in &workloads {
         let labels = &workload["spec"]["template"]["metadata"]["labels"];
-        for (k, v) in workload["spec"]["selector"]["matchLabels"].as_object().expect("matchLabels") {
+        for (k, v) in workload["spec"]["selector"]["matchLabels"]
+            .as_object()
+            .expect("matchLabels")
+        {
             assert_eq!(&labels[k], v, "{}: selector", workload["metadata"]["name"]);
         }
         if let Some(service) = workload["spec"]["serviceName"].as_str() {
-            assert!(find("Service", service)["spec"]["clusterIP"] == "None", "{service}: headless");
+            assert!(
+                find("Service", service)["spec"]["clusterIP"] == "None",
+                "{service}: headless"
+            );
         }
     }
 
@@ -595,13 +682,28 @@ fn kubernetes_manifests_hold_together() {
     let token = tempfile::NamedTempFile::new().expect("a temp file");
     std::fs::write(token.path(), "the admin token of the kubernetes test\n").expect("token");
     for (kind, name, binary, prefix) in [
-        ("StatefulSet", "star-node", PathBuf::from(env!("CARGO_BIN_EXE_star-node")), "HV_STAR_"),
-        ("Deployment", "registry-svc", registry_svc_bin(), "HV_REGISTRY_"),
+        (
+            "StatefulSet",
+            "star-node",
+            PathBuf::from(env!("CARGO_BIN_EXE_star-node")),
+            "HV_STAR_",
+        ),
+        (
+            "Deployment",
+            "registry-svc",
+            registry_svc_bin(),
+            "HV_REGISTRY_",
+        ),
     ] {
         let workload = find(kind, name);
         let pod = &workload["spec"]["template"]["spec"];
-        let grace = pod["terminationGracePeriodSeconds"].as_u64().expect("a grace period");
-        assert!(grace > 2 * DRAIN_SECONDS, "{name}: terminationGracePeriodSeconds {grace}");
+        let grace = pod["terminationGracePeriodSeconds"]
+            .as_u64()
+            .expect("a grace period");
+        assert!(
+            grace > 2 * DRAIN_SECONDS,
+            "{name}: terminationGracePeriodSeconds {grace}"
+        );
         let container = &pod["containers"][0];
         let mut env: BTreeMap<String, String> = BTreeMap::new();
         let mut downward: BTreeMap<String, String> = BTreeMap::new();
@@ -613,7 +715,10 @@ fn kubernetes_manifests_hold_together() {
                 for (k, v) in env.iter().chain(downward.iter()) {
                     value = value.replace(&format!("$({k})"), v);
                 }
-                assert!(!value.contains("$("), "{name}: {key}={value} refers to nothing");
+                assert!(
+                    !value.contains("$("),
+                    "{name}: {key}={value} refers to nothing"
+                );
                 value
             } else if let Some(path) = var["valueFrom"]["fieldRef"]["fieldPath"].as_str() {
                 let value = match path {
@@ -627,14 +732,23 @@ fn kubernetes_manifests_hold_together() {
                 let secret = &var["valueFrom"]["secretKeyRef"];
                 assert_eq!(secret["name"], "hyperverse", "{name}: {key}");
                 let k = secret["key"].as_str().expect("a key");
-                assert!(secret_keys.contains(k), "{name}: {key} from a missing key {k}");
+                assert!(
+                    secret_keys.contains(k),
+                    "{name}: {key} from a missing key {k}"
+                );
                 format!("the kubernetes test's {k}")
             };
             env.insert(key, value);
         }
         if prefix == "HV_STAR_" {
-            assert_eq!(env["HV_STAR_MACHINE"], "star-node-0", "the machine is the pod");
-            assert_eq!(env["HV_STAR_ADVERTISE"], "10.1.2.3:7700", "the pod IP is advertised");
+            assert_eq!(
+                env["HV_STAR_MACHINE"], "star-node-0",
+                "the machine is the pod"
+            );
+            assert_eq!(
+                env["HV_STAR_ADVERTISE"], "10.1.2.3:7700",
+                "the pod IP is advertised"
+            );
             // The admin token is the Secret's key mounted as a file.
             let file = env["HV_STAR_ADMIN_TOKEN_FILE"].clone();
             let mount = container["volumeMounts"]
@@ -653,10 +767,17 @@ fn kubernetes_manifests_hold_together() {
             let item = &volume["secret"]["items"][0];
             assert!(secret_keys.contains(item["key"].as_str().expect("a key")));
             assert_eq!(
-                format!("{}/{}", mount["mountPath"].as_str().unwrap(), item["path"].as_str().unwrap()),
+                format!(
+                    "{}/{}",
+                    mount["mountPath"].as_str().unwrap(),
+                    item["path"].as_str().unwrap()
+                ),
                 file
             );
-            env.insert("HV_STAR_ADMIN_TOKEN_FILE".into(), token.path().display().to_string());
+            env.insert(
+                "HV_STAR_ADMIN_TOKEN_FILE".into(),
+                token.path().display().to_string(),
+            );
         }
         assert!(
             !env.contains_key(&format!("{prefix}ADMIN_TOKEN")),
@@ -670,7 +791,10 @@ fn kubernetes_manifests_hold_together() {
             .and_then(|p| p.parse().ok())
             .expect("a metrics port");
         let ports = container["ports"].as_array().expect("ports");
-        let metrics = ports.iter().find(|p| p["name"] == "metrics").expect("a metrics port");
+        let metrics = ports
+            .iter()
+            .find(|p| p["name"] == "metrics")
+            .expect("a metrics port");
         assert_eq!(metrics["containerPort"], metrics_port, "{name}");
         for (probe, path) in [("livenessProbe", "/livez"), ("readinessProbe", "/readyz")] {
             let probe = &container[probe]["httpGet"];
@@ -680,12 +804,19 @@ fn kubernetes_manifests_hold_together() {
     }
     let star_nodes = find("StatefulSet", "star-node");
     assert_eq!(
-        find("Service", star_nodes["spec"]["serviceName"].as_str().expect("serviceName"))["spec"]
-            ["clusterIP"],
+        find(
+            "Service",
+            star_nodes["spec"]["serviceName"]
+                .as_str()
+                .expect("serviceName")
+        )["spec"]["clusterIP"],
         "None"
     );
     // Redis persists with AOF.
     let redis = find("StatefulSet", "redis")["spec"]["template"]["spec"]["containers"][0]["args"]
         .to_string();
-    assert!(redis.contains(r#""--appendonly","yes""#) && redis.contains("everysec"), "{redis}");
+    assert!(
+        redis.contains(r#""--appendonly","yes""#) && redis.contains("everysec"),
+        "{redis}"
+    );
 }
