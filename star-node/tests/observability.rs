@@ -275,8 +275,9 @@ fn prometheus_loads_the_rules_and_answers_every_dashboard_query() {
         hv_ok(gate_b, &["ping", &counter, "--method", "Ext<Count>"]);
     };
     drive();
-    // (Not hv_wasm_instances > 0: after the move it is sometimes 0 on the mechtron's
-    // new machine while the mechtron answers; the dashboard only needs the series.)
+    // (Not hv_wasm_instances > 0: each star's mechtron driver sets that one gauge to
+    // its own count, so after a move between two stars of one machine it may read 0
+    // while the mechtron lives; the dashboard only needs the series.)
     eventually(
         Duration::from_secs(10),
         "a denial, a failed login, wasm calls",
