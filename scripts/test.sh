@@ -17,7 +17,7 @@ command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v tcpdump >/dev/null 2>&1 || missing+=(tcpdump)
 command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
-python3 -c 'import yaml' >/dev/null 2>&1 || missing+=(python3-yaml)
+/usr/bin/python3 -c 'import yaml' >/dev/null 2>&1 || missing+=(python3-yaml)
 # Rust guests (drivers/guests/rust/) are built from source by `hv build` in the tests:
 # Debian's rustc 1.63 with the wasm32 standard library and the wasm linker. It goes to
 # /usr/bin, behind rustup's toolchain on the path, which cargo keeps using.

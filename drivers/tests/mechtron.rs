@@ -1029,3 +1029,21 @@ async fn a_full_queue_answers_503_at_once_and_drops_signals() {
     let err = call(&driver, &world, to, text("go")).await.unwrap_err();
     assert!(err.to_string().contains("fuel exhausted"), "{err}");
 }
+
+/// Every star's driver of a machine shares one `hv_wasm_instances`: each counts its
+/// own mechtrons in and out, so the gauge is the machine's total.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn drivers_sharing_metrics_count_their_instances_together() {
+    let world = World::new().await;
+    let metrics = WasmMetrics::new();
+    let first = MechtronDriver::new(MechtronConfig::default(), metrics.clone()).unwrap();
+    let second = MechtronDriver::new(MechtronConfig::default(), metrics.clone()).unwrap();
+    let wasm = world
+        .publish_bytes("echo-shared", ECHO.as_bytes().to_vec())
+        .await;
+    let a = world.live(&first, "a", &wasm).await;
+    world.live(&second, "b", &wasm).await;
+    assert_eq!(metrics.instances(), 2, "one on each driver");
+    first.release(a.point()).await;
+    assert_eq!(metrics.instances(), 1);
+}

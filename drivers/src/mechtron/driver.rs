@@ -176,7 +176,9 @@ impl MechtronDriver {
         let old = {
             let mut slots = self.slots();
             let old = slots.insert(slot.point().clone(), slot);
-            self.rt.metrics.set_instances(slots.len());
+            if old.is_none() {
+                self.rt.metrics.instance_added();
+            }
             old
         };
         if let Some(old) = old {
@@ -312,8 +314,8 @@ impl MechtronDriver {
         let mut slots = self.slots();
         if slots.get(point).is_some_and(|s| Arc::ptr_eq(s, slot)) {
             slots.remove(point);
+            self.rt.metrics.instance_removed();
         }
-        self.rt.metrics.set_instances(slots.len());
     }
 }
 

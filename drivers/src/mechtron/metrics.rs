@@ -178,8 +178,16 @@ impl WasmMetrics {
         self.queue_full.with_label_values(&[wave.label()]).inc();
     }
 
-    pub(crate) fn set_instances(&self, count: usize) {
-        self.instances.set(i64::try_from(count).unwrap_or(i64::MAX));
+    /// A mechtron became live on a driver. Every star's driver of a machine shares the
+    /// gauge, so each counts its own up and down (setting it to one driver's count
+    /// would hide the others').
+    pub(crate) fn instance_added(&self) {
+        self.instances.inc();
+    }
+
+    /// A mechtron left a driver.
+    pub(crate) fn instance_removed(&self) {
+        self.instances.dec();
     }
 
     /// Guest calls so far.
