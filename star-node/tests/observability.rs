@@ -97,20 +97,6 @@ fn alert_rules_pass_promtool_and_their_unit_tests() {
     assert_ok(&out, "promtool check config prometheus.yml");
 }
 
-/// `GET path` over HTTP/1.0: the status and the body.
-fn http_get(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
-    let mut stream = TcpStream::connect(addr).ok()?;
-    stream
-        .set_read_timeout(Some(Duration::from_secs(10)))
-        .ok()?;
-    write!(stream, "GET {path} HTTP/1.0\r\nHost: test\r\n\r\n").ok()?;
-    let mut response = String::new();
-    stream.read_to_string(&mut response).ok()?;
-    let status = response.split(' ').nth(1)?.parse().ok()?;
-    let body = response.split("\r\n\r\n").nth(1).unwrap_or("").to_string();
-    Some((status, body))
-}
-
 /// `text` percent-encoded for a query string.
 fn encode(text: &str) -> String {
     text.bytes()
@@ -233,7 +219,7 @@ fn prometheus_loads_the_rules_and_answers_every_dashboard_query() {
     let prometheus_log =
         || std::fs::read_to_string(dir.path().join("prometheus.log")).unwrap_or_default();
     let deadline = Instant::now() + Duration::from_secs(20);
-    while !matches!(http_get(prometheus_addr, "/-/ready"), Some((200, _))) {
+    while !matches!(probe(prometheus_addr, "/-/ready"), Some((200, _))) {
         assert!(
             Instant::now() < deadline,
             "Prometheus not ready within 20 s:\n{}",
@@ -296,7 +282,7 @@ fn prometheus_loads_the_rules_and_answers_every_dashboard_query() {
     let names = alert_names();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let (_, body) = http_get(prometheus_addr, "/api/v1/rules").expect("Prometheus answers");
+        let (_, body) = probe(prometheus_addr, "/api/v1/rules").expect("Prometheus answers");
         let rules: Value = serde_json::from_str(&body).expect("JSON");
         let mut healthy = BTreeSet::new();
         let mut unhealthy = Vec::new();
@@ -336,7 +322,7 @@ fn prometheus_loads_the_rules_and_answers_every_dashboard_query() {
     loop {
         pending.retain(|expr, _| {
             let path = format!("/api/v1/query?query={}", encode(expr));
-            let Some((status, body)) = http_get(prometheus_addr, &path) else {
+            let Some((status, body)) = probe(prometheus_addr, &path) else {
                 return true;
             };
             assert_eq!(status, 200, "{expr}: {body}");

@@ -319,10 +319,14 @@ pub fn scrape(addr: SocketAddr) -> String {
     body
 }
 
-/// `GET path` on a metrics listener: the status code and the body; `None` when nothing
-/// answers (the process is gone, or not listening yet).
+/// `GET path` over HTTP/1.0 (a metrics listener, Prometheus): the status code and the
+/// body; `None` when nothing answers within 10 s (the process is gone, not listening
+/// yet, or stuck).
 pub fn probe(addr: SocketAddr, path: &str) -> Option<(u16, String)> {
     let mut stream = TcpStream::connect(addr).ok()?;
+    stream
+        .set_read_timeout(Some(std::time::Duration::from_secs(10)))
+        .ok()?;
     write!(stream, "GET {path} HTTP/1.0\r\nHost: test\r\n\r\n").ok()?;
     let mut response = String::new();
     stream.read_to_string(&mut response).ok()?;
