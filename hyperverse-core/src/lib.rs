@@ -29,6 +29,9 @@ pub mod point;
 pub mod registry;
 pub mod security;
 pub mod selector;
+pub mod trace;
+#[cfg(feature = "metrics-http")]
+pub mod traces;
 pub mod wave;
 pub mod wire;
 

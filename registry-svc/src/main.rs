@@ -107,7 +107,8 @@ fn main() -> ExitCode {
     // command itself, with text logs.
     let format =
         Settings::load(cli.config.as_deref()).map_or_else(|_| Default::default(), |s| s.log_format);
-    hyperverse_core::logs::init(format);
+    // Without an exporter to build, installing the logger cannot fail.
+    let _ = hyperverse_core::logs::init(format, None);
     raise_fd_limit();
     hyperverse_core::memory::purge_promptly();
     let runtime = match tokio::runtime::Builder::new_multi_thread()

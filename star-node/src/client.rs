@@ -194,10 +194,24 @@ impl GateClient {
         body: Substance,
         timeout: Duration,
     ) -> Result<Substance> {
+        self.ping_with(to, method, Headers::new(), body, timeout)
+            .await
+    }
+
+    /// [`GateClient::ping`] with wave headers (`traceparent` makes the ping's spans
+    /// join the caller's trace).
+    pub async fn ping_with(
+        &self,
+        to: Point,
+        method: Method,
+        headers: Headers,
+        body: Substance,
+        timeout: Duration,
+    ) -> Result<Substance> {
         let request = ClientRequest::Ping {
             to,
             method,
-            headers: Headers::new(),
+            headers,
             body,
             timeout_ms: u32::try_from(timeout.as_millis()).unwrap_or(u32::MAX),
         };

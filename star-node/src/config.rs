@@ -11,6 +11,9 @@
 //! | `secret` (the hyperverse's shared secret) | `HV_STAR_SECRET` | none: refused on a non-loopback gate |
 //! | `transport` (`noise`: every connection encrypted; `plain`: loopback only) | `HV_STAR_TRANSPORT` | `noise` |
 //! | `log_format` (`text`, or `json`: one object per line) | `HV_STAR_LOG_FORMAT` | `text` |
+//! | `otlp_endpoint` (an OpenTelemetry collector, `http://HOST:4318`: spans of every wave are exported to `/v1/traces` below it) | `HV_STAR_OTLP_ENDPOINT` | none: no tracing |
+//! | `otlp_protocol` (`http/protobuf` or `http/json`) | `HV_STAR_OTLP_PROTOCOL` | `http/protobuf` |
+//! | `trace_sample_ratio` (the share of new traces exported; waves continuing a trace follow it) | `HV_STAR_TRACE_SAMPLE_RATIO` | 1 |
 //! | `gate_key_file` (the gate's private key, created at first start if missing) | `HV_STAR_GATE_KEY_FILE` | none: the key derived from `secret` |
 //! | `admin_token` (the hyperuser's login token at this gate; must differ from `secret` on a non-loopback gate) | `HV_STAR_ADMIN_TOKEN` | none: no one logs in as the hyperuser |
 //! | `admin_token_file` (a file holding `admin_token`, trimmed; instead of it) | `HV_STAR_ADMIN_TOKEN_FILE` | none |
@@ -51,6 +54,7 @@ use std::time::Duration;
 
 use drivers::mechtron::MechtronConfig;
 use hyperverse_core::StarSub;
+use hyperverse_core::traces::{OtlpProtocol, TraceExport};
 use hyperverse_core::wire::{GateKey, Sealing, SharedKey, TransportMode};
 use serde::Deserialize;
 
@@ -74,6 +78,13 @@ pub struct Settings {
     pub transport: TransportMode,
     /// The shape of the log lines.
     pub log_format: hyperverse_core::logs::LogFormat,
+    /// The OpenTelemetry collector spans are exported to (`http://127.0.0.1:4318`);
+    /// none: no tracing, and no cost.
+    pub otlp_endpoint: Option<String>,
+    /// How spans are encoded: `http/protobuf` or `http/json`.
+    pub otlp_protocol: OtlpProtocol,
+    /// The share of new traces exported, 0 to 1.
+    pub trace_sample_ratio: f64,
     /// A file holding the gate's private key (created at first start if missing); none:
     /// the gate key every machine derives from the shared secret.
     pub gate_key_file: Option<String>,
@@ -156,6 +167,7 @@ impl std::fmt::Debug for Settings {
             .field("admin_token", &self.admin_token.as_ref().map(|_| "<set>"))
             .field("admin_token_file", &self.admin_token_file)
             .field("stars", &self.stars)
+            .field("otlp_endpoint", &self.otlp_endpoint)
             .finish_non_exhaustive()
     }
 }
@@ -172,6 +184,9 @@ impl Default for Settings {
             transport: TransportMode::Noise,
             gate_key_file: None,
             log_format: hyperverse_core::logs::LogFormat::Text,
+            otlp_endpoint: None,
+            otlp_protocol: OtlpProtocol::default(),
+            trace_sample_ratio: 1.0,
             admin_token: None,
             admin_token_file: None,
             stars: "central,super,maelstrom,scribe".into(),
@@ -313,6 +328,17 @@ impl Settings {
         Ok(addrs)
     }
 
+    /// Where and how spans are exported, if `otlp_endpoint` is set.
+    pub fn trace_export(&self) -> Option<TraceExport> {
+        Some(TraceExport {
+            endpoint: self.otlp_endpoint.clone()?,
+            protocol: self.otlp_protocol,
+            sample_ratio: self.trace_sample_ratio,
+            service: "star-node",
+            instance: self.machine.clone(),
+        })
+    }
+
     /// The limits mechtrons run under.
     pub fn mechtrons(&self) -> MechtronConfig {
         MechtronConfig {
@@ -355,6 +381,9 @@ impl Settings {
 
     fn check(&self) -> Result<(), ConfigError> {
         let gate = self.gate_addr()?;
+        if let Some(endpoint) = &self.otlp_endpoint {
+            TraceExport::validate(endpoint, self.trace_sample_ratio).map_err(ConfigError)?;
+        }
         self.metrics_addr()?;
         self.star_roles()?;
         self.mechtrons()

@@ -40,6 +40,7 @@ use hyperverse_core::{Agent, Error, Point};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 use crate::config::Settings;
 use crate::counted::Counted;
@@ -51,6 +52,7 @@ use crate::protocol::{
 };
 use crate::reply::{Answered, Reply, undeliverable};
 use crate::router::Arrival;
+use crate::spans;
 use crate::star::{Inbound, Star};
 use crate::token_check;
 
@@ -471,9 +473,13 @@ async fn client_session(
             request => {
                 let machine = machine.clone();
                 let agent = agent.clone();
-                actix::spawn(async move {
-                    respond(ops::run(&machine, &agent, request).await);
-                });
+                let span = spans::op(request.op(), &agent);
+                actix::spawn(
+                    async move {
+                        respond(ops::run(&machine, &agent, request).await);
+                    }
+                    .instrument(span),
+                );
             }
         }
     }
@@ -513,12 +519,13 @@ fn client_ping(
 /// Hands a client's signal to the entry star through `entry`, the session's own sender;
 /// 503 when the star's mailbox holds `star_mailbox` messages (actix parks a sender that
 /// fills it, and refuses it until the star has taken one).
-fn signal_entry(entry: Option<&Addr<Star>>, signal: Ping) -> Result<Answer, Error> {
+fn signal_entry(entry: Option<&Addr<Star>>, mut signal: Ping) -> Result<Answer, Error> {
     let entry = entry.ok_or_else(|| Error::Unavailable("no star is running".into()))?;
+    let reply = spans::gate(&mut signal, Reply::none());
     let inbound = Inbound {
         ping: signal,
         arrival: Arrival::Local,
-        reply: Reply::none(),
+        reply,
     };
     match entry.try_send(inbound) {
         Ok(()) => Ok(Answer::Done),
@@ -534,7 +541,7 @@ fn signal_entry(entry: Option<&Addr<Star>>, signal: Ping) -> Result<Answer, Erro
 /// Sends a client's ping into the entry star; `respond` gets the pong's body or error.
 fn enter(
     machine: &Machine,
-    ping: Ping,
+    mut ping: Ping,
     respond: impl FnOnce(Result<Answer, Error>) + Send + 'static,
 ) {
     let Some(entry) = machine.entry() else {
@@ -546,6 +553,7 @@ fn enter(
         seconds.observe(started.elapsed().as_secs_f64());
         respond(answered.into_pong().into_result().map(Answer::Body));
     });
+    let reply = spans::gate(&mut ping, reply);
     entry.do_send(Inbound {
         ping,
         arrival: Arrival::Local,

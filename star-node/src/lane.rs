@@ -100,8 +100,9 @@ impl Lane {
 
     /// Sends `ping` to `star` on the peer machine; its answer goes to `reply` (none
     /// for a signal).
-    pub fn send(self: &Rc<Self>, star: Point, ping: Ping, reply: Reply) {
+    pub fn send(self: &Rc<Self>, star: Point, mut ping: Ping, reply: Reply) {
         self.sweep();
+        let reply = crate::spans::lane(&self.peer, &star, &mut ping, reply);
         let frame = if reply.is_none() {
             LaneFrame::Signal { star, wave: ping }
         } else {

@@ -9,6 +9,7 @@
 //! - [`protocol`]: what the gate speaks; [`client`]: the client side of it.
 //! - [`credentials`]: tokens and secrets read from the environment and files;
 //!   [`token_check`]: User tokens checked off the event loop.
+//! - [`spans`]: the spans a wave leaves on its way when tracing is on.
 //! - [`node`]: starting and stopping a whole star-node (the binary's body, and tests').
 
 pub mod access_cache;
@@ -32,5 +33,6 @@ pub mod placement;
 pub mod protocol;
 pub mod reply;
 pub mod router;
+pub mod spans;
 pub mod star;
 pub mod token_check;

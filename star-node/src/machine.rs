@@ -283,7 +283,8 @@ impl Machine {
 
     /// Sends `ping` to `star` and waits for the answer (for the platform's own
     /// requests, which are not routed).
-    pub async fn call(self: &Rc<Self>, star: &Point, ping: Ping) -> Result<Substance> {
+    pub async fn call(self: &Rc<Self>, star: &Point, mut ping: Ping) -> Result<Substance> {
+        crate::spans::continue_here(&mut ping);
         let timeout = Duration::from_millis(u64::from(ping.handling.timeout_ms));
         let (reply, answer) = Reply::oneshot();
         self.send(star, ping, reply);

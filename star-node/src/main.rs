@@ -59,7 +59,14 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    hyperverse_core::logs::init(settings.log_format);
+    let exporting =
+        match hyperverse_core::logs::init(settings.log_format, settings.trace_export().as_ref()) {
+            Ok(exporting) => exporting,
+            Err(e) => {
+                eprintln!("star-node: {e}");
+                return ExitCode::from(2);
+            }
+        };
     raise_fd_limit();
     hyperverse_core::memory::purge_promptly();
     if cli.check_config {
@@ -97,7 +104,10 @@ fn main() -> ExitCode {
         };
     }
     let system = actix_rt::System::new();
-    match system.block_on(run(settings)) {
+    let ran = system.block_on(run(settings));
+    // The last spans go out after the drain, while nothing makes new ones.
+    drop(exporting);
+    match ran {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("star-node: {e}");

@@ -64,6 +64,22 @@ impl Reply {
         )
     }
 
+    /// This reply, keeping `span` open until it is answered and recording the answer's
+    /// status on it; a signal's span ends now.
+    pub fn traced(self, span: tracing::Span) -> Self {
+        let Some(f) = self.0 else {
+            return self;
+        };
+        Self::new(move |answer| {
+            match &answer {
+                Answered::Pong(pong) => span.record("status", pong.status.0),
+                Answered::Moved { .. } => span.record("status", "moved"),
+            };
+            f(answer);
+            drop(span);
+        })
+    }
+
     /// Whether this is a signal's (absent) return path.
     pub fn is_none(&self) -> bool {
         self.0.is_none()

@@ -240,6 +240,14 @@ impl RegistryClient {
         let config = &self.inner.shared.config;
         let started = std::time::Instant::now();
         let exchange = self.inner.shared.exchange(request.into());
+        // A span per call when tracing, a child of the span the caller runs in (a
+        // wave's or a client request's); calls of no one's, such as heartbeats, have none.
+        let span = if crate::trace::enabled() && !tracing::Span::current().is_none() {
+            tracing::info_span!(target: crate::trace::TARGET, "registry", otel.kind = "client", op = R::OP)
+        } else {
+            tracing::Span::none()
+        };
+        let exchange = tracing::Instrument::instrument(exchange, span);
         let answer = match tokio::time::timeout(config.request_timeout, exchange).await {
             Ok(response) => response.and_then(R::unwrap_response),
             Err(_) => Err(Error::Timeout(format!(

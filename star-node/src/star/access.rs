@@ -8,9 +8,11 @@ use actix::prelude::*;
 use hyperverse_core::security::{Access, Permissions};
 use hyperverse_core::wave::{CmdMethod, HttpMethod, Method, Ping};
 use hyperverse_core::{Agent, Error, Kind};
+use tracing::Instrument;
 
 use super::Star;
 use crate::reply::Reply;
+use crate::spans;
 
 impl Star {
     /// Checks access, then hands the wave to the driver of `kind`.
@@ -42,6 +44,7 @@ impl Star {
                 self.running += 1;
                 let machine = self.machine.clone();
                 let (agent, point) = (ping.agent.clone(), ping.to.clone());
+                let span = spans::work("access", &ping);
                 let decide = async move {
                     let asked_at = machine.access_epoch();
                     let access = machine.registry.access(&agent, &point).await?;
@@ -56,7 +59,8 @@ impl Star {
                             .insert(agent, point, decided, now);
                     }
                     Ok::<Access, Error>(access)
-                };
+                }
+                .instrument(span);
                 ctx.spawn(decide.into_actor(self).map(move |decided, star, ctx| {
                     star.running -= 1;
                     match decided.and_then(|access| access.check(&required)) {

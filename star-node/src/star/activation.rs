@@ -11,12 +11,14 @@ use hyperverse_core::driver::DriverCtx;
 use hyperverse_core::particle::{ParticleRecord, Status};
 use hyperverse_core::wave::{Ping, Substance};
 use hyperverse_core::{Error, Kind, Point, Result};
+use tracing::Instrument;
 
 use super::calls::answer;
 use super::{Parked, Star};
 use crate::machine::Liveness;
 use crate::reply::{Answered, Reply};
 use crate::router::{Inbound as RouteInput, Route};
+use crate::spans;
 
 impl Star {
     /// Parks the wave and asks the registry where its target lives; a wave whose target
@@ -27,10 +29,11 @@ impl Star {
             return;
         }
         let point = parked.ping.to.clone();
+        let span = spans::work("lookup", &parked.ping);
         self.parked.insert(point.clone(), vec![parked]);
         let registry = self.machine.registry.clone();
         let asked = point.clone();
-        let fetch = async move { registry.record(&asked).await };
+        let fetch = async move { registry.record(&asked).await }.instrument(span);
         ctx.spawn(
             fetch
                 .into_actor(self)
@@ -103,7 +106,8 @@ impl Star {
                 return Ok(dead);
             }
             machine.place_and_assign(&record).await
-        };
+        }
+        .instrument(self.work_span("place", &point));
         ctx.spawn(placing.into_actor(self).map(move |placed, star, ctx| {
             let parked = star.parked.remove(&point).unwrap_or_default();
             match placed {
@@ -155,6 +159,10 @@ impl Star {
                 .and_then(|parked| parked.first())
                 .map_or(self.machine.settings.wave_budget, |p| p.ping.budget),
         };
+        let span = match &assign {
+            Some((ping, _)) => spans::work("host", ping),
+            None => self.work_span("host", &point),
+        };
         self.running += 1;
         let star = self.key.clone();
         let registry = self.machine.registry.clone();
@@ -187,7 +195,8 @@ impl Star {
                 )));
             }
             registry.set_status(point, Status::Ready).await
-        };
+        }
+        .instrument(span);
         let hosting = AssertUnwindSafe(hosting).catch_unwind().map(|hosted| {
             hosted.unwrap_or_else(|_| Err(Error::internal("the driver panicked while hosting")))
         });
@@ -231,6 +240,14 @@ impl Star {
                     }
                 }
             }
+        }
+    }
+
+    /// A span for work on `point`, a child of the first wave parked for it.
+    fn work_span(&self, name: &'static str, point: &Point) -> tracing::Span {
+        match self.parked.get(point).and_then(|parked| parked.first()) {
+            Some(first) => spans::work(name, &first.ping),
+            None => tracing::Span::none(),
         }
     }
 

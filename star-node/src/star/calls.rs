@@ -16,10 +16,12 @@ use futures::task::noop_waker_ref;
 use hyperverse_core::driver::{Driver, DriverCtx, Outbound};
 use hyperverse_core::wave::{Ping, Pong, Signal, Substance};
 use hyperverse_core::{BaseKind, Error, Result, WaveId};
+use tracing::Instrument;
 
 use super::{Inbound, Star};
 use crate::reply::{Answered, Reply};
 use crate::router::Arrival;
+use crate::spans;
 
 impl Star {
     fn count_wave(&mut self, kind: BaseKind) {
@@ -53,22 +55,26 @@ impl Star {
         let star = self.key.clone();
         let registry = self.machine.registry.clone();
         let outbound = self.outbound.clone();
+        let span = spans::driver(driver.kind(), &ping);
         if reply.is_none() {
             let signal = into_signal(ping);
-            actix::spawn(async move {
-                let ctx = DriverCtx {
-                    star: &star,
-                    registry: registry.as_ref(),
-                    outbound: outbound.as_ref(),
-                    budget: signal.budget,
-                };
-                let handled = AssertUnwindSafe(driver.signal(ctx, &signal)).catch_unwind();
-                match handled.await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => tracing::debug!(to = %signal.to, error = %e, "signal failed"),
-                    Err(_) => tracing::error!(to = %signal.to, "the driver panicked"),
+            actix::spawn(
+                async move {
+                    let ctx = DriverCtx {
+                        star: &star,
+                        registry: registry.as_ref(),
+                        outbound: outbound.as_ref(),
+                        budget: signal.budget,
+                    };
+                    let handled = AssertUnwindSafe(driver.signal(ctx, &signal)).catch_unwind();
+                    match handled.await {
+                        Ok(Ok(())) => {}
+                        Ok(Err(e)) => tracing::debug!(to = %signal.to, error = %e, "signal failed"),
+                        Err(_) => tracing::error!(to = %signal.to, "the driver panicked"),
+                    }
                 }
-            });
+                .instrument(span),
+            );
             return;
         }
         let answer_id = self.machine.next_id();
@@ -76,15 +82,16 @@ impl Star {
         let stateful = driver.stateful();
         let ping = Rc::new(ping);
         let asked = ping.clone();
-        let mut call = Box::pin(async move {
-            let ctx = DriverCtx {
-                star: &star,
-                registry: registry.as_ref(),
-                outbound: outbound.as_ref(),
-                budget: asked.budget,
-            };
-            // A panicking driver fails its wave, not the star.
-            let result = AssertUnwindSafe(driver.handle(ctx, &asked))
+        let mut call = Box::pin(
+            async move {
+                let ctx = DriverCtx {
+                    star: &star,
+                    registry: registry.as_ref(),
+                    outbound: outbound.as_ref(),
+                    budget: asked.budget,
+                };
+                // A panicking driver fails its wave, not the star.
+                let result = AssertUnwindSafe(driver.handle(ctx, &asked))
                 .catch_unwind()
                 .await
                 .unwrap_or_else(|_| {
@@ -95,8 +102,10 @@ impl Star {
                         asked.method
                     )))
                 });
-            answer(answer_id, &asked, result)
-        });
+                answer(answer_id, &asked, result)
+            }
+            .instrument(span),
+        );
         let mut no_wake = TaskContext::from_waker(noop_waker_ref());
         if let Poll::Ready(pong) = call.as_mut().poll(&mut no_wake) {
             return reply.send(Answered::Pong(pong));

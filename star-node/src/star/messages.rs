@@ -78,7 +78,9 @@ impl Handler<Inbound> for Star {
     type Result = ();
 
     fn handle(&mut self, msg: Inbound, ctx: &mut Context<Self>) {
-        self.dispatch(msg.ping, msg.arrival, msg.reply, ctx);
+        let mut ping = msg.ping;
+        let reply = crate::spans::star(&self.key, &mut ping, msg.reply);
+        self.dispatch(ping, msg.arrival, reply, ctx);
     }
 }
 

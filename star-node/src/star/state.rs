@@ -20,10 +20,12 @@ use hyperverse_core::driver::Driver;
 use hyperverse_core::registry::RegistryApi;
 use hyperverse_core::wave::{HypMethod, Ping, Substance};
 use hyperverse_core::{Error, Point, Result};
+use tracing::Instrument;
 
 use super::Star;
 use super::calls::answer;
 use crate::reply::{Answered, Reply};
+use crate::spans;
 
 /// Saves the state of every stateful particle the star hosts; answers how many.
 #[derive(Debug, Message)]
@@ -111,7 +113,8 @@ impl Star {
             let assign =
                 machine.platform_ping(&target, HypMethod::Assign, Substance::Record(record));
             machine.call(&target, assign).await.map(drop)
-        };
+        }
+        .instrument(spans::work("migrate", &ping));
         ctx.spawn(moving.into_actor(self).map(move |moved, star, ctx| {
             star.running -= 1;
             if moved.is_ok() {

@@ -105,7 +105,7 @@ pub(crate) enum Command {
     },
     /// Send a ping to a particle and print the reply body.
     #[command(
-        after_help = "Examples:\n  hv ping localhost:app --body hello\n  hv ping localhost:app:counter --method 'Ext<Count>' --timeout 2s\n  hv --json ping localhost:app:counter --method 'Cmd<Read>'   # a mechtron's state"
+        after_help = "Examples:\n  hv ping localhost:app --body hello\n  hv ping localhost:app:counter --method 'Ext<Count>' --timeout 2s\n  hv ping localhost:app --header traceparent=00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01\n  hv --json ping localhost:app:counter --method 'Cmd<Read>'   # a mechtron's state"
     )]
     Ping {
         /// The target particle.
@@ -116,6 +116,10 @@ pub(crate) enum Command {
         /// The body, sent as text (empty when absent).
         #[arg(long)]
         body: Option<String>,
+        /// A wave header, KEY=VALUE; repeatable. `traceparent=00-TRACE-SPAN-01` makes
+        /// the ping's spans join that trace (when the machines export traces).
+        #[arg(long = "header", value_name = "KEY=VALUE")]
+        headers: Vec<String>,
         /// How long the gate waits for the reply before answering 408 (`10s`, `500ms`).
         #[arg(long, value_name = "DURATION", default_value = "10s",
               value_parser = hyperverse_core::duration::parse)]
@@ -287,11 +291,12 @@ pub(crate) fn request(command: Command) -> Result<ClientRequest> {
             point,
             method,
             body,
+            headers,
             timeout,
         } => ClientRequest::Ping {
             to: point.parse()?,
             method: method.parse::<Method>()?,
-            headers: Headers::new(),
+            headers: wave_headers(&headers)?,
             body: body.map_or(Substance::Empty, Substance::Text),
             timeout_ms: u32::try_from(timeout.as_millis()).map_err(|_| {
                 Error::bad_request(format!(
@@ -388,6 +393,18 @@ fn property_mod(arg: &str) -> Result<PropertyMod> {
         "token" => Ok(PropertyMod::set(TOKEN_HASH, token_hash(value)?)),
         _ => Ok(PropertyMod::set(key, value)),
     }
+}
+
+/// `--header KEY=VALUE` arguments as wave headers.
+fn wave_headers(args: &[String]) -> Result<Headers> {
+    args.iter()
+        .map(|arg| match arg.split_once('=') {
+            Some((key, value)) if !key.is_empty() => Ok((key.to_string(), value.to_string())),
+            _ => Err(Error::bad_request(format!(
+                "--header {arg:?} must look like KEY=VALUE"
+            ))),
+        })
+        .collect()
 }
 
 /// A `--by POINT` argument, checked before connecting.
@@ -574,6 +591,35 @@ mod tests {
         );
         for stack in ["10", "99999999", "lots"] {
             assert!(Cli::try_parse_from(["hv", "build", "g.rs", "--stack-size", stack]).is_err());
+        }
+    }
+
+    #[test]
+    fn headers_are_key_value_pairs() {
+        let ClientRequest::Ping { headers, .. } = parse(&[
+            "ping",
+            "localhost:app",
+            "--header",
+            "traceparent=00-aa-bb-01",
+            "--header",
+            "x=a=b",
+            "--header",
+            "empty=",
+        ])
+        .unwrap() else {
+            panic!("not a ping");
+        };
+        let pairs: Vec<(&str, &str)> = headers
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
+        assert_eq!(
+            pairs,
+            [("empty", ""), ("traceparent", "00-aa-bb-01"), ("x", "a=b")]
+        );
+        for bad in ["novalue", "=value"] {
+            let e = parse(&["ping", "localhost:app", "--header", bad]).unwrap_err();
+            assert!(e.to_string().contains("KEY=VALUE"), "{e}");
         }
     }
 

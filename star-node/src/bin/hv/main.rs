@@ -106,12 +106,12 @@ async fn perform(client: &GateClient, request: ClientRequest) -> Result<Answer> 
         ClientRequest::Ping {
             to,
             method,
+            headers,
             body,
             timeout_ms,
-            ..
         } => {
             let timeout = Duration::from_millis(u64::from(timeout_ms));
-            Answer::Body(client.ping(to, method, body, timeout).await?)
+            Answer::Body(client.ping_with(to, method, headers, body, timeout).await?)
         }
         ClientRequest::Signal { to, method, body } => {
             client.signal(to, method, body).await?;
