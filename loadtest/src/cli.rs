@@ -37,12 +37,23 @@ pub enum Command {
     Local(LocalArgs),
     /// Drive an existing cluster through its gates.
     Run(RunArgs),
+    /// Receive spans over OTLP/HTTP (protobuf or JSON) and drop them, printing how many
+    /// arrive each second: a stand-in collector, to measure what tracing costs.
+    OtlpSink(OtlpSinkArgs),
     /// (internal) The relay of the raw relay baseline.
     #[command(hide = true)]
     RelayNode(RelayNodeArgs),
     /// (internal) The echo server of the raw TCP baselines.
     #[command(hide = true)]
     EchoNode(EchoNodeArgs),
+}
+
+/// `loadtest otlp-sink`.
+#[derive(Debug, Args)]
+pub struct OtlpSinkArgs {
+    /// Where to listen: star-nodes export to `http://LISTEN` (`otlp_endpoint`).
+    #[arg(long, default_value = "127.0.0.1:4318")]
+    pub listen: String,
 }
 
 /// `loadtest local`.
@@ -75,12 +86,40 @@ pub struct LocalArgs {
     /// The chaos schedule (`--scenario chaos`).
     #[command(flatten)]
     pub chaos: ChaosArgs,
+    /// Tracing on the star-nodes.
+    #[command(flatten)]
+    pub tracing: TracingArgs,
     /// The load.
     #[command(flatten)]
     pub load: LoadArgs,
     /// Baselines and output.
     #[command(flatten)]
     pub output: OutputArgs,
+}
+
+/// Tracing on the star-nodes `loadtest local` starts (off by default).
+#[derive(Debug, Clone, Args)]
+pub struct TracingArgs {
+    /// Export every star-node's spans to this OpenTelemetry collector
+    /// (`http://127.0.0.1:4318`; `loadtest otlp-sink` stands in for one).
+    #[arg(long, value_name = "URL")]
+    pub otlp_endpoint: Option<String>,
+    /// The share of new traces exported, 0 to 1.
+    #[arg(long, default_value_t = 1.0, requires = "otlp_endpoint")]
+    pub trace_sample_ratio: f64,
+}
+
+impl TracingArgs {
+    /// The star-node config lines they stand for (none when off).
+    pub fn node_config(&self) -> String {
+        match &self.otlp_endpoint {
+            Some(endpoint) => format!(
+                "otlp_endpoint = \"{endpoint}\"\ntrace_sample_ratio = {}\n",
+                self.trace_sample_ratio
+            ),
+            None => String::new(),
+        }
+    }
 }
 
 /// The chaos schedule of `--scenario chaos` (see docs/loadtest.md).
@@ -385,6 +424,35 @@ mod tests {
         let missing = dir.path().join("nope.wasm").display().to_string();
         let error = crate::scenario::Knobs::of(&local(&["--echo-wasm", &missing]).load);
         assert!(matches!(error, Err(crate::error::Error::Usage(m)) if m.contains("nope.wasm")));
+    }
+
+    #[test]
+    fn tracing_is_off_unless_an_endpoint_is_given() {
+        let tracing = |extra: &[&str]| {
+            let args = ["loadtest", "local"].iter().chain(extra);
+            match Cli::try_parse_from(args).map(|cli| cli.command) {
+                Ok(Command::Local(local)) => Ok(local.tracing.node_config()),
+                Ok(_) => panic!("local expected"),
+                Err(e) => Err(e),
+            }
+        };
+        assert_eq!(tracing(&[]).unwrap(), "");
+        let on = tracing(&["--otlp-endpoint", "http://127.0.0.1:4318"]).unwrap();
+        assert_eq!(
+            on,
+            "otlp_endpoint = \"http://127.0.0.1:4318\"\ntrace_sample_ratio = 1\n"
+        );
+        let sampled = tracing(&[
+            "--otlp-endpoint",
+            "http://c:4318",
+            "--trace-sample-ratio",
+            "0.01",
+        ]);
+        assert!(sampled.unwrap().contains("trace_sample_ratio = 0.01\n"));
+        assert!(
+            tracing(&["--trace-sample-ratio", "0.5"]).is_err(),
+            "a ratio needs an endpoint"
+        );
     }
 
     #[test]

@@ -15,6 +15,7 @@
 //!   load saw of each fault (pure).
 //! - [`baseline`]: raw actix, TCP echo, relay and Redis figures of the same run.
 //! - [`report`], [`plot`], [`progress`]: what the user sees.
+//! - [`otlp_sink`]: a stand-in OpenTelemetry collector, to measure tracing's cost.
 //! - [`session`]: one invocation from start to exit status; [`cli`]: its arguments.
 
 pub mod baseline;
@@ -24,6 +25,7 @@ pub mod cluster;
 pub mod engine;
 pub mod error;
 pub mod faults;
+pub mod otlp_sink;
 pub mod outage;
 pub mod plot;
 pub mod process;
@@ -55,6 +57,7 @@ pub fn main() -> ExitCode {
     match cli.command {
         cli::Command::Local(args) => session::local(args),
         cli::Command::Run(args) => session::run(args),
+        cli::Command::OtlpSink(args) => otlp_sink::main(&args),
         cli::Command::RelayNode(args) => baseline::nodes::relay_main(args),
         cli::Command::EchoNode(args) => baseline::nodes::echo_main(args),
     }

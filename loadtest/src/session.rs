@@ -236,6 +236,8 @@ struct LocalShape {
     nodes: usize,
     /// `--ha`: replicas per shard.
     replicas: Option<usize>,
+    /// TOML lines added to every star-node's config (tracing).
+    node_extra: String,
 }
 
 async fn local_session(
@@ -278,6 +280,7 @@ async fn local_session(
         shards,
         nodes: args.nodes,
         replicas: args.ha.then_some(args.replicas),
+        node_extra: args.tracing.node_config(),
     };
     let target = start_local(&shape, args.transport, &dir, processes).await?;
     let mut report = drive(target, &args.load, &args.output, &dir, processes).await?;
@@ -309,7 +312,7 @@ async fn start_local(
             let started = cluster::start(
                 &shape.bins,
                 shape.shards,
-                (shape.nodes, transport),
+                (shape.nodes, transport, &shape.node_extra),
                 dir,
                 processes,
             )
@@ -322,6 +325,7 @@ async fn start_local(
                 replicas,
                 nodes: shape.nodes,
                 transport,
+                node_extra: shape.node_extra.clone(),
             };
             let ha = cluster::ha::start(&shape.bins, ha_shape, dir, processes).await?;
             (ha.cluster, ha.notes)

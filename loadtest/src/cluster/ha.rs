@@ -49,7 +49,7 @@ pub const REGISTRY_FOLLOWS_SENTINEL: bool = true;
 pub const REGISTRY_LIST: bool = true;
 
 /// What to start.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct HaShape {
     /// Shards.
     pub shards: usize,
@@ -59,6 +59,8 @@ pub struct HaShape {
     pub nodes: usize,
     /// How the cluster's connections travel.
     pub transport: TransportMode,
+    /// TOML lines added to every star-node's config.
+    pub node_extra: String,
 }
 
 /// A registry-svc or star-node the chaos schedule may kill and start again.
@@ -148,6 +150,7 @@ pub async fn start(
         secret: &secret,
         admin_token: &admin_token,
         transport: shape.transport,
+        node_extra: &shape.node_extra,
     };
     if !REGISTRY_LIST {
         notes.push(

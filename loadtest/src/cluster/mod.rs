@@ -207,11 +207,12 @@ impl Drop for RunDir {
 }
 
 /// Starts the cluster: `shards` Redis servers (none: in memory), registry-svc, `nodes`
-/// star-nodes; returns once every gate answers and the directory lists every star.
+/// star-nodes (their configs ending with `node_extra`); returns once every gate answers
+/// and the directory lists every star.
 pub async fn start(
     bins: &Binaries,
     shards: usize,
-    (nodes, transport): (usize, TransportMode),
+    (nodes, transport, node_extra): (usize, TransportMode, &str),
     dir: &Path,
     processes: &mut Processes,
 ) -> Result<Cluster> {
@@ -230,6 +231,7 @@ pub async fn start(
         secret: &secret,
         admin_token: &admin_token,
         transport,
+        node_extra,
     };
     let nodes = start_nodes(bins, nodes, registry.rpc, &credentials, dir, processes).await?;
     await_health(&nodes, &admin_token, &client_config(&secret, transport)).await?;
@@ -279,7 +281,7 @@ async fn start_registry(
 }
 
 /// What every generated config carries: the shared secret, the hyperuser's token at the
-/// gates, and the transport.
+/// gates, the transport, and lines every star-node's config ends with (tracing).
 #[derive(Clone, Copy)]
 pub struct Credentials<'a> {
     /// The shared secret (registry-svc and lanes).
@@ -288,6 +290,8 @@ pub struct Credentials<'a> {
     pub admin_token: &'a str,
     /// `noise` or `plain`.
     pub transport: TransportMode,
+    /// TOML lines added to every star-node's config (`--otlp-endpoint`'s settings).
+    pub node_extra: &'a str,
 }
 
 impl std::fmt::Debug for Credentials<'_> {
@@ -325,12 +329,14 @@ pub fn node_config(
         secret,
         admin_token,
         transport,
+        node_extra,
     } = credentials;
     format!(
         "machine = \"{machine}\"\ngate = \"{gate}\"\nmetrics = \"{metrics}\"\n\
          registry = \"{registry}\"\nsecret = \"{secret}\"\nadmin_token = \"{admin_token}\"\n\
          transport = \"{}\"\n\
-         directory_refresh_ms = {DIRECTORY_REFRESH_MS}\ndrain_timeout_ms = {DRAIN_MS}\n",
+         directory_refresh_ms = {DIRECTORY_REFRESH_MS}\ndrain_timeout_ms = {DRAIN_MS}\n\
+         {node_extra}",
         transport_name(*transport)
     )
 }

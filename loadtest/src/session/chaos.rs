@@ -86,8 +86,9 @@ pub(super) async fn run(
         replicas: args.replicas,
         nodes: args.nodes,
         transport: args.transport,
+        node_extra: args.tracing.node_config(),
     };
-    let ha = ha::start(bins, shape, dir, processes).await?;
+    let ha = ha::start(bins, shape.clone(), dir, processes).await?;
     let mut notes = ha.notes.clone();
     for note in &notes {
         eprintln!("loadtest: note: {note}");
