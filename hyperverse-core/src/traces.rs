@@ -106,7 +106,7 @@ impl Exporting {
 
 impl Drop for Exporting {
     fn drop(&mut self) {
-        trace::set_enabled(false);
+        trace::disable();
         if let Err(e) = self.provider.shutdown_with_timeout(EXPORT_TIMEOUT) {
             tracing::warn!(error = %e, "the last spans were not exported");
         }
@@ -114,7 +114,7 @@ impl Drop for Exporting {
 }
 
 /// The layer that exports spans of target [`TARGET`] as `export` says, and the handle
-/// that flushes it at shutdown. Turns [`trace::enabled`] on.
+/// that flushes it at shutdown. Turns [`trace::enabled`] on, with `export`'s ratio.
 pub fn layer<S>(export: &TraceExport) -> Result<(impl Layer<S> + use<S>, Exporting), String>
 where
     S: tracing::Subscriber + for<'a> LookupSpan<'a>,
@@ -137,7 +137,9 @@ where
             KeyValue::new("service.version", env!("CARGO_PKG_VERSION")),
         ])
         .build();
-    let sampler = Sampler::ParentBased(Box::new(Sampler::TraceIdRatioBased(export.sample_ratio)));
+    // Which traces are kept is decided before spans are made (`trace::sample_new`):
+    // every span that reaches the SDK is kept.
+    let sampler = Sampler::AlwaysOn;
     let provider = SdkTracerProvider::builder()
         .with_batch_exporter(exporter)
         .with_sampler(sampler)
@@ -152,7 +154,7 @@ where
         .with_target(false)
         .with_tracked_inactivity(false)
         .with_filter(Targets::new().with_target(TARGET, tracing::Level::TRACE));
-    trace::set_enabled(true);
+    trace::enable(export.sample_ratio);
     Ok((layer, Exporting { provider }))
 }
 

@@ -102,7 +102,7 @@ impl Lane {
     /// for a signal).
     pub fn send(self: &Rc<Self>, star: Point, mut ping: Ping, reply: Reply) {
         self.sweep();
-        let reply = crate::spans::lane(&self.peer, &star, &mut ping, reply);
+        let reply = crate::spans::lane(&self.peer, &mut ping, reply);
         let frame = if reply.is_none() {
             LaneFrame::Signal { star, wave: ping }
         } else {

@@ -17,6 +17,8 @@ use support::*;
 /// The client's trace and span, as `hv ping --header traceparent=…` sends them.
 const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CLIENT_SPAN: &str = "00f067aa0ba902b7";
+/// A trace the client marks as not sampled: no machine makes a span for it.
+const UNSAMPLED: &str = "0af7651916cd43dd8448eb211c80319c";
 
 /// One exported span, flattened with its resource's `service.instance.id`.
 #[derive(Debug, Clone)]
@@ -188,10 +190,16 @@ fn one_cross_machine_ping_is_one_trace_with_spans_from_both_machines() {
         "<<b>>::super",
     );
 
-    let traceparent = format!("traceparent=00-{TRACE}-{CLIENT_SPAN}-01");
     let echo = echo.to_string();
-    let args = ["ping", &echo, "--body", "traced", "--header", &traceparent];
-    assert_eq!(hv_ok(gate_a, &args).trim(), "traced");
+    let ping = |trace: &str, flags: &str| {
+        let traceparent = format!("traceparent=00-{trace}-{CLIENT_SPAN}-{flags}");
+        let args = ["ping", &echo, "--body", "traced", "--header", &traceparent];
+        assert_eq!(hv_ok(gate_a, &args).trim(), "traced");
+    };
+    // First the unsampled ping: its spans, were there any, would be queued before the
+    // sampled one's on both machines, so exported no later.
+    ping(UNSAMPLED, "00");
+    ping(TRACE, "01");
 
     let wanted = [
         ("a", "gate"),
@@ -222,6 +230,16 @@ fn one_cross_machine_ping_is_one_trace_with_spans_from_both_machines() {
         );
         std::thread::sleep(Duration::from_millis(100));
     };
+
+    let unsampled: Vec<Span> = receiver
+        .spans()
+        .into_iter()
+        .filter(|s| s.trace == UNSAMPLED)
+        .collect();
+    assert!(
+        unsampled.is_empty(),
+        "a trace not sampled made spans: {unsampled:#?}"
+    );
 
     // One tree: the gate's span continues the client's, every other span's parent is
     // in the trace, and the hops chain across the lane.
