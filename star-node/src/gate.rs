@@ -247,7 +247,7 @@ async fn authenticate(
 /// The label of a token that was checked and is wrong.
 const BAD_TOKEN: &str = "bad_token";
 /// The label of a User's right token against a hash in the old unsalted form.
-const OUTDATED_HASH: &str = "outdated_token_hash";
+pub(crate) const OUTDATED_HASH: &str = "outdated_token_hash";
 
 /// The agent `token` stands for, or why it stands for none. Only the configured admin
 /// token is the hyperuser: the shared secret, which admits machines, is no login.

@@ -13,7 +13,7 @@
 //! | `hv_lane_handshake_failures_total` | counter | `reason` |
 //! | `hv_gate_requests_total` | counter | `op`: client requests taken |
 //! | `hv_gate_errors_total` | counter | `kind`: client requests failed, by error kind |
-//! | `hv_gate_login_failures_total` | counter | `reason`: `bad_token` (checked and wrong), `limited` (refused unchecked during a wait) |
+//! | `hv_gate_login_failures_total` | counter | `reason`: `bad_token` (checked and wrong), `outdated_token_hash` (a right token against an old unsalted hash), `limited` (refused unchecked during a wait) |
 //! | `hv_gate_idle_closed_total` | counter | client connections closed for `client_idle_timeout_ms` without a request |
 //! | `hv_star_registry_call_seconds` | histogram | `op`: the machine's registry calls, from asking to the answer (failed ones too) |
 //! | `hv_star_registry_call_errors_total` | counter | `kind`: registry calls that failed, by error kind |
@@ -86,6 +86,16 @@ fn counter_vec(name: &str, help: &str, labels: &[&str]) -> IntCounterVec {
 fn counter(name: &str, help: &str) -> IntCounter {
     IntCounter::new(name, help).expect("valid metric")
 }
+
+/// The `hv_lane_handshake_failures_total` reasons that point at a wrong peer or an
+/// attacker (`deploy/prometheus/alerts.yml` alerts on them).
+pub const HANDSHAKE_ALERT_REASONS: [&str; 5] = [
+    "wrong_secret",
+    "wrong_peer",
+    "wrong_gate_key",
+    "tampered",
+    "refused_by_peer",
+];
 
 impl Default for Metrics {
     fn default() -> Self {
@@ -220,8 +230,14 @@ impl Metrics {
         for kind in hyperverse_core::Error::KIND_LABELS {
             metrics.gate_errors.with_label_values(&[kind]);
         }
-        for reason in ["bad_token", "limited"] {
+        for reason in ["bad_token", crate::gate::OUTDATED_HASH, "limited"] {
             metrics.login_failures.with_label_values(&[reason]);
+        }
+        // The reasons the handshake alert watches exist from the start: the first
+        // wrong secret is then an increase from 0, which `increase()` sees, rather than
+        // a new series, which it does not.
+        for reason in HANDSHAKE_ALERT_REASONS {
+            metrics.handshake_failures.with_label_values(&[reason]);
         }
         for kind in hyperverse_core::Error::KIND_LABELS {
             metrics.registry_errors.with_label_values(&[kind]);

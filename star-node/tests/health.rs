@@ -25,6 +25,36 @@ fn a_node_is_ready_once_started_and_not_while_the_registry_is_silent() {
             status(node, "/readyz") == Some(200)
         });
     }
+    // A fresh machine has the series of what it knows at start: every star's kinds,
+    // the login failure and alerted handshake reasons, at 0.
+    let fresh = scrape(cluster.b.addr("metrics"));
+    let series = |name: &str, labels: &[(&str, &str)]| {
+        let line = fresh.lines().find(|l| {
+            l.starts_with(name)
+                && labels
+                    .iter()
+                    .all(|(k, v)| l.contains(&format!("{k}=\"{v}\"")))
+        });
+        line.unwrap_or_else(|| panic!("no {name} {labels:?} in\n{fresh}"))
+            .to_string()
+    };
+    for (star, kind) in [("<<b>>::central", "Root"), ("<<b>>::scribe", "User")] {
+        let labels = [("star", star), ("kind", kind)];
+        assert!(series("hv_star_waves_total", &labels).ends_with(" 0"));
+        assert!(series("hv_star_particles", &labels).starts_with("hv_star_particles{"));
+    }
+    for reason in [
+        "wrong_secret",
+        "wrong_peer",
+        "wrong_gate_key",
+        "tampered",
+        "refused_by_peer",
+    ] {
+        assert!(series("hv_lane_handshake_failures_total", &[("reason", reason)]).ends_with(" 0"));
+    }
+    for reason in ["bad_token", "outdated_token_hash", "limited"] {
+        assert!(series("hv_gate_login_failures_total", &[("reason", reason)]).ends_with(" 0"));
+    }
 
     let paused = cluster.registry.pause();
     eventually(

@@ -131,6 +131,14 @@ impl Actor for Star {
         ctx.set_mailbox_capacity(self.machine.settings.star_mailbox);
         self.outbound = Arc::new(StarOutbound(ctx.address()));
         ctx.run_interval(TICK, |star, _| star.tick());
+        // Every kind this star hosts has its series from the start, at 0.
+        let (star, metrics) = (self.label(), &self.machine.metrics);
+        for kind in self.drivers.keys() {
+            let labels = [star.as_str(), kind.as_str()];
+            let counter = metrics.waves.with_label_values(&labels);
+            self.wave_counters.insert(*kind, counter);
+            metrics.particles.with_label_values(&labels);
+        }
     }
 }
 
