@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs the whole Hyperverse test suite on a fresh machine.
 #
-# Installs what the tests need when it is missing (redis-server, through apt-get), then
+# Installs what the tests need when it is missing (Debian packages through apt-get, and
+# kubernetes-validate from PyPI in a virtualenv), then
 # runs `cargo test --workspace`. Tests that need Redis start their own redis-server
 # processes on free loopback ports; they fail loudly if it cannot start.
 set -euo pipefail
@@ -24,6 +25,9 @@ command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
 [ -x /usr/bin/rustc ] || missing+=(rustc)
 [ -d /usr/lib/rustlib/wasm32-unknown-unknown/lib ] || missing+=(libstd-rust-dev-wasm32)
 command -v wasm-ld >/dev/null 2>&1 || missing+=(lld)
+# The Kubernetes manifests are checked against the API's schemas by kubernetes-validate
+# (PyPI), in a virtualenv of its own (Debian's python3-venv makes it).
+/usr/bin/python3 -c 'import ensurepip' >/dev/null 2>&1 || missing+=(python3-venv)
 if [ ${#missing[@]} -gt 0 ]; then
     echo "test.sh: installing ${missing[*]}" >&2
     if [ "$(id -u)" -eq 0 ]; then SUDO=""; else SUDO="sudo"; fi
@@ -39,6 +43,15 @@ redis-server --version
 promtool --version 2>&1 | sed -n 1p
 tcpdump --version 2>&1 | sed -n 1p
 /usr/bin/rustc --version
+venv="${XDG_CACHE_HOME:-$HOME/.cache}/hyperverse/test-venv"
+if ! "$venv/bin/kubernetes-validate" --version 2>/dev/null | grep -qx '1.37.0'; then
+    echo "test.sh: installing kubernetes-validate 1.37.0 in $venv" >&2
+    rm -rf "$venv"
+    /usr/bin/python3 -m venv "$venv"
+    "$venv/bin/pip" install --quiet --disable-pip-version-check 'kubernetes-validate==1.37.0'
+fi
+export HV_KUBERNETES_VALIDATE="$venv/bin/kubernetes-validate"
+echo "kubernetes-validate $("$HV_KUBERNETES_VALIDATE" --version)"
 
 # A one-off build gains nothing from incremental compilation and its caches double the
 # disk a fresh build takes; a developer who iterates can set CARGO_INCREMENTAL=1.

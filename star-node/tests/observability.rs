@@ -4,9 +4,14 @@
 //! verify`; the compose file and the Kubernetes manifests hold together, and the
 //! settings they give each service pass its `--check-config`.
 //!
-//! Needs `promtool` and `prometheus` (Debian's `prometheus` package), `systemd-analyze`
-//! and `python3` with PyYAML (`python3-yaml`, to read YAML: no YAML crate is in the
-//! workspace); scripts/test.sh installs them. Each test fails loudly when one is missing.
+//! The compose file is read by `compose_spec`, a parser of the Compose specification;
+//! the manifests are checked by `kubernetes-validate` (PyPI) against the Kubernetes
+//! API's schemas.
+//!
+//! Needs `promtool` and `prometheus` (Debian's `prometheus` package), `systemd-analyze`,
+//! `python3` with PyYAML (`python3-yaml`, to read YAML as JSON for the structural
+//! checks) and `kubernetes-validate` (`HV_KUBERNETES_VALIDATE`, or on PATH);
+//! scripts/test.sh installs them. Each test fails loudly when one is missing.
 
 mod support;
 
@@ -473,6 +478,16 @@ fn systemd_units_verify() {
 
 #[test]
 fn compose_file_holds_together() {
+    // The Compose specification, as a parser that implements it reads it: unknown keys,
+    // values of the wrong shape, and services naming undefined volumes, secrets or
+    // networks are errors.
+    let text = std::fs::read_to_string(deploy("compose/compose.yaml")).expect("compose.yaml");
+    let spec = compose_spec::Compose::options()
+        .apply_merge(true) // `<<: *star-node`, as docker compose merges it
+        .from_yaml_str(&text)
+        .unwrap_or_else(|e| panic!("compose.yaml breaks the Compose specification: {e}"));
+    spec.validate_all()
+        .unwrap_or_else(|e| panic!("compose.yaml breaks the Compose specification: {e}"));
     let compose = yaml(&deploy("compose/compose.yaml"));
     let compose = &compose[0];
     let services = compose["services"].as_object().expect("services");
@@ -594,10 +609,29 @@ fn compose_file_holds_together() {
 fn kubernetes_manifests_hold_together() {
     let dir = deploy("kubernetes");
     let mut objects = Vec::new();
+    let mut files = vec![dir.join("secret.example.yaml")];
     let kustomization = yaml(&dir.join("kustomization.yaml"));
     for resource in kustomization[0]["resources"].as_array().expect("resources") {
         let file = dir.join(resource.as_str().expect("a file"));
         objects.extend(yaml(&file));
+        files.push(file);
+    }
+    // Every object against the Kubernetes API's own schemas, unknown fields refused,
+    // for the oldest and newest versions we claim.
+    let validator =
+        std::env::var_os("HV_KUBERNETES_VALIDATE").unwrap_or_else(|| "kubernetes-validate".into());
+    for version in ["1.29.0", "1.37.0"] {
+        let out = run(
+            Command::new(&validator)
+                .args(["--strict", "--quiet", "--kubernetes-version", version])
+                .args(&files),
+            "kubernetes-validate (PyPI) is missing: scripts/test.sh installs it in a \
+             virtualenv and sets HV_KUBERNETES_VALIDATE",
+        );
+        assert_ok(
+            &out,
+            &format!("kubernetes-validate for Kubernetes {version}"),
+        );
     }
     let secret = yaml(&dir.join("secret.example.yaml"));
     assert_eq!(secret[0]["kind"], "Secret");
