@@ -9,7 +9,7 @@
 //! | `sentinels` (comma-separated `host:port` of the Redis Sentinels that monitor every shard) | `HV_REGISTRY_SENTINELS` | empty: shards are URLs |
 //! | `wait_replicas` (replica acknowledgements each write waits for, Redis `WAIT`) | `HV_REGISTRY_WAIT_REPLICAS` | 1 with `sentinels`, else 0 |
 //! | `wait_timeout_ms` (how long a write waits for them) | `HV_REGISTRY_WAIT_TIMEOUT_MS` | 1000 |
-//! | `wait_mode` (`connected`: wait for the replicas online, up to `wait_replicas`; `strict`: always for `wait_replicas`) | `HV_REGISTRY_WAIT_MODE` | `connected` |
+//! | `wait_mode` (`connected`: wait for the replicas online, up to `wait_replicas`, and for all of them while the Sentinels see the primary down or failing over; `strict`: always for `wait_replicas`) | `HV_REGISTRY_WAIT_MODE` | `connected` |
 //! | `init` (`auto`: a brand-new hyperverse's shards get their identity at start; `manual`: only by `registry-svc init`) | `HV_REGISTRY_INIT` | `auto` |
 //! | `secret` | `HV_REGISTRY_SECRET` | none: refused on a non-loopback `listen` |
 //! | `prefix` (key prefix) | `HV_REGISTRY_PREFIX` | `hv` |

@@ -1,5 +1,6 @@
 //! Replicated shards through Redis Sentinel: the Redis backend follows a fail-over and
-//! loses no acknowledged write, and writes wait for a replica's acknowledgement.
+//! loses no acknowledged write, writes wait for a replica's acknowledgement, and in
+//! connected mode go without one only while the Sentinels see the primary settled.
 //!
 //! Each test starts its own primary, replica and three Sentinels on free loopback ports.
 
@@ -159,6 +160,65 @@ async fn connected_writes_go_on_without_a_replica() {
     shard.replica.kill();
     until_written(&registry, 0).await;
     assert_eq!(registry.shards()[0].replicas_online(), Some(0));
+}
+
+/// Runs one command on `server`.
+fn command(server: &RedisServer, args: &[&str]) {
+    let mut conn = redis::Client::open(server.url())
+        .and_then(|c| c.get_connection())
+        .expect("connect");
+    let mut cmd = redis::cmd(args[0]);
+    cmd.arg(&args[1..]);
+    cmd.query::<()>(&mut conn).expect("the command");
+}
+
+/// The flags the Sentinel gives `master` (`master,s_down,o_down`).
+fn flags(sentinel: &Sentinel) -> String {
+    let fields: std::collections::HashMap<String, String> = sentinel
+        .ask(&["SENTINEL", "MASTER", MASTER])
+        .unwrap_or_default();
+    fields.get("flags").cloned().unwrap_or_default()
+}
+
+/// In connected mode a write goes without a replica only while the Sentinels see the
+/// primary settled. A primary they see down is about to be failed over (and, had it
+/// just restarted, turned into a replica dropping what it took): its writes wait for a
+/// replica, so none is acknowledged. Here the primary refuses the Sentinels' PINGs (an
+/// ACL), so they see it down while the registry still reaches it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn connected_writes_wait_while_the_sentinels_see_the_primary_down() {
+    let mut shard = Replicated::start();
+    let registry = RedisRegistry::connect(shard.registry_config(1, WaitMode::Connected))
+        .await
+        .expect("valid config");
+    shard.replica.kill();
+    until_written(&registry, 0).await;
+
+    command(&shard.primary, &["ACL", "SETUSER", "default", "-ping"]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !flags(&shard.sentinels[0]).contains("s_down") {
+        assert!(
+            Instant::now() < deadline,
+            "the Sentinel never saw the primary down"
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    registry.check_shards().await;
+    let err = create(&registry, &space(100))
+        .await
+        .expect_err("not acknowledged while the Sentinels see the primary down");
+    assert!(
+        matches!(&err, Error::Unavailable(m) if m.contains("reached 0 of the 1 replica")),
+        "{err}"
+    );
+
+    command(&shard.primary, &["ACL", "SETUSER", "default", "+ping"]);
+    until_written(&registry, 101).await;
+    assert_eq!(
+        shard.sentinels[0].primary_port(MASTER),
+        Some(shard.primary.port()),
+        "no fail-over happened: there was no replica to promote"
+    );
 }
 
 /// Without replicas asked for, writes are answered at once (no WAIT).

@@ -236,6 +236,13 @@ impl ShardLink {
         }
     }
 
+    /// Whether the Sentinels see the primary this link is connected to settled (always,
+    /// without Sentinels); each Sentinel may take the connect timeout to answer.
+    pub async fn settled(&self) -> bool {
+        let primary = self.link().addr.clone();
+        self.source.settled(&primary, self.timeouts.connect).await
+    }
+
     /// The identity's keeper, shared by every shard of the registry.
     pub fn identity(&self) -> &Identity {
         &self.identity
@@ -260,6 +267,7 @@ impl ShardLink {
             if let Ok(Ok(info)) = tokio::time::timeout(self.timeouts.connect, count).await {
                 self.acks.observe(&info);
             }
+            self.acks.set_settled(self.settled().await);
         }
         // The response timeout, not the connect one: on a connection in use, the check
         // may queue behind a batch that ends in a WAIT.

@@ -11,8 +11,13 @@
 //! few replicas. The count of replicas online is read from `INFO replication` on every
 //! new connection (after a fail-over the new primary may have none) and by each shard
 //! check (every second in the service).
+//!
+//! In `Connected` mode a Sentinel shard takes fewer acknowledgements than asked for only
+//! while the Sentinels see its master settled (up, no fail-over under way; read with
+//! the count): a primary that restarted during a fail-over is about to become a replica
+//! and drop what it takes, so until then writes wait for every replica asked for.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::time::Duration;
 
 use hyperverse_core::Error;
@@ -58,6 +63,9 @@ pub struct Acks {
     policy: Replication,
     /// Replicas online at the last check; `usize::MAX` until one is made.
     online: AtomicUsize,
+    /// Whether the Sentinels saw the master settled at the last check (always, for a
+    /// shard without Sentinels): fewer acknowledgements may do only then.
+    settled: AtomicBool,
 }
 
 /// A `WAIT` to send after writes, and how many acknowledgements it asks for.
@@ -73,6 +81,7 @@ impl Acks {
         Self {
             policy,
             online: AtomicUsize::new(usize::MAX),
+            settled: AtomicBool::new(true),
         }
     }
 
@@ -84,6 +93,11 @@ impl Acks {
     /// Records the replicas online, from `INFO replication`'s text.
     pub(crate) fn observe(&self, info: &str) {
         self.online.store(online_replicas(info), Ordering::Relaxed);
+    }
+
+    /// Records whether the Sentinels see the master settled (see the module doc).
+    pub(crate) fn set_settled(&self, settled: bool) {
+        self.settled.store(settled, Ordering::Relaxed);
     }
 
     /// Forgets the count (a new connection: maybe another server). Until the next
@@ -104,6 +118,7 @@ impl Acks {
     pub(crate) fn wait(&self) -> Option<Wait> {
         let wanted = match self.policy.mode {
             WaitMode::Strict => self.policy.replicas,
+            WaitMode::Connected if !self.settled.load(Ordering::Relaxed) => self.policy.replicas,
             WaitMode::Connected => self
                 .policy
                 .replicas
@@ -190,6 +205,15 @@ mod tests {
         assert_eq!(connected.wait().map(|w| w.wanted), Some(1));
         connected.observe("connected_slaves:0");
         assert!(connected.wait().is_none(), "none online: answer at once");
+
+        connected.set_settled(false);
+        assert_eq!(
+            connected.wait().map(|w| w.wanted),
+            Some(2),
+            "a master the Sentinels do not see settled: every replica asked for"
+        );
+        connected.set_settled(true);
+        assert!(connected.wait().is_none());
 
         let strict = acks(2, WaitMode::Strict);
         strict.observe("connected_slaves:0");

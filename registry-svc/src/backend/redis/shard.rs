@@ -88,7 +88,8 @@ impl Shard {
     }
 
     /// Verifies the shard's reachability and identity now (the periodic health check),
-    /// and counts the replicas its primary has online when writes wait for them.
+    /// and counts the replicas its primary has online when writes wait for them, and
+    /// whether its Sentinels see it settled.
     pub async fn check(&self) -> ShardState {
         let state = self.link.check().await;
         if state == ShardState::Serving && self.acks.wanted_at_all() {
@@ -103,6 +104,7 @@ impl Shard {
             if let Ok(info) = info {
                 self.acks.observe(&info);
             }
+            self.acks.set_settled(self.link.settled().await);
         }
         state
     }

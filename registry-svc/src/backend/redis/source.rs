@@ -5,6 +5,15 @@
 //! itself for a URL shard (so rings configured before names existed place points where
 //! they always did), the master name for a Sentinel shard. A Sentinel shard is resolved
 //! afresh on every connect, so a reconnect after a fail-over reaches the new primary.
+//!
+//! The Sentinels are also asked whether they see the master settled ([`Source::settled`]):
+//! up, and no fail-over under way. A primary that restarts while a fail-over is under way
+//! is still named by the Sentinels, answers as a primary with no replica, and is turned
+//! into a replica when the fail-over ends, dropping what it took meanwhile: writes are
+//! not acknowledged without a replica until the Sentinels see the master settled.
+
+use std::collections::HashMap;
+use std::time::Duration;
 
 use hyperverse_core::{Error, Result};
 use redis::Client;
@@ -73,16 +82,35 @@ impl ShardSpec {
 /// How a shard link finds its server.
 pub(crate) enum Source {
     Direct(Client),
-    Sentinel(Mutex<SentinelClient>),
+    Sentinel {
+        /// Finds the primary the Sentinels name.
+        client: Mutex<SentinelClient>,
+        /// Each Sentinel, asked directly whether the master is settled.
+        sentinels: Vec<Client>,
+        /// The master name they monitor.
+        master: String,
+    },
 }
 
 impl std::fmt::Debug for Source {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Source::Direct(_) => "Direct",
-            Source::Sentinel(_) => "Sentinel",
+            Source::Sentinel { .. } => "Sentinel",
         })
     }
+}
+
+/// The `SENTINEL MASTER` flags that mean the master is not settled: a Sentinel has no
+/// answer from it (`s_down`), enough agree (`o_down`), or a fail-over is under way.
+/// Not `disconnected`: every Sentinel shows it for most of a second after it switched
+/// to a new primary, while it links to it (measured), and it says nothing of a
+/// fail-over to come.
+const UNSETTLED_FLAGS: [&str; 3] = ["s_down", "o_down", "failover_in_progress"];
+
+/// Whether a `SENTINEL MASTER` `flags` value (`master,s_down,o_down`) says settled.
+fn settled_flags(flags: &str) -> bool {
+    !flags.split(',').any(|flag| UNSETTLED_FLAGS.contains(&flag))
 }
 
 impl Source {
@@ -98,17 +126,28 @@ impl Source {
                         "shard {master:?} is Sentinel-monitored but no Sentinel is configured"
                     )));
                 }
+                let invalid = |e: redis::RedisError| {
+                    Error::bad_request(format!(
+                        "Sentinels {sentinels:?} for shard {master:?} are not valid: {e}"
+                    ))
+                };
                 let urls: Vec<String> = sentinels
                     .iter()
                     .map(|addr| format!("redis://{addr}/"))
                     .collect();
-                SentinelClient::build(urls, master.clone(), None, SentinelServerType::Master)
-                    .map(|client| Source::Sentinel(Mutex::new(client)))
-                    .map_err(|e| {
-                        Error::bad_request(format!(
-                            "Sentinels {sentinels:?} for shard {master:?} are not valid: {e}"
-                        ))
-                    })
+                let direct = urls
+                    .iter()
+                    .map(|url| Client::open(url.as_str()))
+                    .collect::<Result<Vec<_>, _>>()
+                    .map_err(invalid)?;
+                let client =
+                    SentinelClient::build(urls, master.clone(), None, SentinelServerType::Master)
+                        .map_err(invalid)?;
+                Ok(Source::Sentinel {
+                    client: Mutex::new(client),
+                    sentinels: direct,
+                    master: master.clone(),
+                })
             }
         }
     }
@@ -118,7 +157,7 @@ impl Source {
     pub(crate) async fn sentinel_primary(&self) -> Option<String> {
         match self {
             Source::Direct(_) => None,
-            Source::Sentinel(sentinel) => sentinel
+            Source::Sentinel { client, .. } => client
                 .lock()
                 .await
                 .async_get_client()
@@ -133,7 +172,59 @@ impl Source {
     pub(crate) async fn client(&self) -> Result<Client, redis::RedisError> {
         match self {
             Source::Direct(client) => Ok(client.clone()),
-            Source::Sentinel(sentinel) => sentinel.lock().await.async_get_client().await,
+            Source::Sentinel { client, .. } => client.lock().await.async_get_client().await,
         }
+    }
+
+    /// Whether writes to the primary at `primary` (`host:port`) may be acknowledged by
+    /// fewer replicas than asked for: always for a URL shard; for a Sentinel shard, only
+    /// while every Sentinel that answers within `limit` and names that primary sees it
+    /// settled, and at least one does. A Sentinel naming another primary has not heard
+    /// of the last fail-over yet: its flags are about a server no longer used.
+    pub(crate) async fn settled(&self, primary: &str, limit: Duration) -> bool {
+        let Source::Sentinel {
+            sentinels, master, ..
+        } = self
+        else {
+            return true;
+        };
+        let asks = sentinels.iter().map(|sentinel| async move {
+            let asked = async {
+                let mut conn = sentinel.get_multiplexed_async_connection().await?;
+                redis::cmd("SENTINEL")
+                    .arg("MASTER")
+                    .arg(master)
+                    .query_async::<HashMap<String, String>>(&mut conn)
+                    .await
+            };
+            let fields = match tokio::time::timeout(limit, asked).await {
+                Ok(Ok(fields)) => fields,
+                _ => return None,
+            };
+            let field = |name: &str| fields.get(name).map_or("", String::as_str);
+            let named = format!("{}:{}", field("ip"), field("port"));
+            (named == primary).then(|| settled_flags(field("flags")))
+        });
+        let answers: Vec<bool> = futures::future::join_all(asks)
+            .await
+            .into_iter()
+            .flatten()
+            .collect();
+        !answers.is_empty() && answers.iter().all(|&settled| settled)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::settled_flags;
+
+    #[test]
+    fn a_master_down_or_failing_over_is_not_settled() {
+        assert!(settled_flags("master"));
+        assert!(settled_flags("master,disconnected"));
+        assert!(!settled_flags("master,s_down"));
+        assert!(!settled_flags("master,s_down,o_down"));
+        assert!(!settled_flags("master,failover_in_progress"));
+        assert!(!settled_flags("master,promoted,failover_in_progress"));
     }
 }
