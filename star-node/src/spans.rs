@@ -5,7 +5,7 @@
 //! gate ─▶ star ─┬─ lookup / access / activate ─▶ registry (one span per call)
 //!               ├─ driver
 //!               └─ lane ══ TCP ══▶ star (next machine) ─┬─ access ─▶ registry
-//!                                                       └─ driver
+//!                                                       └─ driver ─▶ star (its signals) …
 //! ```
 //!
 //! A hop's span (gate, star, lane) takes the wave's `traceparent` header as its parent
@@ -105,8 +105,8 @@ pub fn work(name: &'static str, ping: &Ping) -> Span {
     span
 }
 
-/// Makes the platform's own `ping` (a move, an activation elsewhere) continue the trace
-/// of the span it is sent in, if any.
+/// Makes a wave the platform or a driver sends (a move, an activation elsewhere, a
+/// mechtron's signal) continue the trace of the span it is sent in, if any.
 pub fn continue_here(ping: &mut Ping) {
     if !trace::enabled() {
         return;

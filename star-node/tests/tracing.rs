@@ -1,7 +1,8 @@
 //! Traces across machines: two real star-nodes export their spans over OTLP/HTTP (JSON)
 //! to a receiver inside this test, and one cross-machine ping, sent with a client's
 //! `traceparent`, comes back as one trace whose spans, from both machines, form one
-//! tree: gate → star (a) → lane (a) → star (b) → driver (b).
+//! tree: gate → star (a) → lane (a) → star (b) → driver (b); a mechtron's signal
+//! continues the trace of the wave that made it send it.
 
 mod support;
 
@@ -19,6 +20,8 @@ const TRACE: &str = "4bf92f3577b34da6a3ce929d0e0e4736";
 const CLIENT_SPAN: &str = "00f067aa0ba902b7";
 /// A trace the client marks as not sampled: no machine makes a span for it.
 const UNSAMPLED: &str = "0af7651916cd43dd8448eb211c80319c";
+/// The trace of a ping to a mechtron that signals another.
+const CHAT: &str = "5d1b7c1b2b6a4c8e9f0a1b2c3d4e5f60";
 
 /// One exported span, flattened with its resource's `service.instance.id`.
 #[derive(Debug, Clone)]
@@ -298,5 +301,61 @@ fn one_cross_machine_ping_is_one_trace_with_spans_from_both_machines() {
             .iter()
             .all(|c| c.trace == create.trace && c.attributes.contains_key("op"))
     );
+
+    // A mechtron's signal continues the trace of the wave it handled: chatty (on b)
+    // signals the echo as itself; the signal's star span is the driver call's child,
+    // and the access check it needs asks the registry within the same trace.
+    let chatty = "localhost:chatty";
+    let config = format!("config={echo}");
+    let wasm = publish(gate_a, "localhost", "chatty");
+    hv_ok(
+        gate_a,
+        &[
+            "create", chatty, "Mechtron", "--set", &wasm, "--set", &config,
+        ],
+    );
+    hv_ok(gate_a, &["migrate", chatty, "<<b>>::super"]);
+    let traceparent = format!("traceparent=00-{CHAT}-{CLIENT_SPAN}-01");
+    let args = [
+        "ping",
+        chatty,
+        "--method",
+        "Ext<Chat>",
+        "--header",
+        &traceparent,
+    ];
+    assert_eq!(hv_ok(gate_a, &args).trim(), "sent");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let chat: Vec<Span> = receiver
+            .spans()
+            .into_iter()
+            .filter(|s| s.trace == CHAT)
+            .collect();
+        let driver = chat.iter().find(|s| s.machine == "b" && s.name == "driver");
+        let signal = driver.and_then(|d| {
+            chat.iter()
+                .find(|s| s.machine == "b" && s.name == "star" && s.parent == d.id)
+        });
+        let registry_call = signal.and_then(|signal| {
+            let access = chat
+                .iter()
+                .find(|s| s.name == "access" && s.parent == signal.id)?;
+            chat.iter()
+                .find(|s| s.name == "registry" && s.parent == access.id)
+        });
+        if let Some(call) = registry_call {
+            assert_eq!(
+                call.attributes.get("op").map(String::as_str),
+                Some("access")
+            );
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no signal → access → registry chain under the driver span in {chat:#?}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     drop((a, b, registry));
 }

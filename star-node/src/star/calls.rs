@@ -147,8 +147,10 @@ impl Star {
 pub(super) struct StarOutbound(pub(super) Addr<Star>);
 
 impl Outbound for StarOutbound {
+    /// Sent while the driver runs a wave (inside its span, when traced): the signal
+    /// continues that wave's trace.
     fn signal(&self, signal: Signal) {
-        let ping = Ping {
+        let mut ping = Ping {
             id: signal.id,
             from: signal.from,
             to: signal.to,
@@ -160,6 +162,7 @@ impl Outbound for StarOutbound {
             budget: signal.budget,
             handling: Default::default(),
         };
+        crate::spans::continue_here(&mut ping);
         self.0.do_send(Inbound {
             ping,
             arrival: Arrival::Local,
