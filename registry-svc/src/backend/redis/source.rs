@@ -17,6 +17,7 @@ use std::time::Duration;
 
 use hyperverse_core::{Error, Result};
 use redis::Client;
+use redis::aio::MultiplexedConnection;
 use redis::sentinel::{SentinelClient, SentinelServerType};
 use tokio::sync::Mutex;
 
@@ -86,7 +87,7 @@ pub(crate) enum Source {
         /// Finds the primary the Sentinels name.
         client: Mutex<SentinelClient>,
         /// Each Sentinel, asked directly whether the master is settled.
-        sentinels: Vec<Client>,
+        sentinels: Vec<SentinelLink>,
         /// The master name they monitor.
         master: String,
     },
@@ -107,6 +108,50 @@ impl std::fmt::Debug for Source {
 /// to a new primary, while it links to it (measured), and it says nothing of a
 /// fail-over to come.
 const UNSETTLED_FLAGS: [&str; 3] = ["s_down", "o_down", "failover_in_progress"];
+
+/// One Sentinel, asked `SENTINEL MASTER` every shard check on a connection kept
+/// between checks (dropped when a question fails, made anew at the next).
+pub(crate) struct SentinelLink {
+    client: Client,
+    conn: Mutex<Option<MultiplexedConnection>>,
+}
+
+impl SentinelLink {
+    fn new(client: Client) -> Self {
+        Self {
+            client,
+            conn: Mutex::new(None),
+        }
+    }
+
+    /// `SENTINEL MASTER master`'s fields, or `None` when the Sentinel does not answer
+    /// within `limit`.
+    async fn master(&self, master: &str, limit: Duration) -> Option<HashMap<String, String>> {
+        let mut kept = self.conn.lock().await;
+        let asked = async {
+            let mut conn = match kept.as_ref() {
+                Some(conn) => conn.clone(),
+                None => self.client.get_multiplexed_async_connection().await?,
+            };
+            let fields = redis::cmd("SENTINEL")
+                .arg("MASTER")
+                .arg(master)
+                .query_async::<HashMap<String, String>>(&mut conn)
+                .await?;
+            Ok::<_, redis::RedisError>((conn, fields))
+        };
+        match tokio::time::timeout(limit, asked).await {
+            Ok(Ok((conn, fields))) => {
+                *kept = Some(conn);
+                Some(fields)
+            }
+            _ => {
+                *kept = None;
+                None
+            }
+        }
+    }
+}
 
 /// Whether a `SENTINEL MASTER` `flags` value (`master,s_down,o_down`) says settled.
 fn settled_flags(flags: &str) -> bool {
@@ -137,7 +182,7 @@ impl Source {
                     .collect();
                 let direct = urls
                     .iter()
-                    .map(|url| Client::open(url.as_str()))
+                    .map(|url| Client::open(url.as_str()).map(SentinelLink::new))
                     .collect::<Result<Vec<_>, _>>()
                     .map_err(invalid)?;
                 let client =
@@ -189,18 +234,7 @@ impl Source {
             return true;
         };
         let asks = sentinels.iter().map(|sentinel| async move {
-            let asked = async {
-                let mut conn = sentinel.get_multiplexed_async_connection().await?;
-                redis::cmd("SENTINEL")
-                    .arg("MASTER")
-                    .arg(master)
-                    .query_async::<HashMap<String, String>>(&mut conn)
-                    .await
-            };
-            let fields = match tokio::time::timeout(limit, asked).await {
-                Ok(Ok(fields)) => fields,
-                _ => return None,
-            };
+            let fields = sentinel.master(master, limit).await?;
             let field = |name: &str| fields.get(name).map_or("", String::as_str);
             let named = format!("{}:{}", field("ip"), field("port"));
             (named == primary).then(|| settled_flags(field("flags")))
