@@ -90,18 +90,11 @@ impl TraceExport {
     }
 }
 
-/// The exporter while it runs: [`Exporting::shutdown`] (or dropping it) sends what is
-/// queued and stops its thread.
+/// The exporter while it runs: dropping it sends what is queued (waiting at most five
+/// seconds) and stops its thread.
 #[derive(Debug)]
 pub struct Exporting {
     provider: SdkTracerProvider,
-}
-
-impl Exporting {
-    /// Sends the spans still queued, waiting at most five seconds, and stops.
-    pub fn shutdown(self) {
-        drop(self);
-    }
 }
 
 impl Drop for Exporting {
