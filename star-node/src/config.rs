@@ -496,6 +496,28 @@ mod tests {
     }
 
     #[test]
+    fn tracing_is_off_by_default_and_its_settings_are_checked() {
+        assert_eq!(Settings::default().trace_export(), None, "off by default");
+        let traced = |endpoint: &str, ratio: f64| Settings {
+            otlp_endpoint: Some(endpoint.into()),
+            trace_sample_ratio: ratio,
+            ..Settings::default()
+        };
+        let on = traced("http://127.0.0.1:4318", 0.5);
+        on.check().expect("a plain-HTTP collector and a share");
+        let export = on.trace_export().expect("on");
+        assert_eq!(
+            (export.service, export.instance.as_str()),
+            ("star-node", "machine")
+        );
+        assert_eq!(export.sample_ratio, 0.5);
+        let tls = traced("https://collector:4318", 1.0).check().unwrap_err();
+        assert!(tls.to_string().contains("http://"), "{tls}");
+        let ratio = traced("http://127.0.0.1:4318", 2.0).check().unwrap_err();
+        assert!(ratio.to_string().contains("trace_sample_ratio"), "{ratio}");
+    }
+
+    #[test]
     fn the_registry_is_a_list_of_addresses_each_checked() {
         let settings = Settings {
             registry: " 127.0.0.1:7600, 127.0.0.1:7601 ,127.0.0.2:7600".into(),
