@@ -216,23 +216,20 @@ fn one_cross_machine_ping_is_one_trace_with_spans_from_both_machines() {
             .iter()
             .all(|(m, n)| trace.iter().any(|s| s.machine == *m && s.name == *n))
     };
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    let trace = loop {
+    let trace = poll(Duration::from_secs(20), || {
         let trace: Vec<Span> = receiver
             .spans()
             .into_iter()
             .filter(|s| s.trace == TRACE)
             .collect();
-        if complete(&trace) {
-            break trace;
+        match complete(&trace) {
+            true => Ok(trace),
+            false => Err(format!(
+                "not all of {wanted:?} exported: {trace:#?}\nall spans: {:?}",
+                receiver.spans()
+            )),
         }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "not all of {wanted:?} exported within 20 s: {trace:#?}\nall spans: {:?}",
-            receiver.spans()
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    };
+    });
 
     let unsampled: Vec<Span> = receiver
         .spans()
@@ -325,8 +322,7 @@ fn one_cross_machine_ping_is_one_trace_with_spans_from_both_machines() {
         &traceparent,
     ];
     assert_eq!(hv_ok(gate_a, &args).trim(), "sent");
-    let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    loop {
+    let call = poll(Duration::from_secs(20), || {
         let chat: Vec<Span> = receiver
             .spans()
             .into_iter()
@@ -344,18 +340,13 @@ fn one_cross_machine_ping_is_one_trace_with_spans_from_both_machines() {
             chat.iter()
                 .find(|s| s.name == "registry" && s.parent == access.id)
         });
-        if let Some(call) = registry_call {
-            assert_eq!(
-                call.attributes.get("op").map(String::as_str),
-                Some("access")
-            );
-            break;
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no signal → access → registry chain under the driver span in {chat:#?}"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+        registry_call.cloned().ok_or_else(|| {
+            format!("no signal → access → registry chain under the driver span in {chat:#?}")
+        })
+    });
+    assert_eq!(
+        call.attributes.get("op").map(String::as_str),
+        Some("access")
+    );
     drop((a, b, registry));
 }

@@ -402,9 +402,20 @@ pub fn records_below(server: &RedisServer, point: &str) -> usize {
 
 /// Polls `check` every 50 ms until it holds or `limit` passes.
 pub fn eventually(limit: Duration, what: &str, mut check: impl FnMut() -> bool) {
+    poll(limit, || {
+        check().then_some(()).ok_or_else(|| what.to_string())
+    })
+}
+
+/// Polls `check` every 50 ms until it gives a value; after `limit`, fails with what its
+/// last try said.
+pub fn poll<T>(limit: Duration, mut check: impl FnMut() -> Result<T, String>) -> T {
     let deadline = Instant::now() + limit;
-    while !check() {
-        assert!(Instant::now() < deadline, "not within {limit:?}: {what}");
+    loop {
+        match check() {
+            Ok(value) => return value,
+            Err(why) => assert!(Instant::now() < deadline, "not within {limit:?}: {why}"),
+        }
         std::thread::sleep(Duration::from_millis(50));
     }
 }
