@@ -350,3 +350,38 @@ fn one_cross_machine_ping_is_one_trace_with_spans_from_both_machines() {
     );
     drop((a, b, registry));
 }
+
+/// Spans still queued at SIGTERM are sent before the process exits: with an export
+/// every minute, the spans of a `create` reach the collector only through the flush.
+#[test]
+fn the_last_spans_are_sent_at_sigterm() {
+    let receiver = Receiver::start();
+    let shard = RedisServer::start();
+    let dir = tempfile::tempdir().expect("a temp dir");
+    let registry = registry_svc(dir.path(), &[shard.url()], 3000);
+    let tracing = format!(
+        "otlp_endpoint = \"http://{}\"\notlp_protocol = \"http/json\"\n",
+        receiver.addr
+    );
+    let mut command =
+        star_node_command_with(dir.path(), "a", registry.addr("rpc"), SECRET, &tracing);
+    command.env("OTEL_BSP_SCHEDULE_DELAY", "60000");
+    let mut node = Process::start(command, "star-node ready");
+    hv_ok(node.addr("gate"), &["create", "localhost", "Space"]);
+    assert!(
+        receiver.spans().is_empty(),
+        "nothing exported before a minute"
+    );
+
+    node.signal("TERM");
+    assert!(node.wait_exit(Duration::from_secs(20)).success());
+    let spans = receiver.spans();
+    assert!(
+        spans
+            .iter()
+            .any(|s| s.name == "gate"
+                && s.attributes.get("op").map(String::as_str) == Some("create")),
+        "the create's span flushed at exit: {spans:#?}"
+    );
+    drop(registry);
+}
